@@ -1,0 +1,24 @@
+"""napari-zarr-vectors: view and build multi-resolution Zarr Vectors pyramids in napari.
+
+The public Python API; everything else is internal.
+"""
+
+from .lod import DEFAULT_VERTEX_BUDGET, choose_level
+from .store import StoreError, StoreInfo, open_info, read_level
+
+try:
+    from importlib.metadata import version as _version
+
+    __version__ = _version("napari-zarr-vectors")
+except Exception:  # pragma: no cover - running from a bare checkout
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "DEFAULT_VERTEX_BUDGET",
+    "StoreError",
+    "StoreInfo",
+    "choose_level",
+    "open_info",
+    "read_level",
+    "__version__",
+]

@@ -1,0 +1,13 @@
+"""npe2 sample data: the tutorial's point cloud and streamlines, built once and cached."""
+
+from __future__ import annotations
+
+from . import layers, samples
+
+
+def synthetic_point_cloud() -> list:
+    return layers.layers_for_store(samples.sample_store("synthetic_points.zv"))
+
+
+def synthetic_streamlines() -> list:
+    return layers.layers_for_store(samples.sample_store("synthetic_streamlines.zv"))

@@ -1,0 +1,302 @@
+"""Store reads -> napari layer-data tuples, and napari layer data -> store writes.
+
+No Qt here and no viewer: only the ``(data, kwargs, layer_type)`` tuples
+napari's reader protocol uses, so this is testable without a GUI.
+
+Axis order: napari puts the slowest axis first (z, y, x) while Zarr Vectors
+stores list axes as written (x, y, z).  Positions are reversed on the way
+in and again on the way out, and axis labels follow, so a 2D store shows x
+across and y down as an image would.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import lod, store
+from .store import LevelData, StoreError, StoreInfo
+
+LayerDataTuple = tuple[Any, dict[str, Any], str]
+METADATA_KEY = "zarr_vectors"
+
+
+def _flip(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(a)[..., ::-1])
+
+
+def _common_kwargs(info: StoreInfo, level: int, name: str, budget: int) -> dict[str, Any]:
+    return {
+        "name": name,
+        "scale": tuple(reversed(info.scale)),
+        "translate": tuple(reversed(info.translate)),
+        "axis_labels": tuple(reversed(info.axis_names)),
+        "metadata": {
+            METADATA_KEY: {
+                "path": info.path,
+                "level": int(level),
+                "kind": info.kind,
+                "levels": [lv.index for lv in info.levels],
+                "vertex_budget": int(budget),
+            }
+        },
+    }
+
+
+def _numeric(values: np.ndarray) -> bool:
+    return np.asarray(values).dtype.kind in "fiu" and np.asarray(values).ndim == 1
+
+
+def _color_attribute(columns: Mapping[str, np.ndarray]) -> str | None:
+    """The attribute that colours the layer: the first float one, else the first numeric."""
+    numeric = [k for k, v in columns.items() if _numeric(v) and len(np.unique(v[:10_000])) > 1]
+    floats = [k for k in numeric if np.asarray(columns[k]).dtype.kind == "f"]
+    return (floats or numeric or [None])[0]
+
+
+def _features(columns: Mapping[str, np.ndarray], n: int) -> pd.DataFrame:
+    out = {}
+    for name, values in columns.items():
+        values = np.asarray(values)
+        if len(values) != n:
+            continue
+        out[name] = values if values.ndim == 1 else list(values)
+    return pd.DataFrame(out, index=pd.RangeIndex(n))
+
+
+def _marker_size(info: StoreInfo, level: int) -> float:
+    bins = np.asarray(info.level(level).bin_shape) * np.asarray(info.scale)
+    return float(0.6 * bins.mean())
+
+
+def points_layer(info: StoreInfo, data: LevelData, name: str, budget: int) -> LayerDataTuple:
+    kwargs = _common_kwargs(info, data.level, name, budget)
+    features = _features(data.vertex_attributes, data.vertex_count)
+    kwargs.update(
+        features=features,
+        size=_marker_size(info, data.level),
+        border_width=0,
+        out_of_slice_display=True,
+    )
+    colour_by = _color_attribute(data.vertex_attributes)
+    if colour_by is not None:
+        kwargs.update(face_color=colour_by, face_colormap="viridis")
+    else:
+        kwargs.update(face_color="#4fc3f7")
+    return (_flip(data.positions), kwargs, "points")
+
+
+def _segments(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Napari Vectors data (start, direction) for every consecutive vertex pair, and its part index."""
+    ndim = parts[0].shape[1] if parts else 3
+    starts, dirs, owner = [], [], []
+    for i, part in enumerate(parts):
+        if len(part) < 2:
+            continue
+        starts.append(part[:-1])
+        dirs.append(np.diff(part, axis=0))
+        owner.append(np.full(len(part) - 1, i, dtype=np.int64))
+    if not starts:
+        return np.zeros((0, 2, ndim)), np.zeros(0, np.int64)
+    vec = np.stack([np.concatenate(starts), np.concatenate(dirs)], axis=1)
+    return vec, np.concatenate(owner)
+
+
+def _edge_width(info: StoreInfo, level: int) -> float:
+    return float(0.15 * np.mean(np.asarray(info.level(level).bin_shape) * np.asarray(info.scale)))
+
+
+def vectors_layer(
+    info: StoreInfo,
+    level: int,
+    parts: Sequence[np.ndarray],
+    part_columns: Mapping[str, np.ndarray],
+    name: str,
+    budget: int,
+) -> LayerDataTuple:
+    """Polylines as one Vectors layer of segments: ~100x faster to draw than Shapes paths."""
+    vec, owner = _segments([_flip(p) for p in parts])
+    kwargs = _common_kwargs(info, level, name, budget)
+    columns = {k: np.asarray(v)[owner] for k, v in part_columns.items() if len(v) == len(parts)}
+    kwargs.update(
+        features=_features(columns, len(vec)),
+        edge_width=_edge_width(info, level),
+        vector_style="line",
+    )
+    colour_by = _color_attribute({k: v for k, v in columns.items() if k != "object_id"})
+    if colour_by is not None:
+        kwargs.update(edge_color=colour_by, edge_colormap="viridis")
+    else:
+        kwargs.update(edge_color="#ffb74d")
+    return (vec, kwargs, "vectors")
+
+
+def shapes_layer(
+    info: StoreInfo,
+    level: int,
+    parts: Sequence[np.ndarray],
+    part_columns: Mapping[str, np.ndarray],
+    shape_type: str,
+    name: str,
+    budget: int,
+) -> LayerDataTuple:
+    kwargs = _common_kwargs(info, level, name, budget)
+    kwargs.update(
+        shape_type=shape_type,
+        features=_features(part_columns, len(parts)),
+        edge_width=_edge_width(info, level),
+        edge_color="#ffb74d",
+        face_color="transparent",
+    )
+    return ([_flip(p) for p in parts], kwargs, "shapes")
+
+
+def _part_columns(data: LevelData) -> dict[str, np.ndarray]:
+    cols: dict[str, np.ndarray] = {}
+    if data.part_objects is not None:
+        cols["object_id"] = np.asarray(data.part_objects)
+    cols.update(data.object_attributes)
+    return cols
+
+
+def layers_for_store(
+    path: str | os.PathLike[str],
+    *,
+    vertex_budget: int | None = None,
+    shapes_path_limit: int = lod.DEFAULT_SHAPES_PATH_LIMIT,
+    level: int | None = None,
+) -> list[LayerDataTuple]:
+    """All layers for one store, at ``level`` or the level the budget picks.
+
+    ``vertex_budget`` defaults to ``lod.default_vertex_budget()`` (250,000,
+    or ``$NAPARI_ZARR_VECTORS_VERTEX_BUDGET``).  Polylines with more parts
+    than ``shapes_path_limit`` are drawn as a Vectors layer, because napari
+    Shapes costs ~14 ms per path.  Raises StoreError with a message naming
+    the store and the problem.
+    """
+    info = store.open_info(path)
+    if vertex_budget is None:
+        vertex_budget = lod.default_vertex_budget()
+    if level is None:
+        level = lod.choose_level([(lv.index, lv.vertex_count) for lv in info.levels], vertex_budget)
+    info.level(level)  # raises a clear error for an unknown level
+    kind = info.kind
+    base = f"{info.name} ({kind})"
+    if kind in store.MESH_KINDS:
+        return [_mesh_layer(info, level, base, vertex_budget)]
+    data = store.read_level(info.path, level, kind=kind)
+    if kind in store.POINT_KINDS:
+        return [points_layer(info, data, base, vertex_budget)]
+    if kind in store.POLYLINE_KINDS + store.LINE_KINDS:
+        parts = data.parts()
+        cols = _part_columns(data)
+        if len(parts) <= shapes_path_limit:
+            shape_type = "line" if kind in store.LINE_KINDS else "path"
+            return [shapes_layer(info, level, parts, cols, shape_type, base, vertex_budget)]
+        return [vectors_layer(info, level, parts, cols, base, vertex_budget)]
+    if kind in store.GRAPH_KINDS:
+        nodes = points_layer(info, data, f"{info.name} ({kind} nodes)", vertex_budget)
+        nodes[1]["size"] = nodes[1]["size"] * 0.5
+        edges = data.edges if data.edges is not None else np.zeros((0, 2), np.int64)
+        edge_parts = [data.positions[e] for e in edges]
+        edge_layer = vectors_layer(info, level, edge_parts, {}, f"{info.name} ({kind} edges)", vertex_budget)
+        return [edge_layer, nodes]
+    raise StoreError(f"Store '{info.path}': geometry '{kind}' has no layer type.")  # pragma: no cover
+
+
+def _mesh_layer(info: StoreInfo, level: int, name: str, budget: int) -> LayerDataTuple:
+    """Surface at ``level``, or the nearest finer level that keeps faces.
+
+    Upstream 0.9.2 coarse mesh levels keep vertices but no faces; a
+    Surface needs faces, so the level steps finer until it has some.
+    """
+    finer = sorted((lv.index for lv in info.levels if lv.index <= level), reverse=True)
+    for index in finer:
+        data = store.read_level(info.path, index, kind=info.kind)
+        if data.faces is not None and len(data.faces):
+            break
+    if data.faces is None or not len(data.faces):
+        raise StoreError(f"Store '{info.path}': the mesh has no faces at any level up to {level}.")
+    kwargs = _common_kwargs(info, data.level, name, budget)
+    colour_by = _color_attribute(data.vertex_attributes)
+    layer_data: tuple = (_flip(data.positions), data.faces)
+    if colour_by is not None:
+        layer_data = (*layer_data, np.asarray(data.vertex_attributes[colour_by], float))
+        kwargs["colormap"] = "viridis"
+    return (layer_data, kwargs, "surface")
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _attribute_arrays(features: Any, n: int, what: str) -> dict[str, np.ndarray]:
+    """Layer features -> store attributes: numbers stay numbers, everything else becomes text."""
+    if features is None:
+        return {}
+    df = pd.DataFrame(features)
+    if len(df.columns) and len(df) != n:
+        raise StoreError(f"The layer has {n} {what} but {len(df)} feature rows; they must match.")
+    out: dict[str, np.ndarray] = {}
+    for name in df.columns:
+        col = df[name]
+        if pd.api.types.is_bool_dtype(col):
+            out[str(name)] = col.to_numpy().astype(np.uint8)
+        elif pd.api.types.is_numeric_dtype(col):
+            out[str(name)] = col.to_numpy()
+        else:
+            out[str(name)] = col.astype(str).to_numpy().astype(str)
+    return out
+
+
+def write_points_layer(path: str, data: Any, meta: Mapping[str, Any]) -> str:
+    positions = _flip(np.asarray(data, dtype=float))
+    attrs = _attribute_arrays(meta.get("features"), len(positions), "points")
+    return store.write_point_cloud(path, positions, attributes=attrs)
+
+
+WRITABLE_SHAPES = ("path", "line")
+
+
+def write_shapes_layer(path: str, data: Any, meta: Mapping[str, Any]) -> str:
+    shapes = [np.asarray(s, dtype=float) for s in data]
+    types = list(meta.get("shape_type") or ["path"] * len(shapes))
+    bad = sorted({t for t in types if t not in WRITABLE_SHAPES})
+    if bad:
+        raise StoreError(
+            f"Cannot write '{path}': the layer has {', '.join(bad)} shapes; a Zarr Vectors "
+            "polyline store holds only paths and lines. Move those shapes to another layer first."
+        )
+    attrs = _attribute_arrays(meta.get("features"), len(shapes), "shapes")
+    return store.write_polyline_store(path, [_flip(s) for s in shapes], object_attributes=attrs)
+
+
+def write_surface_layer(path: str, data: Any, meta: Mapping[str, Any]) -> str:
+    vertices, faces = np.asarray(data[0], dtype=float), np.asarray(data[1])
+    attrs = {}
+    if len(data) > 2 and data[2] is not None:
+        values = np.asarray(data[2])
+        if values.ndim == 1 and len(values) == len(vertices):
+            attrs["values"] = values
+    return store.write_mesh_store(path, _flip(vertices), faces, vertex_attributes=attrs)
+
+
+WRITERS = {
+    "points": write_points_layer,
+    "shapes": write_shapes_layer,
+    "surface": write_surface_layer,
+}
+
+
+def write_layer(path: str, data: Any, meta: Mapping[str, Any], layer_type: str) -> str:
+    """Write one napari layer's data as a new store; refuses types with no store kind."""
+    writer = WRITERS.get(layer_type)
+    if writer is None:
+        raise StoreError(
+            f"Cannot write a {layer_type} layer as a Zarr Vectors store: only "
+            f"{', '.join(WRITERS)} layers can be saved (as point_cloud, polyline and mesh stores)."
+        )
+    return writer(path, data, meta)

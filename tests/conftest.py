@@ -1,0 +1,120 @@
+"""Real zarr-vectors stores on disk, one per geometry kind, written and pyramided by upstream."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from zarr_vectors import building
+from zarr_vectors.multiresolution.coarsen import build_pyramid
+
+KINDS = ("point_cloud", "polyline", "streamline", "line", "graph", "skeleton", "mesh")
+FACTORS = [(2.0, 1.0), (2.0, 2.0)]
+
+
+def _tree_edges(n: int, rng: np.random.Generator) -> np.ndarray:
+    """(child, parent) edges of one rooted tree: each vertex hangs off an earlier one."""
+    children = np.arange(1, n)
+    parents = np.maximum(0, children - 1 - rng.integers(0, 4, n - 1))
+    return np.stack([children, parents], axis=1)
+
+
+def write_upstream_store(kind: str, path: Path, *, seed: int = 0) -> Path:
+    """A small store of ``kind`` written by zarr-vectors' own writers (never by this plugin)."""
+    rng = np.random.default_rng(seed)
+    cube = dict(chunk_shape=(200.0,) * 3, bin_shape=(50.0,) * 3)
+    if kind == "point_cloud":
+        n = 20_000
+        building.write_points(
+            str(path),
+            rng.uniform(0, 1000, (n, 3)).astype(np.float32),
+            vertex_attributes={
+                "intensity": rng.uniform(0, 1, n).astype(np.float32),
+                "label": rng.integers(0, 16, n).astype(np.int32),
+            },
+            **cube,
+        )
+    elif kind in ("polyline", "streamline"):
+        lines = [
+            (rng.normal(0, 30, (int(rng.integers(30, 120)), 3)).cumsum(0) + 500).astype(np.float32)
+            for _ in range(120)
+        ]
+        building.write_polylines(
+            str(path),
+            lines,
+            chunk_shape=(100.0,) * 3,
+            bin_shape=(25.0,) * 3,
+            geometry_type=kind,
+            object_attributes={"length": np.array([len(x) for x in lines], np.float32)},
+        )
+    elif kind == "line":
+        n = 400
+        building.write_lines(
+            str(path),
+            rng.uniform(0, 1000, (n, 2, 3)).astype(np.float32),
+            object_attributes={"weight": rng.uniform(0, 1, n).astype(np.float32)},
+            **cube,
+        )
+    elif kind == "graph":
+        n = 1000
+        edges = np.stack([rng.integers(0, n, 2000), rng.integers(0, n, 2000)], axis=1)
+        building.write_graph(
+            str(path),
+            rng.uniform(0, 1000, (n, 3)).astype(np.float32),
+            edges,
+            vertex_attributes={"degree": np.bincount(edges.ravel(), minlength=n).astype(np.float32)},
+            **cube,
+        )
+    elif kind == "skeleton":
+        n = 600
+        pos = (np.cumsum(rng.normal(0, 10, (n, 3)), 0) + 500).astype(np.float32)
+        building.write_graph(
+            str(path),
+            pos,
+            _tree_edges(n, rng),
+            kind="skeleton",
+            vertex_attributes={"radius": rng.uniform(1, 3, n).astype(np.float32)},
+            **cube,
+        )
+    elif kind == "mesh":
+        side = 30
+        grid = np.stack(np.meshgrid(np.arange(side), np.arange(side), indexing="ij"), -1).reshape(-1, 2) * 30.0
+        verts = np.c_[grid, 300 + 50 * np.sin(grid[:, 0] / 100)].astype(np.float32)
+        faces = []
+        for i in range(side - 1):
+            for j in range(side - 1):
+                a = i * side + j
+                faces += [[a, a + 1, a + side], [a + 1, a + side + 1, a + side]]
+        building.write_mesh(
+            str(path),
+            verts,
+            np.asarray(faces),
+            vertex_attributes={"height": verts[:, 2].copy()},
+            **cube,
+        )
+    else:  # pragma: no cover
+        raise ValueError(kind)
+    build_pyramid(str(path), factors=FACTORS)
+    return path
+
+
+@pytest.fixture(scope="session")
+def upstream_stores(tmp_path_factory) -> dict[str, Path]:
+    """One pyramided store per geometry kind, written once per test session."""
+    root = tmp_path_factory.mktemp("upstream")
+    return {kind: write_upstream_store(kind, root / f"{kind}.zv") for kind in KINDS}
+
+
+@pytest.fixture
+def fresh_point_store(tmp_path) -> Path:
+    return write_upstream_store("point_cloud", tmp_path / "points.zv")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path_factory):
+    """No test sees a developer's budget setting or sample cache."""
+    monkeypatch.delenv("NAPARI_ZARR_VECTORS_VERTEX_BUDGET", raising=False)
+    if "NAPARI_ZARR_VECTORS_CACHE" not in os.environ:
+        monkeypatch.setenv("NAPARI_ZARR_VECTORS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
