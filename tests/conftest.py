@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -118,3 +119,17 @@ def _isolated_env(monkeypatch, tmp_path_factory):
     monkeypatch.delenv("NAPARI_ZARR_VECTORS_VERTEX_BUDGET", raising=False)
     if "NAPARI_ZARR_VECTORS_CACHE" not in os.environ:
         monkeypatch.setenv("NAPARI_ZARR_VECTORS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def _tree_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture
+def tree_digest():
+    """A hash of every file name and byte below a folder: equal means untouched."""
+    return _tree_digest

@@ -1,9 +1,7 @@
 """store.py against real upstream stores: metadata, reads, bad input, safe writes."""
 
-import hashlib
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,14 +9,6 @@ import zarr_vectors as zv
 
 from napari_zarr_vectors import store
 from napari_zarr_vectors.store import StoreError
-
-
-def tree_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(str(f.relative_to(path)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.mark.parametrize("kind", ["point_cloud", "polyline", "streamline", "line", "graph", "skeleton", "mesh"])
@@ -83,7 +73,7 @@ def test_missing_level_names_store_and_level(upstream_stores, tmp_path):
     assert str(bad) in str(err.value) and "level 2" in str(err.value)
 
 
-def test_write_refuses_non_empty_target_and_leaves_it_untouched(upstream_stores, tmp_path):
+def test_write_refuses_non_empty_target_and_leaves_it_untouched(upstream_stores, tmp_path, tree_digest):
     target = tmp_path / "taken.zv"
     shutil.copytree(upstream_stores["point_cloud"], target)
     before = tree_digest(target)
