@@ -39,8 +39,7 @@ def write_upstream_store(kind: str, path: Path, *, seed: int = 0) -> Path:
         )
     elif kind in ("polyline", "streamline"):
         lines = [
-            (rng.normal(0, 30, (int(rng.integers(30, 120)), 3)).cumsum(0) + 500).astype(np.float32)
-            for _ in range(120)
+            (rng.normal(0, 30, (int(rng.integers(30, 120)), 3)).cumsum(0) + 500).astype(np.float32) for _ in range(120)
         ]
         building.write_polylines(
             str(path),

@@ -47,7 +47,9 @@ def test_polyline_parts_and_object_attributes(upstream_stores):
 
 def test_non_store_directory_is_not_claimed(tmp_path):
     (tmp_path / "plain").mkdir()
-    (tmp_path / "plain" / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}}))
+    (tmp_path / "plain" / "zarr.json").write_text(
+        json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}})
+    )
     assert not store.is_store(tmp_path / "plain")
     assert not store.is_store(tmp_path / "missing")
     with pytest.raises(StoreError, match="not a Zarr Vectors store"):

@@ -7,7 +7,6 @@ import zarr_vectors as zv
 from napari.layers import Image, Points, Shapes, Surface
 
 from napari_zarr_vectors import layers as nzv_layers
-from napari_zarr_vectors import store
 from napari_zarr_vectors.store import StoreError
 
 PLUGIN = "napari-zarr-vectors"

@@ -79,7 +79,10 @@ def cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
         for _ in range(5):
             QApplication.processEvents()
-        viewer.camera.angles = (0.0, 30.0, 60.0) if viewer.dims.ndisplay == 3 else viewer.camera.angles
+        viewer.reset_view()
+        if viewer.dims.ndisplay == 3:
+            viewer.camera.angles = (5.0, 25.0, 140.0)
+        viewer.camera.zoom *= 0.6
         out = Path(args.screenshot).absolute()
         viewer.screenshot(str(out), canvas_only=not args.window, flash=False)
         viewer.close()

@@ -70,7 +70,7 @@ def _features(columns: Mapping[str, np.ndarray], n: int) -> pd.DataFrame:
 
 def _marker_size(info: StoreInfo, level: int) -> float:
     bins = np.asarray(info.level(level).bin_shape) * np.asarray(info.scale)
-    return float(0.6 * bins.mean())
+    return float(0.35 * bins.mean())
 
 
 def points_layer(info: StoreInfo, data: LevelData, name: str, budget: int) -> LayerDataTuple:

@@ -51,10 +51,14 @@ def make_point_cloud(
     return Path(path).absolute()
 
 
-def random_walks(n: int, *, seed: int = 0, min_len: int = 30, max_len: int = 120, step: float = 30.0) -> list[np.ndarray]:
+def random_walks(
+    n: int, *, seed: int = 0, min_len: int = 30, max_len: int = 120, step: float = 30.0
+) -> list[np.ndarray]:
     """The tutorial's random-walk streamlines: lengths in [min_len, max_len), steps ~N(0, step)."""
     rng = np.random.default_rng(seed)
-    return [rng.normal(0, step, (int(rng.integers(min_len, max_len)), 3)).cumsum(0).astype(np.float32) for _ in range(n)]
+    return [
+        rng.normal(0, step, (int(rng.integers(min_len, max_len)), 3)).cumsum(0).astype(np.float32) for _ in range(n)
+    ]
 
 
 def make_streamlines(
@@ -73,7 +77,9 @@ def make_streamlines(
             tmp, lines, geometry_type="streamline", chunk_shape=(chunk,) * 3, bin_shape=(bin_size,) * 3
         )
         if factors:
-            store.upstream_build_pyramid(tmp, factors, method="per_object", sparsity_strategy="random", sparsity_seed=42)
+            store.upstream_build_pyramid(
+                tmp, factors, method="per_object", sparsity_strategy="random", sparsity_seed=42
+            )
     return Path(path).absolute()
 
 

@@ -74,8 +74,7 @@ class StoreInfo:
             if info.index == index:
                 return info
         raise StoreError(
-            f"Store '{self.path}' has no resolution level {index}; "
-            f"it has levels {[lv.index for lv in self.levels]}."
+            f"Store '{self.path}' has no resolution level {index}; it has levels {[lv.index for lv in self.levels]}."
         )
 
 
@@ -198,8 +197,7 @@ def open_info(path: str | os.PathLike[str]) -> StoreInfo:
     zmeta = attrs.get("zarr_vectors")
     if not isinstance(zmeta, Mapping):
         raise StoreError(
-            f"'{p}' is a Zarr group but not a Zarr Vectors store "
-            "(its zarr.json has no attributes.zarr_vectors)."
+            f"'{p}' is a Zarr group but not a Zarr Vectors store (its zarr.json has no attributes.zarr_vectors)."
         )
     ds = _open_dataset(p)
     try:
@@ -213,8 +211,7 @@ def open_info(path: str | os.PathLike[str]) -> StoreInfo:
     kind = kinds[0]
     if kind not in ALL_KINDS:
         raise StoreError(
-            f"Store '{p}' holds geometry '{kind}', which this plugin does not show "
-            f"(supported: {', '.join(ALL_KINDS)})."
+            f"Store '{p}' holds geometry '{kind}', which this plugin does not show (supported: {', '.join(ALL_KINDS)})."
         )
     if not level_ids:
         raise StoreError(f"Store '{p}' has no resolution levels.")
@@ -377,7 +374,9 @@ def _read_facade(
 # ---------------------------------------------------------------- writing
 
 
-def auto_chunk_shape(positions: np.ndarray, *, target_per_chunk: int = 50_000) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def auto_chunk_shape(
+    positions: np.ndarray, *, target_per_chunk: int = 50_000
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """A cubic chunk (and a bin a quarter of it) holding about ``target_per_chunk`` vertices.
 
     Used when the caller gives no layout: a few tens of thousands of
@@ -385,10 +384,7 @@ def auto_chunk_shape(positions: np.ndarray, *, target_per_chunk: int = 50_000) -
     """
     positions = np.asarray(positions, float)
     ndim = positions.shape[1]
-    if len(positions):
-        extent = positions.max(0) - positions.min(0)
-    else:
-        extent = np.ones(ndim)
+    extent = positions.max(0) - positions.min(0) if len(positions) else np.ones(ndim)
     edge = float(max(extent.max(), 1e-6))
     per_axis = max(1, int(np.ceil((max(len(positions), 1) / target_per_chunk) ** (1.0 / ndim))))
     chunk = edge / per_axis
@@ -402,8 +398,7 @@ def _check_target(target: Path) -> None:
     if target.exists():
         if not target.is_dir():
             raise StoreError(
-                f"Refusing to write '{target}': a file with that name exists. "
-                "Choose a new name; nothing was changed."
+                f"Refusing to write '{target}': a file with that name exists. Choose a new name; nothing was changed."
             )
         if any(target.iterdir()):
             raise StoreError(

@@ -1,0 +1,71 @@
+"""Open the sample point cloud to a drawn layer vs. loading all of level 0 into Points.
+
+Both run in one process on one viewer-per-case, so machine noise hits
+both alike; the figure that matters is the ratio.  Run headless with:
+
+    xvfb-run -a -s "-screen 0 1280x1024x24" python benchmarks/open_store.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import napari
+import numpy as np
+
+from napari_zarr_vectors import samples, store
+
+
+def _drawn(viewer: napari.Viewer) -> None:
+    viewer.screenshot(canvas_only=True, flash=False)  # forces a full render
+
+
+def open_with_plugin(path: str) -> float:
+    viewer = napari.Viewer(show=True)
+    t = time.perf_counter()
+    viewer.open(path, plugin="napari-zarr-vectors")
+    _drawn(viewer)
+    elapsed = time.perf_counter() - t
+    viewer.close()
+    return elapsed
+
+
+def load_all_level0(path: str) -> float:
+    viewer = napari.Viewer(show=True)
+    t = time.perf_counter()
+    data = store.read_level(path, 0)
+    viewer.add_points(
+        np.ascontiguousarray(data.positions[:, ::-1]),
+        features=dict(data.vertex_attributes),
+        face_color="intensity",
+        size=10,
+    )
+    viewer.dims.ndisplay = 3
+    _drawn(viewer)
+    elapsed = time.perf_counter() - t
+    viewer.close()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    path = str(samples.sample_store("synthetic_points.zv"))
+    info = store.open_info(path)
+    print(f"store: {path}")
+    print("levels: " + ", ".join(f"{lv.index}:{lv.vertex_count:,}" for lv in info.levels))
+    plugin, baseline = [], []
+    for _ in range(args.repeats):  # interleaved so drift hits both
+        baseline.append(load_all_level0(path))
+        plugin.append(open_with_plugin(path))
+    p, b = statistics.median(plugin), statistics.median(baseline)
+    print(f"plugin open to drawn layer (median of {args.repeats}): {p:.2f} s")
+    print(f"all of level 0 as Points  (median of {args.repeats}): {b:.2f} s")
+    print(f"ratio baseline / plugin: {b / p:.1f}x faster")
+
+
+if __name__ == "__main__":
+    main()

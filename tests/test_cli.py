@@ -1,0 +1,42 @@
+import os
+import subprocess
+import sys
+
+import imageio.v3 as iio
+
+from napari_zarr_vectors import cli, store
+
+
+def test_info_prints_levels(upstream_stores, capsys):
+    path = upstream_stores["streamline"]
+    assert cli.main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    info = store.open_info(path)
+    assert "streamline" in out
+    for lv in info.levels:
+        row = f"{lv.index:>5} {lv.vertex_count:>12,} {lv.object_count:>10,}"
+        assert row in out
+    assert "25 x 25 x 25" in out and "50 x 50 x 50" in out
+
+
+def test_info_on_a_non_store_says_so(tmp_path, capsys):
+    assert cli.main(["info", str(tmp_path)]) == 1
+    assert "no zarr.json" in capsys.readouterr().err
+
+
+def test_demo_screenshot_shows_the_point_cloud(tmp_path):
+    out = tmp_path / "demo.png"
+    env = dict(os.environ, NAPARI_ZARR_VECTORS_CACHE=str(tmp_path / "cache"))
+    run = subprocess.run(
+        [sys.executable, "-m", "napari_zarr_vectors.cli", "demo", "--screenshot", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (tmp_path / "cache" / "synthetic_points.zv").is_dir()
+    image = iio.imread(out)[..., :3].astype(int)
+    # the points are drawn in a light blue (#4fc3f7) on black
+    blue = (image[..., 2] > 180) & (image[..., 0] < 140) & (image[..., 1] > 120)
+    assert blue.mean() > 0.05, f"only {blue.mean():.1%} of the screenshot shows points"
