@@ -130,9 +130,22 @@ def vectors_layer(
     colour_by = _color_attribute({k: v for k, v in columns.items() if k != "object_id"})
     if colour_by is not None:
         kwargs.update(edge_color=colour_by, edge_colormap="viridis")
+    elif len(vec) and vec.shape[2] == 3:
+        kwargs.update(edge_color=direction_colors(vec[:, 1]))
     else:
         kwargs.update(edge_color="#ffb74d")
     return (vec, kwargs, "vectors")
+
+
+def direction_colors(directions: np.ndarray) -> np.ndarray:
+    """RGBA per segment from its direction, as tractography viewers colour streamlines.
+
+    ``directions`` are in napari order (z, y, x); red is x, green y, blue z.
+    """
+    d = np.abs(np.asarray(directions, dtype=np.float32))[:, ::-1]
+    norm = np.linalg.norm(d, axis=1, keepdims=True)
+    rgb = np.divide(d, norm, out=np.full_like(d, 0.6), where=norm > 0)
+    return np.concatenate([0.15 + 0.85 * rgb, np.ones((len(d), 1), np.float32)], axis=1)
 
 
 def shapes_layer(
@@ -182,7 +195,10 @@ def layers_for_store(
     if vertex_budget is None:
         vertex_budget = lod.default_vertex_budget()
     if level is None:
-        level = lod.choose_level([(lv.index, lv.vertex_count) for lv in info.levels], vertex_budget)
+        drawn = None
+        if info.kind in store.POLYLINE_KINDS:
+            drawn = lambda index: store.estimate_drawn_vertices(info.path, index)  # noqa: E731
+        level = lod.choose_level([(lv.index, lv.vertex_count) for lv in info.levels], vertex_budget, drawn)
     info.level(level)  # raises a clear error for an unknown level
     kind = info.kind
     base = f"{info.name} ({kind})"

@@ -6,7 +6,7 @@ The camera-following controller (visible box, hysteresis) grows here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 DEFAULT_VERTEX_BUDGET = 250_000
 #: napari Shapes costs ~14 ms per path here (2,000 paths take ~29 s), so
@@ -14,12 +14,20 @@ DEFAULT_VERTEX_BUDGET = 250_000
 DEFAULT_SHAPES_PATH_LIMIT = 100
 
 
-def choose_level(counts: Sequence[tuple[int, int]], budget: int = DEFAULT_VERTEX_BUDGET) -> int:
+def choose_level(
+    counts: Sequence[tuple[int, int]],
+    budget: int = DEFAULT_VERTEX_BUDGET,
+    drawn: Callable[[int], int] | None = None,
+) -> int:
     """The finest level whose vertex count fits ``budget``.
 
-    ``counts`` holds ``(level_index, vertex_count)`` pairs. When no level
-    fits, the coarsest one is returned: showing something beats showing
-    nothing, and the caller can say the budget was exceeded.
+    ``counts`` holds ``(level_index, vertex_count)`` pairs from metadata.
+    ``drawn``, when given, estimates how many vertices a level really
+    draws (per_object polylines repeat shared metavertices, so they draw
+    many more than the level's count); it is asked only for levels whose
+    metadata count already fits, finest first, so its cost stays small.
+    When no level fits, the coarsest one is returned: showing something
+    beats showing nothing.
     """
     if not counts:
         raise ValueError("choose_level needs at least one level")
@@ -27,7 +35,7 @@ def choose_level(counts: Sequence[tuple[int, int]], budget: int = DEFAULT_VERTEX
         raise ValueError(f"the vertex budget must be at least 1, got {budget}")
     ordered = sorted(counts)
     for index, count in ordered:
-        if count <= budget:
+        if count <= budget and (drawn is None or drawn(index) <= budget):
             return index
     return ordered[-1][0]
 

@@ -1,0 +1,37 @@
+"""layers.py without a viewer: level choice for polylines counts what is drawn."""
+
+import numpy as np
+
+from napari_zarr_vectors import layers, store
+
+
+def test_polyline_budget_counts_drawn_vertices(upstream_stores):
+    path = upstream_stores["streamline"]
+    info = store.open_info(path)
+    drawn = {lv.index: store.read_level(path, lv.index).vertex_count for lv in info.levels}
+    unique1 = info.level(1).vertex_count
+    # per_object levels draw shared metavertices once per object: more than the metadata count
+    assert drawn[1] > unique1
+    budget = (unique1 + drawn[1]) // 2  # the metadata says level 1 fits; what it draws does not
+    assert drawn[2] <= budget
+    ((data, kwargs, kind),) = layers.layers_for_store(path, vertex_budget=budget)
+    assert kwargs["metadata"]["zarr_vectors"]["level"] == 2
+    shapes = info.level(2).object_count <= layers.lod.DEFAULT_SHAPES_PATH_LIMIT
+    assert kind == ("shapes" if shapes else "vectors")
+    estimate = store.estimate_drawn_vertices(path, 1, sample=16)
+    assert abs(estimate - drawn[1]) < 0.25 * drawn[1]
+
+
+def test_vectors_segments_join_consecutive_vertices():
+    parts = [np.array([[0.0, 0, 0], [1, 0, 0], [1, 1, 0]]), np.array([[5.0, 5, 5], [6, 6, 6]])]
+    vec, owner = layers._segments(parts)
+    assert vec.shape == (3, 2, 3)
+    np.testing.assert_array_equal(vec[:, 0] + vec[:, 1], [[1, 0, 0], [1, 1, 0], [6, 6, 6]])
+    assert owner.tolist() == [0, 0, 1]
+
+
+def test_direction_colours_follow_the_axis():
+    colors = layers.direction_colors(np.array([[0.0, 0, 2], [0, 3, 0], [4, 0, 0], [0, 0, 0]]))
+    assert colors.shape == (4, 4)
+    assert colors[0].argmax() == 0 and colors[1, :3].argmax() == 1 and colors[2, :3].argmax() == 2
+    assert np.allclose(colors[3, :3], colors[3, 0])  # a zero-length segment is grey
