@@ -108,22 +108,39 @@ def test_non_store_directory_is_left_to_other_readers(tmp_path):
     assert _reader.get_reader(str(tmp_path / "image.tif")) is None
 
 
-def test_corrupt_store_gives_a_clear_error(make_napari_viewer, upstream_stores, tmp_path):
+@pytest.fixture
+def error_notifications():
+    """Error messages napari's notification manager shows while the test runs."""
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    seen: list[str] = []
+
+    def _record(event):
+        notification = event.value if hasattr(event, "value") else event
+        if notification.severity == NotificationSeverity.ERROR:
+            seen.append(str(notification.message))
+
+    notification_manager.notification_ready.connect(_record)
+    yield seen
+    notification_manager.notification_ready.disconnect(_record)
+
+
+def test_corrupt_store_gives_a_clear_notification(make_napari_viewer, upstream_stores, tmp_path, error_notifications):
     bad = tmp_path / "corrupt.zv"
     shutil.copytree(upstream_stores["point_cloud"], bad)
     (bad / "zarr.json").write_text("{ not json")
     viewer = make_napari_viewer()
-    with pytest.raises(Exception) as err:
-        viewer.open(str(bad), plugin=PLUGIN)
-    assert "corrupt.zv" in str(err.value) and "corrupt zarr.json" in str(err.value)
+    assert viewer.open(str(bad), plugin=PLUGIN) == []
     assert len(viewer.layers) == 0
+    assert len(error_notifications) == 1
+    assert "corrupt.zv" in error_notifications[0] and "corrupt zarr.json" in error_notifications[0]
 
 
-def test_missing_level_gives_a_clear_error(make_napari_viewer, upstream_stores, tmp_path):
+def test_missing_level_gives_a_clear_notification(make_napari_viewer, upstream_stores, tmp_path, error_notifications):
     bad = tmp_path / "holey.zv"
     shutil.copytree(upstream_stores["point_cloud"], bad)
     shutil.rmtree(bad / "1")
     viewer = make_napari_viewer()
-    with pytest.raises(Exception) as err:
-        viewer.open(str(bad), plugin=PLUGIN)
-    assert "holey.zv" in str(err.value) and "level 1" in str(err.value)
+    assert viewer.open(str(bad), plugin=PLUGIN) == []
+    assert len(error_notifications) == 1
+    assert "holey.zv" in error_notifications[0] and "level 1" in error_notifications[0]

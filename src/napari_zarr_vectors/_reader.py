@@ -33,11 +33,22 @@ def get_reader(path: PathLike | list[PathLike]) -> Callable[[Any], list] | None:
 
 
 def read_stores(path: PathLike | list[PathLike]) -> list:
-    """Layer-data tuples for every store in ``path`` (a StoreError explains any failure)."""
+    """Layer-data tuples for every store in ``path``.
+
+    A store that cannot be read becomes an error notification naming the
+    store and the problem, and napari's "read, but nothing to show"
+    sentinel ``[(None,)]``: raising instead would make napari offer its
+    reader-choice dialog with a traceback, as if another reader could help.
+    """
     paths = path if isinstance(path, list) else [path]
     out: list = []
     for p in paths:
-        out.extend(layers.layers_for_store(p))
+        try:
+            out.extend(layers.layers_for_store(p))
+        except store.StoreError as exc:
+            _notify_error(str(exc))
+    if not out:
+        return [(None,)]
     if any(len(d[1].get("axis_labels", ())) >= 3 for d in out):
         _show_in_3d_once_added([d[1]["name"] for d in out])
     return out
@@ -64,3 +75,9 @@ def _show_in_3d_once_added(names: list[str]) -> None:
             viewer.dims.ndisplay = 3
 
     viewer.layers.events.inserted.connect(_on_inserted)
+
+
+def _notify_error(message: str) -> None:
+    from napari.utils.notifications import show_error
+
+    show_error(message)

@@ -80,7 +80,6 @@ def points_layer(info: StoreInfo, data: LevelData, name: str, budget: int) -> La
         features=features,
         size=_marker_size(info, data.level),
         border_width=0,
-        out_of_slice_display=True,
     )
     colour_by = _color_attribute(data.vertex_attributes)
     if colour_by is not None:
