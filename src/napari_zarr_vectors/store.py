@@ -620,3 +620,332 @@ def upstream_build_pyramid(path: str | os.PathLike[str], factors: Sequence[tuple
 def validate(path: str | os.PathLike[str], level: int = 2) -> list[str]:
     """Upstream validator's errors (empty when the store passes)."""
     return [str(e) for e in _open_dataset(Path(path)).validate(level=level).errors]
+
+
+# ---------------------------------------------------------------- pyramid plumbing
+#
+# What the builder needs from upstream: levels, one-level coarsening, the
+# cross-level link pass, parent maps decoded from the +1 links, row-ordered
+# vertex reads and attribute writes, and a snapshot to roll back to.
+
+
+def _root(path: str | os.PathLike[str], mode: str = "r") -> Any:
+    from zarr_vectors import building as b
+
+    return b.open_store(str(Path(path).resolve()), mode=mode)
+
+
+def list_levels(path: str | os.PathLike[str]) -> list[int]:
+    """Resolution levels on disk, sorted."""
+    from zarr_vectors import building as b
+
+    return sorted(int(i) for i in b.list_resolution_levels(_root(path)))
+
+
+def remove_level(path: str | os.PathLike[str], level: int) -> None:
+    """Remove one resolution level (never level 0)."""
+    from zarr_vectors import building as b
+
+    if level == 0:
+        raise StoreError(f"Store '{path}': level 0 holds the data itself and cannot be removed.")
+    if level not in list_levels(path):
+        raise StoreError(f"Store '{path}' has no resolution level {level}; it has {list_levels(path)}.")
+    b.remove_resolution_level(_root(path, "r+"), level)
+
+
+def coarsen_one_level(
+    path: str | os.PathLike[str],
+    source_level: int,
+    target_level: int,
+    *,
+    coarsen_factor: float,
+    sparsity_factor: float,
+    method: str,
+    sparsity_strategy: str,
+    sparsity_seed: int | None,
+    emit_links: str,
+) -> dict:
+    """Upstream ``coarsen_level``, emitting +-1 links inline as ``emit_links`` says."""
+    from zarr_vectors.multiresolution.coarsen import coarsen_level
+
+    return coarsen_level(
+        str(Path(path).resolve()),
+        source_level=source_level,
+        target_level=target_level,
+        coarsen_factor=float(coarsen_factor),
+        sparsity_factor=float(sparsity_factor),
+        method=method,
+        sparsity_strategy=sparsity_strategy,
+        sparsity_seed=sparsity_seed,
+        cross_level_storage=emit_links,
+    )
+
+
+def finalize_links(path: str | os.PathLike[str], depth: int, storage: str) -> None:
+    """Upstream's post-build pass: stamps the root's link settings, composes +-N (N >= 2)."""
+    from zarr_vectors.multiresolution.coarsen import _finalize_cross_level_for_store
+
+    _finalize_cross_level_for_store(str(Path(path).resolve()), cross_level_depth=depth, cross_level_storage=storage)
+
+
+def link_deltas(path: str | os.PathLike[str], level: int) -> list[int]:
+    """The cross-level link deltas stored at ``level`` (0, the intra-level links, excluded)."""
+    from zarr_vectors import building as b
+
+    group = b.get_resolution_level(_root(path), level)
+    return sorted(int(d) for d in b.list_link_deltas(group) if int(d) != 0)
+
+
+def remove_link_family(path: str | os.PathLike[str], level: int, delta: int) -> None:
+    """Delete ``links/<delta>`` at ``level`` (and its cross-chunk twin when present)."""
+    from zarr_vectors import building as b
+
+    group = b.get_resolution_level(_root(path, "r+"), level)
+    for family in (b.links_group_path(delta), f"cross_chunk_links/{delta:+d}"):
+        if group.array_exists(family) or (Path(path) / str(level) / family).exists():
+            group.delete_subtree(family)
+    b.refresh_arrays_present(group)
+
+
+def _chunk_offsets(group: Any, ndim: int) -> tuple[dict[tuple, int], list[tuple], int]:
+    from zarr_vectors.spatial.boundary import chunk_local_to_global_offsets
+
+    offsets, keys, total = chunk_local_to_global_offsets(group, ndim)
+    return (
+        {tuple(int(c) for c in k): int(v) for k, v in offsets.items()},
+        [tuple(int(c) for c in k) for k in keys],
+        int(total),
+    )
+
+
+def _rows_of(chunks: np.ndarray, local: np.ndarray, offsets: Mapping[tuple, int]) -> np.ndarray:
+    """Global row of each (chunk, local row) endpoint; -1 where the chunk is unknown.
+
+    Chunk coordinates are packed into one int64 key and looked up with a
+    sorted search: ~10x faster than upstream's np.unique(axis=0) gather.
+    """
+    if len(chunks) == 0:
+        return np.zeros(0, np.int64)
+    table = np.asarray(list(offsets.keys()), dtype=np.int64).reshape(-1, chunks.shape[1])
+    starts = np.asarray(list(offsets.values()), dtype=np.int64)
+    lo = np.minimum(table.min(0), chunks.min(0))
+    span = np.maximum(table.max(0), chunks.max(0)) - lo + 1
+    strides = np.concatenate([np.cumprod(span[::-1])[::-1][1:], [1]]).astype(np.int64)
+    tkeys = (table - lo) @ strides
+    order = np.argsort(tkeys)
+    tkeys, starts = tkeys[order], starts[order]
+    keys = (chunks - lo) @ strides
+    pos = np.clip(np.searchsorted(tkeys, keys), 0, len(tkeys) - 1)
+    found = tkeys[pos] == keys
+    return np.where(found, starts[pos] + local, -1)
+
+
+def parent_map(path: str | os.PathLike[str], fine_level: int, delta: int = 1) -> np.ndarray:
+    """For every row of ``fine_level``, its parent's row at ``fine_level + delta`` (-1: none).
+
+    Decoded from the ``links/+delta`` records at the fine level, read in
+    one batched prefetch (one upstream read per chunk costs ~2 ms).
+    """
+    from zarr_vectors import building as b
+
+    root = _root(path)
+    ndim = b.read_root_metadata(root).sid_ndim
+    fine = b.get_resolution_level(root, fine_level)
+    coarse = b.get_resolution_level(root, fine_level + delta)
+    fine_off, _, n_fine = _chunk_offsets(fine, ndim)
+    coarse_off, _, _ = _chunk_offsets(coarse, ndim)
+    family = b.links_group_path(delta)
+    if not fine.array_exists(family):
+        raise StoreError(
+            f"Store '{path}': level {fine_level} has no +{delta} cross-level links; "
+            "rebuild the pyramid with cross_level_depth >= 1."
+        )
+    plan = [
+        (f"{family}/{seg}", sorted(fine.list_chunks(f"{family}/{seg}"))) for seg in b.list_link_offsets(fine, delta)
+    ]
+    with fine.batched_reads(plan):
+        chunks, vi = b.read_link_arrays(fine, delta=delta)
+    parent = np.full(n_fine, -1, dtype=np.int64)
+    if len(vi) == 0:
+        return parent
+    f_rows = _rows_of(chunks[:, 0, :], vi[:, 0], fine_off)
+    c_rows = _rows_of(chunks[:, 1, :], vi[:, 1], coarse_off)
+    ok = (f_rows >= 0) & (c_rows >= 0)
+    parent[f_rows[ok]] = c_rows[ok]
+    return parent
+
+
+def read_rows(
+    path: str | os.PathLike[str], level: int, attributes: Sequence[str] = ()
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A level's vertices (and attributes) in row order: chunk by chunk, as links address them."""
+    from zarr_vectors import building as b
+    from zarr_vectors.core.arrays import vertices_dtype
+
+    root = _root(path)
+    ndim = b.read_root_metadata(root).sid_ndim
+    group = b.get_resolution_level(root, level)
+    offsets, keys, total = _chunk_offsets(group, ndim)
+    ckeys = [".".join(map(str, k)) for k in keys]
+    plan = [(b.VERTICES, ckeys), (b.VERTEX_FRAGMENTS, ckeys)]
+    plan += [(f"{b.VERTEX_ATTRIBUTES}/{name}", ckeys) for name in attributes]
+    positions = np.empty((total, ndim), dtype=np.float64)
+    values: dict[str, list[np.ndarray]] = {name: [] for name in attributes}
+    with group.batched_reads(plan):
+        dtype = vertices_dtype(group)
+        for key in keys:
+            buf = np.asarray(b.read_chunk_vertex_buffer(group, key, dtype=dtype, ndim=ndim))
+            start = offsets[key]
+            positions[start : start + len(buf)] = buf
+            for name in attributes:
+                groups = b.read_chunk_attributes(group, name, key)
+                part = np.concatenate([np.asarray(g) for g in groups]) if groups else np.zeros(0)
+                if len(part) != len(buf):
+                    raise StoreError(
+                        f"Store '{path}': attribute '{name}' at level {level}, chunk {key} has "
+                        f"{len(part)} rows for {len(buf)} vertices."
+                    )
+                values[name].append(part)
+    return positions, {k: np.concatenate(v) if v else np.zeros(0) for k, v in values.items()}
+
+
+def vertex_attribute_names(path: str | os.PathLike[str], level: int) -> tuple[str, ...]:
+    import zarr_vectors as zv
+
+    return tuple(zv.open(str(Path(path).resolve())).level(level).attribute_names("vertex"))
+
+
+def write_vertex_attributes(path: str | os.PathLike[str], level: int, columns: Mapping[str, np.ndarray]) -> None:
+    """Write (or replace) row-ordered vertex attributes at ``level``, chunk writes batched."""
+    from zarr_vectors import building as b
+
+    root = _root(path, "r+")
+    ndim = b.read_root_metadata(root).sid_ndim
+    group = b.get_resolution_level(root, level)
+    offsets, keys, total = _chunk_offsets(group, ndim)
+    bounds = [(k, offsets[k], offsets[keys[i + 1]] if i + 1 < len(keys) else total) for i, k in enumerate(keys)]
+    for name, values in columns.items():
+        values = np.asarray(values)
+        if len(values) != total:
+            raise StoreError(f"Store '{path}': attribute '{name}' has {len(values)} rows for {total} vertices.")
+        array = f"{b.VERTEX_ATTRIBUTES}/{name}"
+        if group.array_exists(array):
+            group.delete_subtree(array)
+        b.create_attribute_array(group, name, dtype=values.dtype.str.lstrip("<>|="), register_family=True)
+        with group.batched_writes():
+            for key, start, stop in bounds:
+                b.write_chunk_attributes(
+                    group, name, key, [values[start:stop]], dtype=values.dtype, record_presence=False
+                )
+        group.derive_nonempty_chunks(array)
+    b.refresh_arrays_present(group)
+
+
+def object_slots(path: str | os.PathLike[str], level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Object slots of a level: (slot ids, alive mask, representative point per slot).
+
+    Upstream's sparsity draws slot indices; a dropped object leaves an
+    empty slot. The representative point is the mean of the object's
+    vertices at that level (NaN for an empty slot).
+    """
+    from zarr_vectors import building as b
+    from zarr_vectors.core.arrays import read_object_manifest_rows
+
+    root = _root(path)
+    group = b.get_resolution_level(root, level)
+    ids, manifests = read_object_manifest_rows(group)
+    ids = np.asarray(ids, dtype=np.int64)
+    alive = np.fromiter((len(m) > 0 for m in manifests), dtype=bool, count=len(manifests))
+    info = open_info(path)
+    data = read_level(path, level, kind=info.kind, vertex_attributes=(), object_attributes=())
+    reps = np.full((len(ids), info.ndim), np.nan)
+    if data.part_objects is not None and data.offsets is not None and len(data.part_objects):
+        lengths = np.diff(data.offsets)
+        owner = np.repeat(data.part_objects, lengths)
+        slot_of = {int(i): s for s, i in enumerate(ids)}
+        slot = np.fromiter((slot_of.get(int(o), -1) for o in data.part_objects), np.int64, len(data.part_objects))
+        vslot = np.repeat(slot, lengths)
+        good = vslot >= 0
+        counts = np.bincount(vslot[good], minlength=len(ids))
+        for axis in range(info.ndim):
+            sums = np.bincount(vslot[good], weights=data.positions[good, axis], minlength=len(ids))
+            reps[:, axis] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        del owner
+    return ids, alive, reps
+
+
+def register_selection_strategy(name: str, fn: Any) -> None:
+    from zarr_vectors import building as b
+
+    b.register_selection_strategy(name, fn)
+
+
+def registered_selection_strategies() -> list[str]:
+    from zarr_vectors.multiresolution.registry import registered_selection_strategies as reg
+
+    return list(reg())
+
+
+def coarsen_methods() -> tuple[str, ...]:
+    import zarr_vectors as zv
+
+    return tuple(zv.coarsen_methods())
+
+
+def level_nbytes(path: str | os.PathLike[str], level: int) -> int:
+    """Bytes on disk under a level's folder."""
+    base = Path(path) / str(level)
+    return sum(f.stat().st_size for f in base.rglob("*") if f.is_file())
+
+
+@dataclass
+class StoreSnapshot:
+    """What a pyramid build may change, kept so a failed build can be undone.
+
+    Coarsening adds new level folders and link arrays and rewrites small
+    metadata files; it never rewrites existing vertex data. So the
+    snapshot is the set of files, a copy of every ``zarr.json`` and of the
+    existing link arrays (small next to the vertices).
+    """
+
+    root: Path
+    files: set[str]
+    backup: Path
+
+
+def snapshot(path: str | os.PathLike[str]) -> StoreSnapshot:
+    import tempfile
+
+    root = Path(path).resolve()
+    backup = Path(tempfile.mkdtemp(prefix="nzv-snapshot-"))
+    files: set[str] = set()
+    for f in root.rglob("*"):
+        if not f.is_file():
+            continue
+        rel = f.relative_to(root)
+        files.add(str(rel))
+        if f.name == "zarr.json" or "links" in rel.parts or "cross_chunk_links" in rel.parts:
+            dest = backup / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, dest)
+    return StoreSnapshot(root=root, files=files, backup=backup)
+
+
+def restore(snap: StoreSnapshot) -> None:
+    """Put the store back as it was at ``snapshot``: new files go, saved files come back."""
+    for f in sorted(snap.root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        rel = str(f.relative_to(snap.root))
+        if f.is_file() and rel not in snap.files:
+            f.unlink()
+        elif f.is_dir() and not any(f.iterdir()) and not any(s.startswith(rel + os.sep) for s in snap.files):
+            f.rmdir()
+    for saved in snap.backup.rglob("*"):
+        if saved.is_file():
+            dest = snap.root / saved.relative_to(snap.backup)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(saved, dest)
+    discard(snap)
+
+
+def discard(snap: StoreSnapshot) -> None:
+    shutil.rmtree(snap.backup, ignore_errors=True)

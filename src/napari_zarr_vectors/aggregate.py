@@ -1,0 +1,96 @@
+"""Group-by reductions in whole-array numpy: mean, sum, count, min, max, mode.
+
+Used to give coarse pyramid levels the attributes of the level-0
+vertices they stand for. ``groups[i]`` names the coarse vertex that fine
+value ``i`` belongs to (-1: none); every function returns one value per
+coarse vertex. No Python loop runs per vertex or per group.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+AGG_MODES = ("mean", "sum", "mode", "count", "min", "max")
+
+
+def _check(groups: np.ndarray, values: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    groups = np.asarray(groups, dtype=np.int64)
+    values = np.asarray(values)
+    if groups.shape[0] != values.shape[0]:
+        raise ValueError(f"{len(groups)} group labels for {len(values)} values")
+    if len(groups) and groups.max(initial=-1) >= n_groups:
+        raise ValueError(f"group label {groups.max()} out of range for {n_groups} groups")
+    keep = groups >= 0
+    if values.dtype.kind == "f":
+        keep &= ~np.isnan(values) if values.ndim == 1 else ~np.isnan(values).any(axis=1)
+    return groups[keep], values[keep]
+
+
+def _fill(dtype: np.dtype) -> float | int:
+    return np.nan if dtype.kind == "f" else 0
+
+
+def reduce(groups: np.ndarray, values: np.ndarray, n_groups: int, mode: str) -> np.ndarray:
+    """Reduce ``values`` per group with ``mode``; empty groups get NaN (floats) or 0.
+
+    Output dtypes: mean -> float (float32 input stays float32), sum -> float64
+    or int64, count -> int64, min/max/mode -> the input dtype.
+    """
+    if mode not in AGG_MODES:
+        raise ValueError(f"unknown aggregation {mode!r}; choose one of {', '.join(AGG_MODES)}")
+    values = np.asarray(values)
+    if values.ndim == 2:
+        return np.stack([reduce(groups, values[:, c], n_groups, mode) for c in range(values.shape[1])], axis=1)
+    g, v = _check(groups, values, n_groups)
+    counts = np.bincount(g, minlength=n_groups)
+    if mode == "count":
+        return counts.astype(np.int64)
+    if mode in ("sum", "mean"):
+        sums = np.bincount(g, weights=v.astype(np.float64), minlength=n_groups)
+        if mode == "sum":
+            return sums.astype(np.int64) if v.dtype.kind in "iub" else sums
+        out_dtype = np.float32 if v.dtype == np.float32 else np.float64
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).astype(out_dtype)
+    out = np.full(n_groups, _fill(v.dtype), dtype=v.dtype if v.dtype.kind in "fiub" else np.float64)
+    if not len(g):
+        return out
+    if mode in ("min", "max"):
+        order = np.argsort(g, kind="stable")
+        gs, vs = g[order], v[order]
+        starts = np.flatnonzero(np.r_[True, gs[1:] != gs[:-1]])
+        fn = np.minimum if mode == "min" else np.maximum
+        out[gs[starts]] = fn.reduceat(vs, starts)
+        return out
+    # mode: most frequent value per group, ties to the smallest value
+    order = np.lexsort((v, g))
+    gs, vs = g[order], v[order]
+    run_start = np.flatnonzero(np.r_[True, (gs[1:] != gs[:-1]) | (vs[1:] != vs[:-1])])
+    run_len = np.diff(np.r_[run_start, len(gs)])
+    run_group, run_value = gs[run_start], vs[run_start]
+    # within each group, the longest run; lexsort puts ties' smaller values first
+    best = np.lexsort((-run_len, run_group))
+    first = np.flatnonzero(np.r_[True, run_group[best][1:] != run_group[best][:-1]])
+    out[run_group[best][first]] = run_value[best][first]
+    return out
+
+
+def compose(parents: list[np.ndarray]) -> list[np.ndarray]:
+    """Level-0 -> level-k maps from adjacent parent maps (``parents[k-1]``: level k-1 -> k).
+
+    Returns ``[root_to_1, root_to_2, ...]``; -1 stays -1 (a vertex whose
+    object was thinned away has no coarse ancestor).
+    """
+    out: list[np.ndarray] = []
+    current: np.ndarray | None = None
+    for parent in parents:
+        parent = np.asarray(parent, dtype=np.int64)
+        if current is None:
+            current = parent.copy()
+        else:
+            nxt = np.full_like(current, -1)
+            ok = current >= 0
+            nxt[ok] = parent[current[ok]]
+            current = nxt
+        out.append(current)
+    return out

@@ -1,0 +1,550 @@
+"""Pyramid building on top of the upstream builder, with what it lacks.
+
+Upstream ``zarr_vectors`` 0.9.2 coarsens geometry and writes cross-level
+links. This module adds: vertex attributes on every coarse level
+(aggregated from level 0 through the composed parent maps), sparsity that
+compounds over surviving objects for every strategy, a
+``spatial_coverage`` strategy, validation before anything is written,
+progress and cancel, and a rollback that leaves the store as it was when
+a build is cancelled or fails.
+
+No Qt here; the widget and the CLI call these functions.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import aggregate, store
+from .store import StoreError
+
+AGG_MODES = aggregate.AGG_MODES
+LINK_STORAGES = ("none", "implicit", "explicit")
+BUILTIN_STRATEGIES = ("random", "spatial_coverage")
+COUNT_ATTRIBUTE = "count"
+_OUR_PREFIX = "napari-zarr-vectors:"
+
+ProgressFn = Callable[["BuildProgress"], None]
+CancelFn = Callable[[], bool]
+
+
+class PyramidError(StoreError):
+    """A pyramid request is invalid or the build failed; the message says what to change."""
+
+
+class BuildCancelled(PyramidError):
+    """The build was cancelled; the store is as it was before."""
+
+
+@dataclass(frozen=True)
+class BuildProgress:
+    """One progress report: which step of how many, and what it is doing."""
+
+    step: int
+    total: int
+    level: int
+    phase: str  # "coarsen", "aggregate", "links", "done"
+    message: str
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.step / max(self.total, 1))
+
+
+# ---------------------------------------------------------------- validation
+
+
+def available_strategies() -> list[str]:
+    """Sparsity strategies a build can use: ours plus any registered by installed packages."""
+    others = [s for s in store.registered_selection_strategies() if not s.startswith(_OUR_PREFIX)]
+    return list(BUILTIN_STRATEGIES) + sorted(s for s in others if s not in BUILTIN_STRATEGIES)
+
+
+def available_methods() -> list[str]:
+    return list(store.coarsen_methods())
+
+
+def normalize_factors(factors: Any) -> list[tuple[float, float]]:
+    """``[(coarsen, sparsity), ...]`` as floats, or a PyramidError saying which entry is wrong."""
+    if factors is None or isinstance(factors, str | bytes) or not len(factors):
+        raise PyramidError("factors must be a non-empty list of (coarsen, sparsity) pairs, e.g. [(2, 1), (2, 4)].")
+    out = []
+    for i, pair in enumerate(factors):
+        try:
+            coarsen, sparsity = (float(v) for v in pair)
+        except (TypeError, ValueError):
+            raise PyramidError(
+                f"factors[{i}] = {pair!r} is not a (coarsen, sparsity) pair of numbers, e.g. (2, 1)."
+            ) from None
+        if not (math.isfinite(coarsen) and coarsen >= 1):
+            raise PyramidError(f"factors[{i}]: coarsen factor {coarsen} must be a number >= 1 (2 halves each axis).")
+        if not (math.isfinite(sparsity) and sparsity >= 1):
+            raise PyramidError(f"factors[{i}]: sparsity factor {sparsity} must be a number >= 1 (4 keeps 1 in 4).")
+        out.append((coarsen, sparsity))
+    return out
+
+
+def _attribute_modes(names: Sequence[str], agg_mode: str, overrides: Mapping[str, str] | None) -> dict[str, str]:
+    if agg_mode not in AGG_MODES:
+        raise PyramidError(f"agg_mode {agg_mode!r} is unknown; choose one of {', '.join(AGG_MODES)}.")
+    overrides = dict(overrides or {})
+    for name, mode in overrides.items():
+        if mode not in AGG_MODES:
+            raise PyramidError(f"agg_overrides[{name!r}] = {mode!r} is unknown; choose one of {', '.join(AGG_MODES)}.")
+        if name not in names:
+            raise PyramidError(
+                f"agg_overrides names {name!r}, which is not a level-0 vertex attribute; "
+                f"the store has: {', '.join(names) or 'none'}."
+            )
+    return {name: overrides.get(name, agg_mode) for name in names}
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """A validated build request."""
+
+    path: str
+    info: store.StoreInfo
+    factors: list[tuple[float, float]]
+    modes: dict[str, str]
+    method: str
+    strategy: str
+    seed: int | None
+    depth: int
+    storage: str
+    first_source: int
+
+
+def plan_build(
+    path: str | os.PathLike[str],
+    factors: Any,
+    *,
+    agg_mode: str = "mean",
+    agg_overrides: Mapping[str, str] | None = None,
+    method: str = "per_object",
+    sparsity_strategy: str = "random",
+    sparsity_seed: int | None = None,
+    cross_level_depth: int = 1,
+    cross_level_storage: str = "explicit",
+    source_level: int = 0,
+) -> BuildPlan:
+    """Check everything before anything is written; raise PyramidError naming what to change."""
+    info = store.open_info(path)
+    norm = normalize_factors(factors)
+    if info.kind in store.POINT_KINDS and any(s != 1 for _, s in norm):
+        raise PyramidError(
+            "A point cloud has no objects to thin: set every sparsity factor to 1 "
+            "(coarsening alone reduces a point cloud)."
+        )
+    numeric = [n for n in store.vertex_attribute_names(info.path, 0) if n != COUNT_ATTRIBUTE]
+    modes = _attribute_modes(numeric, agg_mode, agg_overrides)
+    methods = available_methods()
+    if method not in methods:
+        raise PyramidError(f"method {method!r} is unknown; this installation offers: {', '.join(methods)}.")
+    strategies = available_strategies()
+    if sparsity_strategy not in strategies:
+        raise PyramidError(
+            f"sparsity_strategy {sparsity_strategy!r} is unknown; choose one of {', '.join(strategies)}."
+        )
+    if sparsity_seed is not None and not isinstance(sparsity_seed, int | np.integer):
+        raise PyramidError(f"sparsity_seed must be a whole number or None, got {sparsity_seed!r}.")
+    if not isinstance(cross_level_depth, int | np.integer) or cross_level_depth < -1:
+        raise PyramidError(
+            f"cross_level_depth must be -1 (all levels), 0 (none) or a positive whole number, got {cross_level_depth!r}."
+        )
+    if cross_level_storage not in LINK_STORAGES:
+        raise PyramidError(
+            f"cross_level_storage {cross_level_storage!r} is unknown; choose one of {', '.join(LINK_STORAGES)}."
+        )
+    levels = store.list_levels(info.path)
+    if source_level != levels[-1]:
+        raise PyramidError(
+            f"Store '{info.path}' already has levels {levels}; a build adds levels after level "
+            f"{levels[-1]}. Remove levels above {source_level} first (remove_resolution_level), "
+            f"or build from level {levels[-1]}."
+        )
+    if not os.access(info.path, os.W_OK):
+        raise PyramidError(f"Store '{info.path}' is not writable; copy it somewhere you can write, then build.")
+    return BuildPlan(
+        path=info.path,
+        info=info,
+        factors=norm,
+        modes=modes,
+        method=method,
+        strategy=sparsity_strategy,
+        seed=None if sparsity_seed is None else int(sparsity_seed),
+        depth=int(cross_level_depth),
+        storage=cross_level_storage,
+        first_source=source_level,
+    )
+
+
+# ---------------------------------------------------------------- sparsity
+
+
+def select_survivors(
+    strategy: str,
+    alive: np.ndarray,
+    points: np.ndarray,
+    target: int,
+    *,
+    seed: Any = None,
+    bin_shape: Sequence[float] | None = None,
+) -> np.ndarray:
+    """Pick ``target`` of the ``alive`` slot indices; returns them sorted.
+
+    ``random``: uniform without replacement. ``spatial_coverage``: the
+    objects' representative points are binned on a grid of about
+    ``target`` cells and each cell keeps its proportional share (largest
+    remainder), so thinning keeps the spatial spread. Deterministic for a
+    given seed. Any other name is a strategy registered with zarr-vectors,
+    called on the alive objects only.
+    """
+    alive = np.asarray(alive, dtype=np.int64)
+    target = int(min(max(target, 1), len(alive)))
+    rng = np.random.default_rng(seed)
+    if target >= len(alive):
+        return np.sort(alive)
+    if strategy == "random":
+        return np.sort(rng.choice(alive, target, replace=False))
+    if strategy == "spatial_coverage":
+        return np.sort(alive[_spatial_coverage(points, target, rng)])
+    from zarr_vectors.multiresolution.registry import require_selection_strategy
+
+    picked = np.asarray(
+        require_selection_strategy(strategy)(
+            len(alive), target, seed=seed, representative_points=points, bin_shape=bin_shape
+        ),
+        dtype=np.int64,
+    )
+    return np.sort(alive[picked])
+
+
+def _spatial_coverage(points: np.ndarray, target: int, rng: np.random.Generator) -> np.ndarray:
+    n = len(points)
+    pts = np.nan_to_num(np.asarray(points, dtype=float), nan=0.0)
+    lo, hi = pts.min(0), pts.max(0)
+    extent = np.maximum(hi - lo, 1e-9)
+    per_axis = max(1, int(math.ceil(target ** (1.0 / pts.shape[1]))))
+    cell = np.minimum(((pts - lo) / extent * per_axis).astype(np.int64), per_axis - 1)
+    cell_id = np.ravel_multi_index(cell.T, (per_axis,) * pts.shape[1])
+    cells, inverse, counts = np.unique(cell_id, return_inverse=True, return_counts=True)
+    quota = counts * target / n
+    take = np.floor(quota).astype(np.int64)
+    short = target - take.sum()
+    if short > 0:  # largest remainders first; ties broken by the seeded generator
+        order = np.lexsort((rng.random(len(cells)), -(quota - take)))
+        take[order[:short]] += 1
+    # a random rank inside each cell; keep the first take[cell] of them
+    order = np.lexsort((rng.random(n), inverse))
+    rank = np.empty(n, dtype=np.int64)
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    rank[order] = np.arange(n) - np.repeat(starts, counts)
+    return np.flatnonzero(rank < take[inverse])
+
+
+_build_lock = threading.Lock()
+_context: dict[str, Any] = {}
+
+
+def _registered_strategy(n_objects: int, target_count: int, **ctx: Any) -> np.ndarray:
+    """What upstream calls: selection among the ALIVE slots, at the compounded ratio."""
+    alive, points = _context["alive"], _context["points"]
+    target = max(1, round(len(alive) / _context["sparsity"]))
+    return select_survivors(
+        _context["strategy"], alive, points[alive], target, seed=_context["seed"], bin_shape=ctx.get("bin_shape")
+    )
+
+
+def _our_strategy_name() -> str:
+    name = _OUR_PREFIX + "compounding"
+    if name not in store.registered_selection_strategies():
+        store.register_selection_strategy(name, _registered_strategy)
+    return name
+
+
+# ---------------------------------------------------------------- building
+
+
+def build_pyramid(
+    path: str | os.PathLike[str],
+    factors: Any = ((2.0, 1.0), (2.0, 1.0)),
+    *,
+    agg_mode: str = "mean",
+    agg_overrides: Mapping[str, str] | None = None,
+    method: str = "per_object",
+    sparsity_strategy: str = "random",
+    sparsity_seed: int | None = None,
+    cross_level_depth: int = 1,
+    cross_level_storage: str = "explicit",
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> dict[str, Any]:
+    """Build coarse levels after level 0 with aggregated attributes; returns ``pyramid_summary``.
+
+    On cancel (``cancel()`` true, checked between levels and steps) or any
+    error, every level this call created is removed and the store is as
+    it was; BuildCancelled / PyramidError say what happened.
+    """
+    plan = plan_build(
+        path,
+        factors,
+        agg_mode=agg_mode,
+        agg_overrides=agg_overrides,
+        method=method,
+        sparsity_strategy=sparsity_strategy,
+        sparsity_seed=sparsity_seed,
+        cross_level_depth=cross_level_depth,
+        cross_level_storage=cross_level_storage,
+    )
+    run(plan, progress=progress, cancel=cancel)
+    return pyramid_summary(plan.path)
+
+
+def coarsen_level(
+    path: str | os.PathLike[str],
+    source_level: int,
+    target_level: int,
+    *,
+    coarsen_factor: float = 2.0,
+    sparsity_factor: float = 1.0,
+    method: str = "per_object",
+    agg_mode: str = "mean",
+    agg_overrides: Mapping[str, str] | None = None,
+    sparsity_strategy: str = "random",
+    sparsity_seed: int | None = None,
+    cross_level_storage: str = "explicit",
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> dict[str, Any]:
+    """Add one level after the coarsest, with aggregated attributes and +-1 links."""
+    if target_level != source_level + 1:
+        raise PyramidError(f"target_level must be source_level + 1 ({source_level + 1}), got {target_level}.")
+    plan = plan_build(
+        path,
+        [(coarsen_factor, sparsity_factor)],
+        agg_mode=agg_mode,
+        agg_overrides=agg_overrides,
+        method=method,
+        sparsity_strategy=sparsity_strategy,
+        sparsity_seed=sparsity_seed,
+        cross_level_depth=0 if cross_level_storage == "none" else 1,
+        cross_level_storage=cross_level_storage,
+        source_level=source_level,
+    )
+    run(plan, progress=progress, cancel=cancel)
+    return pyramid_summary(plan.path)
+
+
+def run(plan: BuildPlan, *, progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> None:
+    """Carry out a validated plan, all or nothing."""
+    n = len(plan.factors)
+    attrs = list(plan.modes)
+    total = n + (n if attrs else 0) + 1
+    step = 0
+
+    def report(level: int, phase: str, message: str) -> None:
+        nonlocal step
+        step += 1
+        if progress is not None:
+            progress(BuildProgress(step=step, total=total, level=level, phase=phase, message=message))
+
+    def check_cancel() -> None:
+        if cancel is not None and cancel():
+            raise BuildCancelled(f"Build of '{plan.path}' cancelled; the store is as it was.")
+
+    with _build_lock:
+        snap = store.snapshot(plan.path)
+        try:
+            _coarsen_all(plan, report, check_cancel)
+            if attrs:
+                _aggregate_all(plan, report, check_cancel)
+            check_cancel()
+            _links(plan)
+            report(plan.first_source + n, "links", "cross-level links written")
+        except BaseException as exc:
+            store.restore(snap)
+            if isinstance(exc, PyramidError | KeyboardInterrupt):
+                raise
+            raise PyramidError(f"Building a pyramid for '{plan.path}' failed, the store is unchanged: {exc}") from exc
+        store.discard(snap)
+
+
+def _coarsen_all(plan: BuildPlan, report: Callable, check_cancel: Callable) -> None:
+    emit = "explicit" if plan.storage == "explicit" else "implicit"  # +1 always: aggregation reads it
+    has_objects = plan.info.kind not in store.POINT_KINDS
+    strategy_name = "random"
+    for i, (coarsen, sparsity) in enumerate(plan.factors):
+        check_cancel()
+        source = plan.first_source + i
+        if has_objects and sparsity > 1:
+            _, alive, points = store.object_slots(plan.path, source)
+            _context.update(
+                alive=np.flatnonzero(alive),
+                points=points,
+                sparsity=sparsity,
+                strategy=plan.strategy,
+                seed=None if plan.seed is None else [plan.seed, source],
+            )
+            strategy_name = _our_strategy_name()
+        store.coarsen_one_level(
+            plan.path,
+            source,
+            source + 1,
+            coarsen_factor=coarsen,
+            sparsity_factor=sparsity,
+            method=plan.method,
+            sparsity_strategy=strategy_name,
+            sparsity_seed=plan.seed,
+            emit_links=emit,
+        )
+        _context.clear()
+        report(source + 1, "coarsen", f"level {source + 1}: coarsened x{coarsen:g}, thinned 1/{sparsity:g}")
+
+
+def _aggregate_all(plan: BuildPlan, report: Callable, check_cancel: Callable) -> None:
+    """Every new level gets every level-0 attribute, reduced over its level-0 descendants."""
+    names = list(plan.modes)
+    _, values = store.read_rows(plan.path, 0, names)
+    to_level: np.ndarray | None = None  # level 0 row -> row at the level reached so far
+    for fine in range(plan.first_source + len(plan.factors)):
+        parent = store.parent_map(plan.path, fine)
+        to_level = parent if to_level is None else aggregate.compose([to_level, parent])[-1]
+        if fine < plan.first_source:
+            continue  # a level added to an existing pyramid: compose the maps below it first
+        check_cancel()
+        n_coarse = store.open_info(plan.path).level(fine + 1).vertex_count
+        columns = {name: aggregate.reduce(to_level, values[name], n_coarse, mode) for name, mode in plan.modes.items()}
+        if "count" in plan.modes.values():
+            columns[COUNT_ATTRIBUTE] = aggregate.reduce(to_level, np.zeros(len(to_level)), n_coarse, "count")
+        store.write_vertex_attributes(plan.path, fine + 1, columns)
+        report(fine + 1, "aggregate", f"level {fine + 1}: {', '.join(f'{k} {m}' for k, m in plan.modes.items())}")
+
+
+def _links(plan: BuildPlan) -> None:
+    """Leave on disk exactly the links asked for."""
+    store.finalize_links(plan.path, plan.depth, plan.storage)
+    if plan.storage == "none" or plan.depth == 0:
+        last = plan.first_source + len(plan.factors)
+        for level in range(plan.first_source, last + 1):
+            for delta in store.link_deltas(plan.path, level):
+                store.remove_link_family(plan.path, level, delta)
+
+
+# ---------------------------------------------------------------- levels and summaries
+
+
+def list_resolution_levels(path: str | os.PathLike[str]) -> list[int]:
+    return store.list_levels(path)
+
+
+def remove_resolution_level(path: str | os.PathLike[str], level_index: int) -> None:
+    """Remove a level; only the coarsest can go, so the pyramid never has a hole."""
+    levels = store.list_levels(path)
+    if level_index != levels[-1]:
+        raise PyramidError(
+            f"Only the coarsest level ({levels[-1]}) can be removed, so no level is left without "
+            f"its parent; remove levels {levels[-1]} down to {level_index} in turn."
+        )
+    store.remove_level(path, level_index)
+    # links at the level below that pointed into it are dangling now
+    below = levels[-2] if len(levels) > 1 else 0
+    for delta in store.link_deltas(path, below):
+        if delta > 0:
+            store.remove_link_family(path, below, delta)
+
+
+def pyramid_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Per level: vertices, objects, bin shape, bytes on disk, ratio to level 0; and the overhead."""
+    info = store.open_info(path)
+    base = info.levels[0]
+    rows = []
+    for lv in info.levels:
+        nbytes = store.level_nbytes(info.path, lv.index)
+        rows.append(
+            {
+                "level": lv.index,
+                "vertices": lv.vertex_count,
+                "objects": lv.object_count,
+                "bin_shape": lv.bin_shape,
+                "bytes": nbytes,
+                "vertex_ratio": lv.vertex_count / max(base.vertex_count, 1),
+                "attributes": store.vertex_attribute_names(info.path, lv.index),
+            }
+        )
+    level0 = rows[0]["bytes"] or 1
+    return {
+        "path": info.path,
+        "kind": info.kind,
+        "levels": rows,
+        "storage_overhead": sum(r["bytes"] for r in rows[1:]) / level0,
+    }
+
+
+def suggest_factors(
+    path: str | os.PathLike[str], coarsen: float = 2.0, *, vertex_floor: int = 500, max_levels: int = 12
+) -> list[tuple[float, float]]:
+    """Levels until the coarsest grid fits one chunk or its vertex estimate reaches ``vertex_floor``.
+
+    The vector counterpart of an image pyramid's ceil(log2(max dimension)):
+    level k bins at base_bin * coarsen**k; it stops at the first k whose
+    bins across the data extent fit in one chunk's bins, or whose occupied-
+    bin estimate (bins across the extent, capped by level 0's count) is at
+    most ``vertex_floor``.
+    """
+    if coarsen <= 1:
+        raise PyramidError(f"coarsen must be > 1 to suggest levels, got {coarsen}.")
+    info = store.open_info(path)
+    lo, hi = info.bounds
+    extent = np.maximum(hi - lo, 1e-9)
+    base_bin = np.asarray(info.levels[0].bin_shape)
+    chunk = np.asarray(info.levels[0].chunk_shape)
+    n0 = info.levels[0].vertex_count
+    levels = 0
+    for k in range(1, max_levels + 1):
+        bins = base_bin * coarsen**k
+        across = np.ceil(extent / bins)
+        levels = k
+        if np.all(across <= np.ceil(chunk / base_bin)) or min(n0, float(np.prod(across))) <= vertex_floor:
+            break
+    return [(float(coarsen), 1.0)] * levels
+
+
+def estimate_level_vertices(path: str | os.PathLike[str], factors: Any, *, sample: int = 200_000) -> list[int]:
+    """Vertex count each requested level will have, estimated before building.
+
+    Bins a (sampled) copy of the coarsest existing level's vertices at each
+    new level's bin: a per_object point level has one metavertex per
+    occupied bin; thinning scales the estimate by the fraction kept.
+    """
+    norm = normalize_factors(factors)
+    info = store.open_info(path)
+    top = info.levels[-1]
+    data = store.read_level(info.path, top.index, kind=info.kind, vertex_attributes=(), object_attributes=())
+    pos = data.positions
+    if len(pos) > sample:
+        pos = pos[np.random.default_rng(0).choice(len(pos), sample, replace=False)]
+    bins = np.asarray(top.bin_shape, dtype=float)
+    kept = 1.0
+    out = []
+    for coarsen, sparsity in norm:
+        bins = bins * coarsen
+        kept /= sparsity
+        occupied = len(np.unique(np.floor(pos / bins).astype(np.int64), axis=0)) if len(pos) else 0
+        out.append(int(round(min(occupied, top.vertex_count) * kept)))
+    return out
+
+
+def store_path_of(layer_metadata: Mapping[str, Any]) -> str | None:
+    """The store a layer came from, from the metadata the reader writes."""
+    meta = layer_metadata.get("zarr_vectors") if layer_metadata else None
+    path = meta.get("path") if isinstance(meta, Mapping) else None
+    return str(Path(path)) if path else None
