@@ -158,7 +158,8 @@ def plan_build(
         raise PyramidError(f"sparsity_seed must be a whole number or None, got {sparsity_seed!r}.")
     if not isinstance(cross_level_depth, int | np.integer) or cross_level_depth < -1:
         raise PyramidError(
-            f"cross_level_depth must be -1 (all levels), 0 (none) or a positive whole number, got {cross_level_depth!r}."
+            "cross_level_depth must be -1 (all levels), 0 (none) or a positive whole number, "
+            f"got {cross_level_depth!r}."
         )
     if cross_level_storage not in LINK_STORAGES:
         raise PyramidError(

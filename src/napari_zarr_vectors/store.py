@@ -651,6 +651,25 @@ def remove_level(path: str | os.PathLike[str], level: int) -> None:
     if level not in list_levels(path):
         raise StoreError(f"Store '{path}' has no resolution level {level}; it has {list_levels(path)}.")
     b.remove_resolution_level(_root(path, "r+"), level)
+    _drop_level_from_root_metadata(Path(path).resolve(), level)
+
+
+def _drop_level_from_root_metadata(root: Path, level: int) -> None:
+    """Upstream 0.9.2 leaves a removed level listed in ``multiscales`` and the OME nodes; drop it."""
+    meta_path = root / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    attrs = meta.get("attributes") or {}
+    for ms in attrs.get("multiscales") or []:
+        if isinstance(ms, dict) and isinstance(ms.get("datasets"), list):
+            ms["datasets"] = [d for d in ms["datasets"] if str(d.get("path")) != str(level)]
+    ome = attrs.get("ome")
+    if isinstance(ome, dict) and isinstance(ome.get("nodes"), list):
+        ome["nodes"] = [
+            n for n in ome["nodes"] if not (n.get("type") == "zv:level" and str(n.get("name")) == str(level))
+        ]
+    tmp = meta_path.with_name(".zarr.json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, meta_path)
 
 
 def coarsen_one_level(
