@@ -1,0 +1,109 @@
+"""The Build pyramid dock widget in a real viewer, driven by real clicks."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import zarr_vectors as zv
+from qtpy.QtCore import Qt, QTimer
+from zarr_vectors import building
+
+from napari_zarr_vectors import store
+from napari_zarr_vectors._widgets.build import BuildPyramidWidget
+from napari_zarr_vectors.layers import METADATA_KEY
+
+
+@pytest.fixture
+def point_store(tmp_path):
+    rng = np.random.default_rng(5)
+    n = 60_000
+    path = tmp_path / "cells.zv"
+    building.write_points(
+        str(path),
+        rng.uniform(0, 2000, (n, 3)).astype(np.float32),
+        chunk_shape=(500.0,) * 3,
+        bin_shape=(50.0,) * 3,
+        vertex_attributes={
+            "intensity": rng.uniform(0, 1, n).astype(np.float32),
+            "label": rng.integers(0, 8, n).astype(np.int32),
+        },
+    )
+    return path
+
+
+def _set_rows(widget: BuildPyramidWidget, rows):
+    widget.levels_table.setRowCount(0)
+    for coarsen, sparsity in rows:
+        widget._add_row(coarsen, sparsity)
+
+
+def test_widget_builds_with_progress_and_a_live_event_loop(make_napari_viewer, qtbot, point_store):
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(point_store), plugin="napari-zarr-vectors")
+    widget = BuildPyramidWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget.store_path == str(point_store.resolve())  # taken from the selected layer
+    assert widget.summary_table.rowCount() == 1
+    _set_rows(widget, [(2.0, 1.0), (2.0, 1.0)])
+    assert widget.levels_table.item(0, 2).text().startswith("≈")
+    widget._modes_for["label"].setCurrentText("mode")
+
+    values: list[int] = []
+    widget.progress.valueChanged.connect(values.append)
+    beats: list[float] = []
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.timeout.connect(lambda: beats.append(time.perf_counter()))
+    timer.start()
+    qtbot.mouseClick(widget.build_button, Qt.LeftButton)
+    assert widget.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=120_000)
+    timer.stop()
+
+    assert widget.status.text() == "done"
+    assert values == sorted(values) and len(set(values)) >= 3 and values[-1] == 100
+    gaps = np.diff(beats)
+    print(f"longest event-loop gap during the build: {gaps.max() * 1000:.0f} ms")
+    assert len(gaps) > 10 and gaps.max() < 0.2, f"event loop stalled {gaps.max():.3f} s"
+    assert widget.summary_table.rowCount() == 3
+    assert layer.metadata[METADATA_KEY]["levels"] == [0, 1, 2]
+    assert set(store.vertex_attribute_names(point_store, 2)) >= {"intensity", "label"}
+    assert zv.open(str(point_store)).validate(level=2).errors == []
+
+    # remove the coarsest level from the widget
+    qtbot.mouseClick(widget.remove_level_button, Qt.LeftButton)
+    assert store.list_levels(point_store) == [0, 1]
+    assert widget.summary_table.rowCount() == 2
+    assert layer.metadata[METADATA_KEY]["levels"] == [0, 1]
+
+
+def test_widget_cancel_leaves_store_as_it_was(make_napari_viewer, qtbot, point_store, tree_digest):
+    viewer = make_napari_viewer()
+    widget = BuildPyramidWidget(viewer)
+    widget.set_store(str(point_store))
+    before = tree_digest(point_store)
+    _set_rows(widget, [(2.0, 1.0)] * 3)
+    widget._relay.progressed.connect(lambda p: widget.cancel_button.click())  # cancel after the first level
+    qtbot.mouseClick(widget.build_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=120_000)
+    assert "cancelled" in widget.status.text()
+    assert tree_digest(point_store) == before
+
+
+def test_widget_reports_bad_input_as_a_notification(make_napari_viewer, qtbot, point_store, tree_digest):
+    from napari.utils.notifications import notification_manager
+
+    viewer = make_napari_viewer()
+    widget = BuildPyramidWidget(viewer)
+    widget.set_store(str(point_store))
+    before = tree_digest(point_store)
+    widget.levels_table.item(0, 0).setText("half")
+    seen = []
+    notification_manager.notification_ready.connect(lambda n: seen.append(str(n.message)))
+    qtbot.mouseClick(widget.build_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=60_000)
+    assert any("is not a (coarsen, sparsity) pair" in m for m in seen), seen
+    assert "factors[0]" in widget.status.text()
+    assert tree_digest(point_store) == before
