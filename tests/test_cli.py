@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import imageio.v3 as iio
+import numpy as np
 
 from napari_zarr_vectors import cli, store
 
@@ -40,3 +41,33 @@ def test_demo_screenshot_shows_the_point_cloud(tmp_path):
     # the points are drawn in a light blue (#4fc3f7) on black
     blue = (image[..., 2] > 180) & (image[..., 0] < 140) & (image[..., 1] > 120)
     assert blue.mean() > 0.05, f"only {blue.mean():.1%} of the screenshot shows points"
+
+
+def _small_point_store(path):
+    rng = np.random.default_rng(2)
+    store.write_point_cloud(
+        path,
+        rng.uniform(0, 1000, (8000, 3)),
+        attributes={"intensity": rng.uniform(0, 1, 8000), "label": rng.integers(0, 4, 8000)},
+        chunk_shape=(500.0,) * 3,
+        bin_shape=(50.0,) * 3,
+    )
+    return path
+
+
+def test_build_command_with_overrides_and_progress(tmp_path, capsys):
+    path = _small_point_store(tmp_path / "cli.zv")
+    code = cli.main(["build", str(path), "--factors", "2,1", "2,1", "--agg", "mean", "--agg-override", "label=mode"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "[##############################] 5/5" in out
+    assert store.list_levels(path) == [0, 1, 2]
+    assert set(store.vertex_attribute_names(path, 2)) == {"intensity", "label"}
+
+
+def test_build_command_refuses_bad_input_without_touching_the_store(tmp_path, capsys, tree_digest):
+    path = _small_point_store(tmp_path / "bad.zv")
+    before = tree_digest(path)
+    assert cli.main(["build", str(path), "--factors", "2,1", "--agg-override", "nope=mode"]) == 1
+    assert "not a level-0 vertex attribute" in capsys.readouterr().err
+    assert tree_digest(path) == before

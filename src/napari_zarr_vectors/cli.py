@@ -1,4 +1,4 @@
-"""The ``napari-zarr-vectors`` command: ``demo`` and ``info``.
+"""The ``napari-zarr-vectors`` command: ``demo``, ``info`` and ``build``.
 
 ``demo --screenshot PNG`` works without a screen: when there is no
 display it re-runs itself under ``xvfb-run`` (Debian package ``xvfb``).
@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import store
+from . import pyramid, store
 
 _UNDER_XVFB = "NAPARI_ZARR_VECTORS_UNDER_XVFB"
 
@@ -61,6 +61,59 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_factor(text: str) -> tuple[float, float]:
+    try:
+        coarsen, sparsity = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not COARSEN,SPARSITY (for example 2,1 or 2,4)") from None
+    return coarsen, sparsity
+
+
+def _parse_override(text: str) -> tuple[str, str]:
+    name, sep, mode = text.partition("=")
+    if not sep or not name or not mode:
+        raise argparse.ArgumentTypeError(f"{text!r} is not ATTRIBUTE=MODE (for example label=mode)")
+    return name, mode
+
+
+def _text_progress(p: pyramid.BuildProgress) -> None:
+    width = 30
+    done = int(round(width * p.fraction))
+    print(f"\r[{'#' * done}{'.' * (width - done)}] {p.step}/{p.total} {p.message:<60}", end="", flush=True)
+    if p.step == p.total:
+        print()
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    factors = args.factors
+    try:
+        if args.suggest:
+            factors = pyramid.suggest_factors(args.store, args.suggest)
+            print("suggested factors: " + " ".join(f"{c:g},{s:g}" for c, s in factors))
+        if not factors:
+            print("error: give --factors (for example --factors 2,1 2,4) or --suggest 2", file=sys.stderr)
+            return 2
+        pyramid.build_pyramid(
+            args.store,
+            factors,
+            agg_mode=args.agg,
+            agg_overrides=dict(args.agg_override or []),
+            method=args.method,
+            sparsity_strategy=args.strategy,
+            sparsity_seed=args.seed,
+            cross_level_depth=args.depth,
+            cross_level_storage=args.storage,
+            progress=None if args.quiet else _text_progress,
+        )
+    except KeyboardInterrupt:
+        print("\ninterrupted: the store is as it was", file=sys.stderr)
+        return 130
+    except store.StoreError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 1
+    return cmd_info(args)
+
+
 def cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.screenshot and not _has_display() and not os.environ.get(_UNDER_XVFB):
         return _reexec_under_xvfb(argv)
@@ -103,6 +156,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--window", action="store_true", help="with --screenshot: capture the whole window")
     info = sub.add_parser("info", help="print a store's levels: vertices, objects, bin shape")
     info.add_argument("store", help="path to a .zv / .zarrvectors store")
+    build = sub.add_parser(
+        "build",
+        help="build a pyramid with aggregated attributes",
+        description="Add coarse levels after level 0. Example: "
+        "napari-zarr-vectors build tracts.zv --factors 2,1 2,4 2,4 --agg mean --agg-override label=mode",
+    )
+    build.add_argument("store", help="path to a .zv / .zarrvectors store")
+    build.add_argument("--factors", nargs="+", type=_parse_factor, metavar="C,S", help="one COARSEN,SPARSITY per level")
+    build.add_argument("--suggest", type=float, metavar="C", help="instead of --factors: levels of xC until one chunk")
+    build.add_argument("--agg", default="mean", choices=pyramid.AGG_MODES, help="aggregation for every attribute")
+    build.add_argument("--agg-override", nargs="+", type=_parse_override, metavar="ATTR=MODE")
+    build.add_argument("--method", default="per_object")
+    build.add_argument("--strategy", default="random", help="sparsity strategy: random, spatial_coverage, ...")
+    build.add_argument("--seed", type=int, default=None)
+    build.add_argument("--depth", type=int, default=1, help="cross-level link depth: 0, N, or -1 for all")
+    build.add_argument("--storage", default="explicit", choices=pyramid.LINK_STORAGES)
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -111,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "info":
         return cmd_info(args)
+    if args.command == "build":
+        return cmd_build(args)
     return cmd_demo(args, argv)
 
 

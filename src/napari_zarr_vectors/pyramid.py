@@ -422,7 +422,7 @@ def _aggregate_all(plan: BuildPlan, report: Callable, check_cancel: Callable) ->
         if fine < plan.first_source:
             continue  # a level added to an existing pyramid: compose the maps below it first
         check_cancel()
-        n_coarse = store.open_info(plan.path).level(fine + 1).vertex_count
+        n_coarse = store.level_rows(plan.path, fine + 1)
         columns = {name: aggregate.reduce(to_level, values[name], n_coarse, mode) for name, mode in plan.modes.items()}
         if "count" in plan.modes.values():
             columns[COUNT_ATTRIBUTE] = aggregate.reduce(to_level, np.zeros(len(to_level)), n_coarse, "count")
