@@ -4,6 +4,17 @@ The public Python API; everything else is internal.
 """
 
 from .lod import DEFAULT_VERTEX_BUDGET, choose_level
+from .pyramid import (
+    BuildCancelled,
+    BuildProgress,
+    PyramidError,
+    build_pyramid,
+    coarsen_level,
+    list_resolution_levels,
+    pyramid_summary,
+    remove_resolution_level,
+    suggest_factors,
+)
 from .store import StoreError, StoreInfo, open_info, read_level
 
 try:
@@ -15,10 +26,19 @@ except Exception:  # pragma: no cover - running from a bare checkout
 
 __all__ = [
     "DEFAULT_VERTEX_BUDGET",
+    "BuildCancelled",
+    "BuildProgress",
+    "PyramidError",
     "StoreError",
     "StoreInfo",
+    "build_pyramid",
     "choose_level",
+    "coarsen_level",
+    "list_resolution_levels",
     "open_info",
+    "pyramid_summary",
     "read_level",
+    "remove_resolution_level",
+    "suggest_factors",
     "__version__",
 ]
