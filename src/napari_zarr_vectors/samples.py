@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import store
+from . import pyramid, store
 
 POINT_FACTORS = [(2.0, 1.0), (2.0, 1.0), (2.0, 1.0)]
 STREAMLINE_FACTORS = [(2.0, 1.0), (2.0, 4.0), (2.0, 4.0)]
@@ -37,7 +37,10 @@ def make_point_cloud(
     factors: list[tuple[float, float]] | None = POINT_FACTORS,
     seed: int = 0,
 ) -> Path:
-    """Uniform points in a cube with ``intensity`` (float32) and ``label`` (int32), plus a pyramid."""
+    """Uniform points in a cube with ``intensity`` (float32) and ``label`` (int32), plus a pyramid.
+
+    The pyramid carries both attributes on every level (intensity mean, label mode).
+    """
     rng = np.random.default_rng(seed)
     positions = rng.uniform(0, extent, (n, 3)).astype(np.float32)
     attrs = {
@@ -47,7 +50,7 @@ def make_point_cloud(
     with store.atomic_store(path) as tmp:
         store.write_point_cloud(tmp, positions, attributes=attrs, chunk_shape=(chunk,) * 3, bin_shape=(bin_size,) * 3)
         if factors:
-            store.upstream_build_pyramid(tmp, factors)
+            pyramid.build_pyramid(tmp, factors, agg_mode="mean", agg_overrides={"label": "mode"})
     return Path(path).absolute()
 
 
@@ -70,16 +73,14 @@ def make_streamlines(
     factors: list[tuple[float, float]] | None = STREAMLINE_FACTORS,
     seed: int = 0,
 ) -> Path:
-    """Random-walk streamlines, plus a per_object pyramid with random thinning (seed 42)."""
+    """Random-walk streamlines, plus a per_object pyramid with compounding random thinning (seed 42)."""
     lines = random_walks(n, seed=seed)
     with store.atomic_store(path) as tmp:
         store.write_polyline_store(
             tmp, lines, geometry_type="streamline", chunk_shape=(chunk,) * 3, bin_shape=(bin_size,) * 3
         )
         if factors:
-            store.upstream_build_pyramid(
-                tmp, factors, method="per_object", sparsity_strategy="random", sparsity_seed=42
-            )
+            pyramid.build_pyramid(tmp, factors, method="per_object", sparsity_strategy="random", sparsity_seed=42)
     return Path(path).absolute()
 
 

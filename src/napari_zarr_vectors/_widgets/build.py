@@ -253,9 +253,13 @@ class BuildPyramidWidget(QWidget):
                 self.levels_table.removeRow(r)
         self._update_estimates()
 
-    def _suggest(self) -> None:
+    def _require_store(self) -> bool:
         if not self.store_path:
             self._fail("Choose a store first: select a store layer or type its path.")
+        return bool(self.store_path)
+
+    def _suggest(self) -> None:
+        if not self._require_store():
             return
         try:
             factors = pyramid.suggest_factors(self.store_path)
@@ -319,10 +323,7 @@ class BuildPyramidWidget(QWidget):
         return plan.path, pyramid.pyramid_summary(plan.path), _estimates(plan.path, factors)
 
     def _start(self, factors: list, *, extend: bool) -> None:
-        if self._worker is not None:
-            return
-        if not self.store_path:
-            self._fail("Choose a store first: select a store layer or type its path.")
+        if self._worker is not None or not self._require_store():
             return
         self._cancel.clear()
         self.progress.setValue(0)
