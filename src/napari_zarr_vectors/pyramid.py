@@ -364,14 +364,17 @@ def run(plan: BuildPlan, *, progress: ProgressFn | None = None, cancel: CancelFn
 
     with _build_lock:
         snap = store.snapshot(plan.path)
+        aggregator = _Aggregator(plan, report) if attrs else None
         try:
-            _coarsen_all(plan, report, check_cancel)
-            if attrs:
-                _aggregate_all(plan, report, check_cancel)
+            _coarsen_all(plan, report, check_cancel, aggregator)
+            if aggregator is not None:
+                aggregator.finish()
             check_cancel()
             _links(plan)
             report(plan.first_source + n, "links", "cross-level links written")
         except BaseException as exc:
+            if aggregator is not None:
+                aggregator.abandon()  # no write may still be running when the store is restored
             store.restore(snap)
             if isinstance(exc, PyramidError | KeyboardInterrupt):
                 raise
@@ -379,7 +382,7 @@ def run(plan: BuildPlan, *, progress: ProgressFn | None = None, cancel: CancelFn
         store.discard(snap)
 
 
-def _coarsen_all(plan: BuildPlan, report: Callable, check_cancel: Callable) -> None:
+def _coarsen_all(plan: BuildPlan, report: Callable, check_cancel: Callable, aggregator: _Aggregator | None) -> None:
     emit = "explicit" if plan.storage == "explicit" else "implicit"  # +1 always: aggregation reads it
     has_objects = plan.info.kind not in store.POINT_KINDS
     strategy_name = "random"
@@ -409,25 +412,70 @@ def _coarsen_all(plan: BuildPlan, report: Callable, check_cancel: Callable) -> N
         )
         _context.clear()
         report(source + 1, "coarsen", f"level {source + 1}: coarsened x{coarsen:g}, thinned 1/{sparsity:g}")
+        if aggregator is not None:
+            aggregator.level_ready(source)
 
 
-def _aggregate_all(plan: BuildPlan, report: Callable, check_cancel: Callable) -> None:
-    """Every new level gets every level-0 attribute, reduced over its level-0 descendants."""
-    names = list(plan.modes)
-    _, values = store.read_rows(plan.path, 0, names)
-    to_level: np.ndarray | None = None  # level 0 row -> row at the level reached so far
-    for fine in range(plan.first_source + len(plan.factors)):
-        parent = store.parent_map(plan.path, fine)
-        to_level = parent if to_level is None else aggregate.compose([to_level, parent])[-1]
-        if fine < plan.first_source:
-            continue  # a level added to an existing pyramid: compose the maps below it first
-        check_cancel()
-        n_coarse = store.level_rows(plan.path, fine + 1)
-        columns = {name: aggregate.reduce(to_level, values[name], n_coarse, mode) for name, mode in plan.modes.items()}
-        if "count" in plan.modes.values():
+class _Aggregator:
+    """Gives every new level every level-0 attribute, reduced over its level-0 descendants.
+
+    A level is aggregated as soon as its parent map exists (right after it
+    is coarsened) and its attribute cells are written on a background
+    thread while upstream coarsens the next level: the writes are disk-bound,
+    coarsening is CPU-bound, so they overlap. The writes touch only the new
+    ``vertex_attributes`` arrays; the level's ``arrays_present`` is updated
+    once at the end, when nothing else writes its metadata.
+    """
+
+    def __init__(self, plan: BuildPlan, report: Callable) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.plan, self.report = plan, report
+        self.values = store.read_rows(plan.path, 0, list(plan.modes))[1]
+        self.to_level: np.ndarray | None = None  # level 0 row -> row at the level reached so far
+        for fine in range(plan.first_source):  # a level added to an existing pyramid
+            self._compose(fine)
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nzv-attributes")
+        self.pending: list[tuple[int, Any]] = []
+
+    def _compose(self, fine: int) -> None:
+        parent = store.parent_map(self.plan.path, fine)
+        self.to_level = parent if self.to_level is None else aggregate.compose([self.to_level, parent])[-1]
+
+    def level_ready(self, fine: int) -> None:
+        """Level ``fine + 1`` was just written: reduce its attributes and queue the write."""
+        self._compose(fine)
+        n_coarse = store.level_rows(self.plan.path, fine + 1)
+        to_level = self.to_level
+        columns = {
+            name: aggregate.reduce(to_level, self.values[name], n_coarse, mode)
+            for name, mode in self.plan.modes.items()
+        }
+        if "count" in self.plan.modes.values():
             columns[COUNT_ATTRIBUTE] = aggregate.reduce(to_level, np.zeros(len(to_level)), n_coarse, "count")
-        store.write_vertex_attributes(plan.path, fine + 1, columns)
-        report(fine + 1, "aggregate", f"level {fine + 1}: {', '.join(f'{k} {m}' for k, m in plan.modes.items())}")
+        future = self.pool.submit(store.write_vertex_attributes, self.plan.path, fine + 1, columns, register=False)
+        self.pending.append((fine + 1, future))
+        self._drain(block=False)
+
+    def _drain(self, *, block: bool) -> None:
+        while self.pending and (block or self.pending[0][1].done()):
+            level, future = self.pending.pop(0)
+            future.result()  # re-raises a failed write here, in the building thread
+            modes = ", ".join(f"{k} {m}" for k, m in self.plan.modes.items())
+            self.report(level, "aggregate", f"level {level}: {modes}")
+
+    def finish(self) -> None:
+        self._drain(block=True)
+        self.pool.shutdown()
+        last = self.plan.first_source + len(self.plan.factors)
+        for level in range(self.plan.first_source + 1, last + 1):
+            store.register_level_arrays(self.plan.path, level)
+
+    def abandon(self) -> None:
+        """Wait for queued writes to stop (their errors no longer matter)."""
+        for _, future in self.pending:
+            future.cancel()
+        self.pool.shutdown(wait=True)
 
 
 def _links(plan: BuildPlan) -> None:

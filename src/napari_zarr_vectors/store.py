@@ -847,8 +847,15 @@ def vertex_attribute_names(path: str | os.PathLike[str], level: int) -> tuple[st
     return tuple(zv.open(str(Path(path).resolve())).level(level).attribute_names("vertex"))
 
 
-def write_vertex_attributes(path: str | os.PathLike[str], level: int, columns: Mapping[str, np.ndarray]) -> None:
-    """Write (or replace) row-ordered vertex attributes at ``level``, chunk writes batched."""
+def write_vertex_attributes(
+    path: str | os.PathLike[str], level: int, columns: Mapping[str, np.ndarray], *, register: bool = True
+) -> None:
+    """Write (or replace) row-ordered vertex attributes at ``level``, chunk writes batched.
+
+    ``register=False`` leaves the level's ``arrays_present`` alone (so this
+    can run beside a writer of the same level's metadata); call
+    ``register_level_arrays`` afterwards.
+    """
     from zarr_vectors import building as b
 
     root = _root(path, "r+")
@@ -863,7 +870,7 @@ def write_vertex_attributes(path: str | os.PathLike[str], level: int, columns: M
         array = f"{b.VERTEX_ATTRIBUTES}/{name}"
         if group.array_exists(array):
             group.delete_subtree(array)
-        b.create_attribute_array(group, name, dtype=values.dtype.str.lstrip("<>|="), register_family=True)
+        b.create_attribute_array(group, name, dtype=values.dtype.str.lstrip("<>|="), register_family=register)
     # every cell of every attribute in one flush: the writes fan out together
     with group.batched_writes():
         for name, values in columns.items():
@@ -873,7 +880,15 @@ def write_vertex_attributes(path: str | os.PathLike[str], level: int, columns: M
                 )
     for name in columns:
         group.derive_nonempty_chunks(f"{b.VERTEX_ATTRIBUTES}/{name}")
-    b.refresh_arrays_present(group)
+    if register:
+        b.refresh_arrays_present(group)
+
+
+def register_level_arrays(path: str | os.PathLike[str], level: int) -> None:
+    """Re-derive a level's ``arrays_present`` from what is on disk."""
+    from zarr_vectors import building as b
+
+    b.refresh_arrays_present(b.get_resolution_level(_root(path, "r+"), level))
 
 
 def object_slots(path: str | os.PathLike[str], level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
