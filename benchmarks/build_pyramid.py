@@ -10,6 +10,7 @@ machine noise hits both. Target: aggregation adds at most 25% to upstream.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import tempfile
@@ -47,8 +48,10 @@ def main() -> None:
             for name, fn in order if r % 2 == 0 else order[::-1]:
                 copy = work / f"{name}-{r}.zv"
                 shutil.copytree(base, copy)
+                os.sync()  # the copy's dirty pages must not be written back inside the timed build
                 times[name].append(fn(copy))
                 shutil.rmtree(copy)
+                os.sync()
         up, us = statistics.median(times["upstream"]), statistics.median(times["ours"])
         paired = [o / u for o, u in zip(times["ours"], times["upstream"], strict=True)]
         print(f"{args.points:,} points, factors {FACTORS}, {args.repeats} interleaved pairs")
