@@ -218,10 +218,8 @@ def select_survivors(
         return np.sort(rng.choice(alive, target, replace=False))
     if strategy == "spatial_coverage":
         return np.sort(alive[_spatial_coverage(points, target, rng)])
-    from zarr_vectors.multiresolution.registry import require_selection_strategy
-
     picked = np.asarray(
-        require_selection_strategy(strategy)(
+        store.selection_strategy(strategy)(
             len(alive), target, seed=seed, representative_points=points, bin_shape=bin_shape
         ),
         dtype=np.int64,

@@ -930,6 +930,13 @@ def register_selection_strategy(name: str, fn: Any) -> None:
     b.register_selection_strategy(name, fn)
 
 
+def selection_strategy(name: str) -> Any:
+    """The selection function a package registered with zarr-vectors under ``name``."""
+    from zarr_vectors.multiresolution.registry import require_selection_strategy
+
+    return require_selection_strategy(name)
+
+
 def registered_selection_strategies() -> list[str]:
     from zarr_vectors.multiresolution.registry import registered_selection_strategies as reg
 
