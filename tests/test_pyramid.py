@@ -259,3 +259,26 @@ def test_upstream_pyramid_of_every_kind_gets_attributes(upstream_stores, tmp_pat
         names = store.vertex_attribute_names(path, 0)
         assert names and set(names) <= set(store.vertex_attribute_names(path, 1)), kind
         assert zv.open(str(path)).validate(level=2).errors == [], kind
+
+
+def test_a_strategy_registered_by_another_package_is_offered_and_compounds(tmp_path):
+    calls = []
+
+    def first_ones(n_objects, target_count, **ctx):
+        calls.append((n_objects, target_count, ctx.get("representative_points") is not None))
+        return np.arange(target_count)
+
+    building.register_selection_strategy("test-first-ones", first_ones)
+    assert "test-first-ones" in pyramid.available_strategies()
+    path = store.write_polyline_store(
+        tmp_path / "few.zv",
+        samples.random_walks(200, seed=3),
+        geometry_type="streamline",
+        chunk_shape=(500.0,) * 3,
+        bin_shape=(50.0,) * 3,
+    )
+    summary = pyramid.build_pyramid(path, [(2.0, 2.0), (2.0, 2.0)], sparsity_strategy="test-first-ones")
+    assert [row["objects"] for row in summary["levels"]] == [200, 100, 50]
+    # called on the alive objects only, with their representative points
+    assert calls == [(200, 100, True), (100, 50, True)]
+    assert _objects(path, 2) == set(range(50))
