@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -44,3 +45,100 @@ def test_budget_from_environment(monkeypatch):
     monkeypatch.setenv(lod.BUDGET_ENV, "lots")
     with pytest.warns(UserWarning, match="not a positive whole number"):
         assert lod.default_vertex_budget() == lod.DEFAULT_VERTEX_BUDGET
+
+
+# ---------------------------------------------------------------- view-dependent choice
+
+
+def test_visible_box_2d_slab_and_transform():
+    box = lod.visible_box(
+        center=(0, 500, 500),
+        zoom=1.0,
+        canvas_size=(200, 400),
+        ndisplay=2,
+        displayed=(1, 2),
+        point=(1000, 0, 0),
+        slab=50,
+        scale=(1, 1, 1),
+        translate=(0, 0, 0),
+    )
+    # napari order (z, y, x) -> store order (x, y, z)
+    np.testing.assert_allclose(box.lo, [300, 400, 975])
+    np.testing.assert_allclose(box.hi, [700, 600, 1025])
+    scaled = lod.visible_box(
+        center=(0, 500, 500),
+        zoom=2.0,
+        canvas_size=(200, 400),
+        ndisplay=2,
+        displayed=(1, 2),
+        point=(1000, 0, 0),
+        slab=50,
+        scale=(2, 2, 2),
+        translate=(0, 100, 0),
+    )
+    # half the world extent at zoom 2, then world -> data: (world - translate) / scale
+    np.testing.assert_allclose(scaled.lo, [200, 175, 487.5])
+    np.testing.assert_allclose(scaled.hi, [300, 225, 512.5])
+
+
+def test_visible_box_3d_holds_any_rotation():
+    box = lod.visible_box(
+        center=(10, 20, 30),
+        zoom=1.0,
+        canvas_size=(300, 400),
+        ndisplay=3,
+        displayed=(0, 1, 2),
+        point=(0, 0, 0),
+        slab=1,
+        scale=(1, 1, 1),
+        translate=(0, 0, 0),
+    )
+    np.testing.assert_allclose(box.hi - box.lo, [500, 500, 500])  # 2 * hypot(150, 200)
+    np.testing.assert_allclose((box.lo + box.hi) / 2, [30, 20, 10])
+
+
+def _uniform_grid(level, per_chunk, n_chunks, chunk, bins):
+    coords = np.stack(np.meshgrid(*[np.arange(n_chunks)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    return lod.LevelGrid(level, (bins,) * 3, (chunk,) * 3, coords, np.full(len(coords), per_chunk))
+
+
+def test_count_in_box_uses_overlap_fractions():
+    grid = _uniform_grid(0, 1000, 10, 100.0, 25.0)
+    whole = lod.Box(np.zeros(3), np.full(3, 1000.0))
+    assert lod.count_in_box(grid.chunk_coords, grid.chunk_counts, grid.chunk_shape, whole) == 1_000_000
+    half = lod.Box(np.zeros(3), np.array([500.0, 1000, 1000]))
+    assert lod.count_in_box(grid.chunk_coords, grid.chunk_counts, grid.chunk_shape, half) == 500_000
+    sliver = lod.Box(np.array([0.0, 0, 0]), np.array([50.0, 100, 100]))
+    assert lod.count_in_box(grid.chunk_coords, grid.chunk_counts, grid.chunk_shape, sliver) == 500
+
+
+def test_view_choice_zooms_in_to_finer_levels_and_holds_at_the_boundary():
+    levels = [
+        _uniform_grid(0, 8000, 10, 100.0, 12.5),  # 8M vertices
+        _uniform_grid(1, 1000, 10, 100.0, 25.0),  # 1M
+        _uniform_grid(2, 125, 10, 100.0, 50.0),  # 125k
+    ]
+    whole = lod.Box(np.zeros(3), np.full(3, 1000.0))
+    assert lod.choose_level_for_view(levels, whole, budget=250_000, world_per_pixel=1.0) == 2
+    small = lod.Box(np.zeros(3), np.full(3, 100.0))  # one chunk: 8000 at level 0
+    assert lod.choose_level_for_view(levels, small, budget=250_000, world_per_pixel=0.1) == 0
+    # never finer than a bin per pixel: at 30 world units per pixel level 0's 12.5 bins are invisible
+    assert lod.choose_level_for_view(levels, small, budget=250_000, world_per_pixel=30.0) == 1
+    # hysteresis: level 1 estimates 1000 per chunk; a budget just under it keeps level 1 when shown
+    box = lod.Box(np.zeros(3), np.array([100.0, 100, 1000]))  # 10 chunks: 10,000 at level 1
+    assert lod.choose_level_for_view(levels, box, budget=9_500, world_per_pixel=0.1, current=1) == 1
+    assert lod.choose_level_for_view(levels, box, budget=9_500, world_per_pixel=0.1, current=2) == 2
+    assert lod.choose_level_for_view(levels, box, budget=9_500, world_per_pixel=0.1) == 2
+
+
+def test_chunk_counts_of_a_real_store_estimate_a_box(upstream_stores):
+    from napari_zarr_vectors import store
+
+    path = upstream_stores["point_cloud"]
+    coords, counts = store.chunk_vertex_counts(path, 0)
+    info = store.open_info(path)
+    assert counts.sum() == info.level(0).vertex_count and coords.shape == (len(counts), 3)
+    box = lod.Box(np.array([100.0, 100, 100]), np.array([700.0, 500, 900]))
+    estimate = lod.count_in_box(coords, counts, info.level(0).chunk_shape, box)
+    actual = box.contains(store.read_level(path, 0).positions).sum()
+    assert abs(estimate - actual) < 0.1 * actual

@@ -841,6 +841,17 @@ def level_rows(path: str | os.PathLike[str], level: int) -> int:
     return _chunk_offsets(b.get_resolution_level(root, level), b.read_root_metadata(root).sid_ndim)[2]
 
 
+def chunk_vertex_counts(path: str | os.PathLike[str], level: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per chunk of a level: its grid coordinates (M, D) and vertex count (M,), without reading vertices."""
+    from zarr_vectors import building as b
+
+    root = _root(path)
+    offsets, keys, total = _chunk_offsets(b.get_resolution_level(root, level), b.read_root_metadata(root).sid_ndim)
+    starts = np.asarray([offsets[k] for k in keys], dtype=np.int64)
+    counts = np.diff(np.r_[starts, total])
+    return np.asarray(keys, dtype=np.int64).reshape(len(keys), -1), counts
+
+
 def vertex_attribute_names(path: str | os.PathLike[str], level: int) -> tuple[str, ...]:
     import zarr_vectors as zv
 
