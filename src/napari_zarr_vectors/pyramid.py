@@ -362,8 +362,10 @@ def run(plan: BuildPlan, *, progress: ProgressFn | None = None, cancel: CancelFn
 
     with _build_lock:
         snap = store.snapshot(plan.path)
-        aggregator = _Aggregator(plan, report) if attrs else None
+        aggregator: _Aggregator | None = None
         try:
+            if attrs:
+                aggregator = _Aggregator(plan, report)
             _coarsen_all(plan, report, check_cancel, aggregator)
             if aggregator is not None:
                 aggregator.finish()
@@ -513,6 +515,7 @@ def pyramid_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Per level: vertices, objects, bin shape, bytes on disk, ratio to level 0; and the overhead."""
     info = store.open_info(path)
     base = info.levels[0]
+    names = store.level_attribute_names(info.path, [lv.index for lv in info.levels])
     rows = []
     for lv in info.levels:
         nbytes = store.level_nbytes(info.path, lv.index)
@@ -524,7 +527,7 @@ def pyramid_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
                 "bin_shape": lv.bin_shape,
                 "bytes": nbytes,
                 "vertex_ratio": lv.vertex_count / max(base.vertex_count, 1),
-                "attributes": store.vertex_attribute_names(info.path, lv.index),
+                "attributes": names[lv.index],
             }
         )
     level0 = rows[0]["bytes"] or 1
