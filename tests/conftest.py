@@ -132,3 +132,28 @@ def _tree_digest(path: Path) -> str:
 def tree_digest():
     """A hash of every file name and byte below a folder: equal means untouched."""
     return _tree_digest
+
+
+@pytest.fixture(scope="session")
+def two_million_points(tmp_path_factory) -> Path:
+    """2,000,000 uniform 2D points, 4 levels (bins 2/4/8/16): 2M / 250k / 62.5k / 15.6k vertices.
+
+    Built once per session with the plugin's builder (~40 s here).
+    """
+    from napari_zarr_vectors import samples
+
+    path = tmp_path_factory.mktemp("lod") / "two_million.zv"
+    return samples.make_point_cloud(
+        path, n=2_000_000, extent=2000.0, chunk=200.0, bin_size=2.0, factors=[(2.0, 1.0)] * 3, ndim=2
+    )
+
+
+@pytest.fixture(scope="session")
+def small_points_2d(tmp_path_factory) -> Path:
+    """200,000 uniform 2D points, 4 levels (bins 5/10/20/40): 200k / 10k / 2.5k / 625 vertices."""
+    from napari_zarr_vectors import samples
+
+    path = tmp_path_factory.mktemp("lod") / "small_2d.zv"
+    return samples.make_point_cloud(
+        path, n=200_000, extent=1000.0, chunk=100.0, bin_size=5.0, factors=[(2.0, 1.0)] * 3, ndim=2
+    )

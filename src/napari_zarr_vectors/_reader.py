@@ -49,6 +49,7 @@ def read_stores(path: PathLike | list[PathLike]) -> list:
             _notify_error(str(exc))
     if not out:
         return [(None,)]
+    _follow_camera()
     if any(len(d[1].get("axis_labels", ())) >= 3 for d in out):
         _show_in_3d_once_added([d[1]["name"] for d in out])
     return out
@@ -75,6 +76,17 @@ def _show_in_3d_once_added(names: list[str]) -> None:
             viewer.dims.ndisplay = 3
 
     viewer.layers.events.inserted.connect(_on_inserted)
+
+
+def _follow_camera() -> None:
+    """Our layers in the current viewer will follow its camera through the pyramid."""
+    try:
+        import napari
+
+        from ._follow import watch_viewer
+    except ImportError:  # pragma: no cover - napari is a dependency
+        return
+    watch_viewer(napari.current_viewer())
 
 
 def _notify_error(message: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -221,6 +222,55 @@ def layers_for_store(
         edge_layer = vectors_layer(info, level, edge_parts, {}, f"{info.name} ({kind} edges)", vertex_budget)
         return [edge_layer, nodes]
     raise StoreError(f"Store '{info.path}': geometry '{kind}' has no layer type.")  # pragma: no cover
+
+
+@dataclass
+class Payload:
+    """Layer data ready to swap into an existing layer, built off the GUI thread."""
+
+    layer_type: str
+    level: int
+    data: Any
+    features: pd.DataFrame
+    style: dict[str, Any]
+    vertex_count: int
+
+
+def region_payload(
+    layer_type: str, region: Any, *, bin_shape: Sequence[float], scale: Sequence[float], shape_type: str = "path"
+) -> Payload:
+    """A controller ``Region`` as data for a layer of ``layer_type`` (points, vectors or shapes).
+
+    ``style`` holds the level-dependent sizes (marker size, edge width)
+    and, for Vectors coloured by direction, the colours of the new segments.
+    """
+    size = float(np.mean(np.asarray(bin_shape, dtype=float) * np.asarray(scale, dtype=float)))
+    n = region.vertex_count
+    if layer_type == "points":
+        return Payload(
+            "points",
+            region.level,
+            _flip(region.positions),
+            _features(region.vertex_attributes, n),
+            {"size": 0.35 * size},
+            n,
+        )
+    parts = [_flip(p) for p in region.parts()]
+    cols: dict[str, np.ndarray] = {}
+    if region.part_objects is not None:
+        cols["object_id"] = np.asarray(region.part_objects)
+    cols.update(region.object_attributes or {})
+    if layer_type == "vectors":
+        vec, owner = _segments(parts)
+        columns = {k: np.asarray(v)[owner] for k, v in cols.items() if len(v) == len(parts)}
+        style: dict[str, Any] = {"edge_width": 0.15 * size}
+        if len(vec) and vec.shape[2] == 3:
+            style["direction_colors"] = direction_colors(vec[:, 1])
+        return Payload("vectors", region.level, vec, _features(columns, len(vec)), style, n)
+    if layer_type == "shapes":
+        feats = _features({k: v for k, v in cols.items() if len(v) == len(parts)}, len(parts))
+        return Payload("shapes", region.level, parts, feats, {"edge_width": 0.15 * size, "shape_type": shape_type}, n)
+    raise ValueError(f"no level-of-detail swap for {layer_type} layers")
 
 
 def _mesh_layer(info: StoreInfo, level: int, name: str, budget: int) -> LayerDataTuple:

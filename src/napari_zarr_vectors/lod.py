@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -180,11 +181,25 @@ def choose_level_for_view(
     """
     if not levels:
         raise ValueError("choose_level_for_view needs at least one level")
-    ordered = sorted(levels, key=lambda lv: lv.index)
+    estimates = {
+        lv.index: (count_in_box(lv.chunk_coords, lv.chunk_counts, lv.chunk_shape, box), max(lv.bin_shape))
+        for lv in levels
+    }
+    return choose_level_from_estimates(estimates, budget, world_per_pixel, current, hysteresis)
+
+
+def choose_level_from_estimates(
+    levels: dict[int, tuple[float, float]],
+    budget: int,
+    world_per_pixel: float,
+    current: int | None = None,
+    hysteresis: float = 0.15,
+) -> int:
+    """The level choice of ``choose_level_for_view`` from ``{level: (estimated vertices, bin size)}``."""
+    ordered = sorted(levels)
     # the finest level worth showing: the coarsest whose bins are still no bigger than a pixel
-    finest_ok = max((lv.index for lv in ordered if max(lv.bin_shape) <= world_per_pixel), default=ordered[0].index)
-    candidates = [lv for lv in ordered if lv.index >= finest_ok]
-    estimates = {lv.index: count_in_box(lv.chunk_coords, lv.chunk_counts, lv.chunk_shape, box) for lv in candidates}
+    finest_ok = max((i for i in ordered if levels[i][1] <= world_per_pixel), default=ordered[0])
+    estimates = {i: levels[i][0] for i in ordered if i >= finest_ok}
     if current in estimates and estimates[current] <= budget * (1 + hysteresis):
         finer = [i for i in estimates if i < current and estimates[i] <= budget * (1 - hysteresis)]
         return min(finer) if finer else current
@@ -192,3 +207,338 @@ def choose_level_for_view(
         if estimates[index] <= budget:
             return index
     return max(estimates)
+
+
+# ---------------------------------------------------------------- the controller (no Qt)
+
+
+class ChunkCache:
+    """Recently read chunks, least recently used dropped first, bounded in bytes. Thread-safe."""
+
+    def __init__(self, max_bytes: int = 256 * 2**20) -> None:
+        import threading
+        from collections import OrderedDict
+
+        self.max_bytes = int(max_bytes)
+        self.nbytes = 0
+        self._items: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._items
+
+    def get(self, key: Any) -> Any | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+            return item[0]
+
+    def put(self, key: Any, value: Any, nbytes: int) -> None:
+        with self._lock:
+            if key in self._items:
+                self.nbytes -= self._items.pop(key)[1]
+            if nbytes > self.max_bytes:
+                return  # bigger than the whole cache: keep it out rather than flush everything
+            self._items[key] = (value, int(nbytes))
+            self.nbytes += int(nbytes)
+            while self.nbytes > self.max_bytes:
+                _, (_, size) = self._items.popitem(last=False)
+                self.nbytes -= size
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.nbytes = 0
+
+
+def _nbytes(value: Any) -> int:
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, dict):
+        return sum(_nbytes(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_nbytes(v) for v in value)
+    return 64
+
+
+@dataclass(frozen=True)
+class View:
+    """What the camera shows, in napari terms (see ``visible_box``)."""
+
+    center: tuple[float, ...]
+    zoom: float
+    canvas_size: tuple[int, int]
+    ndisplay: int
+    displayed: tuple[int, ...]
+    point: tuple[float, ...]
+    scale: tuple[float, ...]
+    translate: tuple[float, ...]
+
+    def box(self, slab: float) -> Box:
+        return visible_box(
+            center=self.center,
+            zoom=self.zoom,
+            canvas_size=self.canvas_size,
+            ndisplay=self.ndisplay,
+            displayed=self.displayed,
+            point=self.point,
+            slab=slab,
+            scale=self.scale,
+            translate=self.translate,
+        )
+
+    @property
+    def data_per_pixel(self) -> float:
+        """Store units per screen pixel along the displayed axes."""
+        s = np.abs(np.asarray(self.scale, dtype=float)[list(self.displayed)])
+        return float(1.0 / (self.zoom * s.mean())) if self.zoom > 0 else float("inf")
+
+
+@dataclass
+class Region:
+    """What a controller update produced: one level, read inside ``box`` (store order)."""
+
+    generation: int
+    level: int
+    box: Box
+    positions: np.ndarray
+    vertex_attributes: dict[str, np.ndarray]
+    offsets: np.ndarray | None = None
+    part_objects: np.ndarray | None = None
+    object_attributes: dict[str, np.ndarray] | None = None
+
+    @property
+    def vertex_count(self) -> int:
+        return int(len(self.positions))
+
+    def parts(self) -> list[np.ndarray]:
+        if self.offsets is None:
+            return [self.positions]
+        return [self.positions[a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True)]
+
+
+class LevelOfDetail:
+    """Chooses and reads what one store layer should show for a view; Qt-free.
+
+    The GUI side calls ``request()`` for each (debounced) camera change and
+    hands the returned generation, with the view, to ``update()`` on a
+    worker thread; ``update`` returns a ``Region`` to show, or None when
+    the request went stale or what is shown already covers the view.
+    ``accept()`` on the GUI thread then says whether the region is still
+    the newest, so a slow read never overwrites a later one.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        kind: str,
+        *,
+        budget: int = DEFAULT_VERTEX_BUDGET,
+        path_budget: int | None = None,
+        margin: float = 0.2,
+        cache_bytes: int = 256 * 2**20,
+        vertex_attributes: Sequence[str] | None = None,
+        shown_level: int | None = None,
+    ) -> None:
+        import threading
+
+        from . import store
+
+        self._store = store
+        self.path = str(path)
+        self.kind = kind
+        self.budget = int(budget)
+        self.path_budget = path_budget
+        self.margin = float(margin)
+        self.cache = ChunkCache(cache_bytes)
+        self.locked: int | None = None
+        self._names = vertex_attributes
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._signature: tuple[int, int] | None = None
+        self.levels: list[LevelGrid] = []
+        self._drawn_ratio: dict[int, float] = {}
+        self._objects: dict[int, int] = {}
+        self.shown: tuple[int, Box] | None = None
+        self._shown_level_hint = shown_level
+        self.reads = 0  # store reads made (chunks for points, regions for polylines), for tests and benchmarks
+
+    # -- GUI thread
+    def request(self) -> int:
+        """A new generation: every older one still in flight becomes stale."""
+        self._generation += 1
+        return self._generation
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def accept(self, region: Region) -> bool:
+        """Whether ``region`` is the newest; if so it becomes what is shown."""
+        if region.generation != self._generation:
+            return False
+        self.shown = (region.level, region.box)
+        return True
+
+    def lock(self, level: int | None) -> None:
+        """Show ``level`` whatever the view (None: choose automatically again)."""
+        if level is not None and self.levels and level not in [lv.index for lv in self.levels]:
+            raise ValueError(f"level {level} is not one of {[lv.index for lv in self.levels]}")
+        self.locked = level
+
+    def forget_shown(self) -> None:
+        """Make the next update re-read even if the view did not move (budget or lock changed)."""
+        self.shown = None
+
+    # -- worker thread
+    def refresh_levels(self) -> None:
+        """Re-read the store's levels and per-chunk counts (after a build added or removed some)."""
+        info = self._store.open_info(self.path)
+        grids = []
+        for lv in info.levels:
+            coords, counts = self._store.chunk_vertex_counts(self.path, lv.index)
+            grids.append(LevelGrid(lv.index, lv.bin_shape, lv.chunk_shape, coords, counts))
+            self._objects[lv.index] = lv.object_count
+        if self.kind in self._store.POLYLINE_KINDS:
+            for lv in info.levels:
+                drawn = self._store.estimate_drawn_vertices(self.path, lv.index)
+                self._drawn_ratio[lv.index] = drawn / max(lv.vertex_count, 1)
+        self.levels = grids
+        self.cache.clear()
+        if self.locked is not None and self.locked not in [g.index for g in grids]:
+            self.locked = None
+        self._signature = self._store.signature(self.path)
+
+    def _levels_current(self) -> None:
+        if not self.levels or self._store.signature(self.path) != self._signature:
+            self.refresh_levels()
+
+    def _grid(self, index: int) -> LevelGrid:
+        return next(g for g in self.levels if g.index == index)
+
+    def box_for(self, view: View, level: int) -> Box:
+        """The margin-expanded box a level is read in (a 2D slab is one bin of that level thick)."""
+        grid = self._grid(level)
+        slab = float(max(grid.bin_shape)) * float(np.mean(np.abs(view.scale)))
+        return view.box(slab).expanded(self.margin)
+
+    def choose(self, view: View) -> int:
+        """The level to show for ``view``: the locked one, else the finest that fits the budgets.
+
+        Each level is measured in its own margin-expanded box.  Polylines
+        count drawn vertices (per_object levels repeat shared metavertices)
+        and, with a path budget, a level whose paths in the box exceed it
+        counts as over budget.
+        """
+        if self.locked is not None:
+            return self.locked
+        estimates = {}
+        for g in self.levels:
+            box = self.box_for(view, g.index)
+            stored = count_in_box(g.chunk_coords, g.chunk_counts, g.chunk_shape, box)
+            est = stored * self._drawn_ratio.get(g.index, 1.0)
+            if self.path_budget is not None and g.index in self._objects:
+                share = stored / max(float(np.sum(g.chunk_counts)), 1.0)
+                if self._objects[g.index] * min(share, 1.0) > self.path_budget:
+                    est = float("inf")
+            estimates[g.index] = (est, max(g.bin_shape))
+        current = self.shown[0] if self.shown else self._shown_level_hint
+        return choose_level_from_estimates(estimates, self.budget, view.data_per_pixel, current)
+
+    def update(self, view: View, generation: int) -> Region | None:
+        """Plan and read for ``view`` (worker thread). None: stale, or nothing new to show."""
+        with self._lock:
+            if generation != self._generation:
+                return None
+            self._levels_current()
+            level = self.choose(view)
+            want = view.box(0.0)
+            if self.shown is not None and self.shown[0] == level and _covers(self.shown[1], want):
+                return None
+            reader = self._read_polylines if self.kind in self._store.POLYLINE_KINDS else self._read_points
+            region = reader(level, self.box_for(view, level), generation)
+            # estimates can be low (clustered data, paths counted from vertices): coarser levels keep the promise
+            while self.locked is None and self._over_budget(region):
+                coarser = [g.index for g in self.levels if g.index > region.level]
+                if not coarser or generation != self._generation:
+                    break
+                region = reader(min(coarser), self.box_for(view, min(coarser)), generation)
+            return region
+
+    def _over_budget(self, region: Region) -> bool:
+        if region.vertex_count > self.budget:
+            return True
+        paths = len(region.part_objects) if region.part_objects is not None else 0
+        return self.path_budget is not None and paths > self.path_budget
+
+    def _chunks_meeting(self, grid: LevelGrid, box: Box) -> list[tuple[int, ...]]:
+        size = np.asarray(grid.chunk_shape, dtype=float)
+        lo, hi = grid.chunk_coords * size, (grid.chunk_coords + 1) * size
+        meet = np.all((hi >= box.lo) & (lo <= box.hi), axis=1)
+        return [tuple(int(c) for c in k) for k in grid.chunk_coords[meet & (grid.chunk_counts > 0)]]
+
+    def _read_points(self, level: int, box: Box, generation: int) -> Region:
+        grid = self._grid(level)
+        keys = self._chunks_meeting(grid, box)
+        names = self._attribute_names(level)
+        missing = [k for k in keys if (level, k) not in self.cache]
+        if missing:
+            counts = {
+                tuple(int(c) for c in k): int(n) for k, n in zip(grid.chunk_coords, grid.chunk_counts, strict=True)
+            }
+            got = self._store.read_point_chunks(self.path, level, missing, names, counts=counts)
+            self.reads += len(got)
+            for k, value in got.items():
+                self.cache.put((level, k), value, _nbytes(value))
+        found = {k: self.cache.get((level, k)) for k in keys}
+        for k in [k for k, v in found.items() if v is None]:  # evicted meanwhile: read again
+            found[k] = self._store.read_point_chunks(self.path, level, [k], names)[k]
+        ndim = len(grid.chunk_shape)
+        parts = [v for v in found.values() if v is not None and len(v[0])]
+        if parts:
+            pos = np.concatenate([p for p, _ in parts])
+            attrs = {n: np.concatenate([a[n] for _, a in parts]) for n in names if all(n in a for _, a in parts)}
+            inside = box.contains(pos)
+            pos = pos[inside]
+            attrs = {n: v[inside] for n, v in attrs.items()}
+        else:
+            pos, attrs = np.zeros((0, ndim), np.float32), {n: np.zeros(0) for n in names}
+        return Region(generation, level, box, pos, attrs)
+
+    def _attribute_names(self, level: int) -> list[str]:
+        key = ("names", level)
+        names = self.cache.get(key)
+        if names is None:
+            names = list(self._store.vertex_attribute_names(self.path, level))
+            self.cache.put(key, names, 64)
+        return [n for n in names if self._names is None or n in self._names]
+
+    def _read_polylines(self, level: int, box: Box, generation: int) -> Region:
+        """Whole objects that cross the box (upstream keeps every polyline with a segment in a matching chunk)."""
+        keys = tuple(self._chunks_meeting(self._grid(level), box))
+        cache_key = ("region", level, keys)
+        data = self.cache.get(cache_key)
+        if data is None:
+            data = self._store.read_level(self.path, level, kind=self.kind, bbox=(box.lo, box.hi))
+            self.reads += 1
+            value = (data.positions, data.offsets, data.part_objects, data.object_attributes)
+            self.cache.put(cache_key, data, _nbytes(value))
+        return Region(
+            generation,
+            level,
+            box,
+            data.positions,
+            data.vertex_attributes,
+            offsets=data.offsets,
+            part_objects=data.part_objects,
+            object_attributes=data.object_attributes,
+        )
+
+
+def _covers(shown: Box, want: Box) -> bool:
+    return bool(np.all(shown.lo <= want.lo) and np.all(shown.hi >= want.hi))

@@ -36,19 +36,22 @@ def make_point_cloud(
     bin_size: float = 50.0,
     factors: list[tuple[float, float]] | None = POINT_FACTORS,
     seed: int = 0,
+    ndim: int = 3,
 ) -> Path:
-    """Uniform points in a cube with ``intensity`` (float32) and ``label`` (int32), plus a pyramid.
+    """Uniform points in a square or cube with ``intensity`` (float32) and ``label`` (int32), plus a pyramid.
 
     The pyramid carries both attributes on every level (intensity mean, label mode).
     """
     rng = np.random.default_rng(seed)
-    positions = rng.uniform(0, extent, (n, 3)).astype(np.float32)
+    positions = rng.uniform(0, extent, (n, ndim)).astype(np.float32)
     attrs = {
         "intensity": rng.uniform(0, 1, n).astype(np.float32),
         "label": rng.integers(0, 16, n).astype(np.int32),
     }
     with store.atomic_store(path) as tmp:
-        store.write_point_cloud(tmp, positions, attributes=attrs, chunk_shape=(chunk,) * 3, bin_shape=(bin_size,) * 3)
+        store.write_point_cloud(
+            tmp, positions, attributes=attrs, chunk_shape=(chunk,) * ndim, bin_shape=(bin_size,) * ndim
+        )
         if factors:
             pyramid.build_pyramid(tmp, factors, agg_mode="mean", agg_overrides={"label": "mode"})
     return Path(path).absolute()

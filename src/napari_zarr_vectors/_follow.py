@@ -1,0 +1,327 @@
+"""Binds the Qt-free level-of-detail controller (``lod.LevelOfDetail``) to napari layers.
+
+Every Points / Vectors / Shapes layer the reader makes for a point cloud
+or polyline store gets a ``LayerFollower``: camera, dims and canvas
+events restart a ~100 ms timer; when it fires, a worker thread chooses
+the level and reads the chunks in view; the GUI thread swaps the result
+into the layer only if no newer request was made meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import lod, store
+from .layers import METADATA_KEY, Payload, region_payload
+
+log = logging.getLogger(__name__)
+
+DEBOUNCE_MS = 100
+#: Vectors layers draw tens of thousands of polylines quickly; Shapes layers ~14 ms per path.
+VECTORS_PATH_BUDGET = 20_000
+
+_FOLLOWERS: weakref.WeakKeyDictionary[Any, LayerFollower] = weakref.WeakKeyDictionary()
+_WATCHED_VIEWERS: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def follower_of(layer: Any) -> LayerFollower | None:
+    """The follower attached to ``layer``, if any."""
+    return _FOLLOWERS.get(layer)
+
+
+def followers(viewer: Any | None = None) -> list[LayerFollower]:
+    """Every live follower (of one viewer's layers, when given)."""
+    out = [f for f in _FOLLOWERS.values() if not f.detached]
+    if viewer is not None:
+        out = [f for f in out if f.viewer is viewer]
+    return out
+
+
+def levels_changed(path: str) -> None:
+    """Tell the followers of store ``path`` that its levels changed (after a build), so they re-plan now."""
+    target = str(Path(path).resolve())
+    for f in followers():
+        if f.path == target:
+            f.lod.forget_shown()
+            f.schedule(immediately=True)
+
+
+def _followable(layer: Any) -> bool:
+    meta = getattr(layer, "metadata", {}).get(METADATA_KEY)
+    if not isinstance(meta, dict) or "path" not in meta:
+        return False
+    kind = meta.get("kind")
+    ltype = type(layer).__name__.lower()
+    if kind in store.POINT_KINDS:
+        return ltype == "points"
+    return kind in store.POLYLINE_KINDS and ltype in ("vectors", "shapes")
+
+
+def watch_viewer(viewer: Any) -> None:
+    """Attach a follower to each of our layers added to ``viewer`` from now on (once per viewer)."""
+    if viewer is None or viewer in _WATCHED_VIEWERS:
+        return
+    _WATCHED_VIEWERS.add(viewer)
+
+    def _on_inserted(event: Any) -> None:
+        layer = getattr(event, "value", None)
+        if layer is not None and _followable(layer) and layer not in _FOLLOWERS:
+            LayerFollower(viewer, layer)
+
+    viewer.layers.events.inserted.connect(_on_inserted)
+    for layer in list(viewer.layers):
+        if _followable(layer) and layer not in _FOLLOWERS:
+            LayerFollower(viewer, layer)
+
+
+class LayerFollower:
+    """Keeps one layer showing the pyramid level and region that fit the current view."""
+
+    def __init__(self, viewer: Any, layer: Any, *, debounce_ms: int = DEBOUNCE_MS) -> None:
+        from qtpy.QtCore import QTimer
+
+        meta = layer.metadata[METADATA_KEY]
+        self.viewer = viewer
+        self._layer = weakref.ref(layer)
+        self.layer_type = type(layer).__name__.lower()
+        self.path = str(Path(meta["path"]).resolve())
+        self.kind = meta["kind"]
+        self.shape_type = "line" if self.kind in store.LINE_KINDS else "path"
+        path_budget = None
+        if self.kind in store.POLYLINE_KINDS:
+            path_budget = lod.DEFAULT_SHAPES_PATH_LIMIT if self.layer_type == "shapes" else VECTORS_PATH_BUDGET
+        self.lod = lod.LevelOfDetail(
+            self.path,
+            self.kind,
+            budget=int(meta.get("vertex_budget") or lod.default_vertex_budget()),
+            path_budget=path_budget,
+            shown_level=int(meta.get("level", 0)),
+        )
+        self.level = int(meta.get("level", 0))
+        self.vertex_count = len(layer.data)
+        self.swaps = 0
+        self.stale = 0
+        self.last_error: str | None = None
+        self.detached = False
+        self.busy = 0
+        self._listeners: list[Callable[[LayerFollower], None]] = []
+        self._our_size: float | None = float(layer.current_size) if self.layer_type == "points" else None
+        self._workers: set[Any] = set()
+        self._timer = QTimer()
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(int(debounce_ms))
+        self._timer.timeout.connect(self._start)
+        self._connections = [
+            viewer.camera.events.center,
+            viewer.camera.events.zoom,
+            viewer.camera.events.angles,
+            viewer.dims.events.current_step,
+            viewer.dims.events.ndisplay,
+            viewer.dims.events.order,
+            viewer.canvas.events.size,
+        ]
+        for emitter in self._connections:
+            emitter.connect(self._on_view_event)
+        viewer.layers.events.removed.connect(self._on_removed)
+        _FOLLOWERS[layer] = self
+        self.schedule(immediately=True)
+
+    # ---------------------------------------------------------------- public
+    @property
+    def layer(self) -> Any | None:
+        return self._layer()
+
+    @property
+    def locked(self) -> int | None:
+        return self.lod.locked
+
+    @property
+    def budget(self) -> int:
+        return self.lod.budget
+
+    def lock(self, level: int | None) -> None:
+        """Keep ``level`` shown whatever the zoom (None: automatic again)."""
+        self.lod.lock(level)
+        self.lod.forget_shown()
+        self.schedule(immediately=True)
+
+    def set_budget(self, budget: int) -> None:
+        if int(budget) < 1:
+            raise ValueError(f"the vertex budget must be at least 1, got {budget}")
+        self.lod.budget = int(budget)
+        layer = self.layer
+        if layer is not None:
+            layer.metadata[METADATA_KEY]["vertex_budget"] = int(budget)
+        self.lod.forget_shown()
+        self.schedule(immediately=True)
+
+    def on_change(self, callback: Callable[[LayerFollower], None]) -> None:
+        """Call ``callback(self)`` after every swap, lock or failure (for the levels widget)."""
+        self._listeners.append(callback)
+
+    def schedule(self, immediately: bool = False) -> None:
+        """Plan again after the debounce interval (or on the next event-loop turn)."""
+        if self.detached:
+            return
+        if immediately:
+            self._timer.start(0)
+        else:
+            self._timer.start(self._timer.interval() or DEBOUNCE_MS)
+
+    def view(self) -> lod.View:
+        """The current camera, canvas and dims, in the layer's terms."""
+        layer = self.layer
+        v = self.viewer
+        ndim = layer.ndim
+        displayed = tuple(int(d) - (v.dims.ndim - ndim) for d in v.dims.displayed if int(d) >= v.dims.ndim - ndim)
+        point = tuple(float(x) for x in v.dims.point[-ndim:])
+        return lod.View(
+            center=tuple(float(c) for c in v.camera.center),
+            zoom=float(v.camera.zoom),
+            canvas_size=tuple(int(s) for s in v.canvas.size),
+            ndisplay=int(v.dims.ndisplay),
+            displayed=displayed,
+            point=point,
+            scale=tuple(float(s) for s in layer.scale),
+            translate=tuple(float(t) for t in layer.translate),
+        )
+
+    def detach(self) -> None:
+        """Stop following (the layer was removed)."""
+        if self.detached:
+            return
+        self.detached = True
+        self._timer.stop()
+        for emitter in self._connections:
+            emitter.disconnect(self._on_view_event)
+        with contextlib.suppress(TypeError, ValueError, RuntimeError):  # already gone
+            self.viewer.layers.events.removed.disconnect(self._on_removed)
+        for worker in list(self._workers):
+            worker.quit()
+
+    # ---------------------------------------------------------------- internals
+    def _on_view_event(self, event: Any = None) -> None:
+        self.schedule()
+
+    def _on_removed(self, event: Any) -> None:
+        if getattr(event, "value", None) is self.layer or self.layer is None:
+            self.detach()
+
+    def _start(self) -> None:
+        from napari.qt.threading import create_worker
+
+        layer = self.layer
+        if layer is None or self.detached:
+            self.detach()
+            return
+        generation = self.lod.request()
+        view = self.view()
+        worker = create_worker(self._work, view, generation, _start_thread=False)
+        worker.returned.connect(self._apply)
+        worker.errored.connect(self._failed)
+        worker.finished.connect(lambda w=worker: self._finished(w))
+        self._workers.add(worker)
+        self.busy += 1
+        worker.start()
+
+    def _work(self, view: lod.View, generation: int) -> tuple[lod.Region, Payload] | None:
+        region = self.lod.update(view, generation)
+        if region is None:
+            return None
+        grid = next(g for g in self.lod.levels if g.index == region.level)
+        payload = region_payload(
+            self.layer_type, region, bin_shape=grid.bin_shape, scale=view.scale, shape_type=self.shape_type
+        )
+        return region, payload
+
+    def _finished(self, worker: Any) -> None:
+        self._workers.discard(worker)
+        self.busy = max(0, self.busy - 1)
+
+    def _failed(self, exc: Exception) -> None:
+        # a failed read leaves what is shown in place; the next move tries again
+        self.last_error = str(exc)
+        log.warning("napari-zarr-vectors: level-of-detail update failed: %s", exc)
+        self._notify()
+
+    def _apply(self, result: tuple[lod.Region, Payload] | None) -> None:
+        if result is None or self.detached:
+            return
+        region, payload = result
+        if not self.lod.accept(region):
+            self.stale += 1
+            return
+        layer = self.layer
+        if layer is None:
+            return
+        swap(layer, payload, self)
+        self.level = region.level
+        self.vertex_count = payload.vertex_count
+        self.last_error = None
+        self.swaps += 1
+        meta = layer.metadata.get(METADATA_KEY)
+        if isinstance(meta, dict):
+            meta["level"] = int(region.level)
+            meta["levels"] = [g.index for g in self.lod.levels]
+        self._notify()
+
+    def _notify(self) -> None:
+        for callback in list(self._listeners):
+            callback(self)
+
+
+def _blocked(layer: Any) -> list[Any]:
+    """Event groups to silence during a swap: the layer's, and its colour managers' (each would redraw)."""
+    groups = [layer.events]
+    for name in ("_face", "_border", "_edge"):
+        manager = getattr(layer, name, None)
+        if manager is not None and hasattr(manager, "events"):
+            groups.append(manager.events)
+    return groups
+
+
+def swap(layer: Any, payload: Payload, follower: LayerFollower | None = None) -> None:
+    """Replace a layer's data in place, keeping its colouring and the user's style settings.
+
+    Every property is set with the layer's events blocked and the layer
+    refreshed once at the end: one property at a time would redraw after
+    each (measured ~0.6 s against ~0.25 s for 250,000 points).  Sizes and
+    widths follow the level only while the user has not changed them.
+    """
+    from contextlib import ExitStack
+
+    if hasattr(layer, "selected_data"):
+        layer.selected_data = set()
+    with ExitStack() as stack:
+        for group in _blocked(layer):
+            stack.enter_context(group.blocker_all())
+        if payload.layer_type == "points":
+            ours = follower._our_size if follower is not None else None
+            follow_size = ours is None or np.allclose(layer.current_size, ours)
+            layer.data = payload.data
+            layer.features = payload.features
+            if follow_size:
+                size = payload.style["size"]
+                layer.size = size
+                layer.current_size = size
+                if follower is not None:
+                    follower._our_size = size
+        elif payload.layer_type == "vectors":
+            layer.data = payload.data
+            layer.features = payload.features
+            layer.edge_width = payload.style["edge_width"]
+            if str(layer.edge_color_mode) == "direct" and "direction_colors" in payload.style:
+                layer.edge_color = payload.style["direction_colors"]
+        else:  # shapes: few paths by construction (the path budget)
+            width = payload.style["edge_width"]
+            layer.data = [(p, payload.style["shape_type"]) for p in payload.data]
+            layer.edge_width = [width] * len(payload.data)
+            layer.features = payload.features
+    layer.refresh()
