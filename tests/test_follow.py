@@ -1,0 +1,163 @@
+"""Layers follow the camera through the pyramid, in a real napari viewer."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from napari_zarr_vectors import _follow, lod, pyramid, samples
+from napari_zarr_vectors.layers import METADATA_KEY
+
+PLUGIN = "napari-zarr-vectors"
+BUDGET = 100_000
+
+
+def settle(qtbot, follower, timeout=20_000):
+    """Wait until no timer is pending and no read is in flight."""
+    qtbot.waitUntil(lambda: not follower._timer.isActive() and follower.busy == 0, timeout=timeout)
+
+
+def shown_store_positions(layer) -> np.ndarray:
+    return np.asarray(layer.data)[:, ::-1]  # napari (y, x) -> store (x, y)
+
+
+@pytest.fixture
+def opened(make_napari_viewer, qtbot, two_million_points, monkeypatch):
+    monkeypatch.setenv(lod.BUDGET_ENV, str(BUDGET))
+    viewer = make_napari_viewer()
+    viewer.window._qt_viewer.canvas.size = (600, 800)
+    (layer,) = viewer.open(str(two_million_points), plugin=PLUGIN)
+    follower = _follow.follower_of(layer)
+    assert follower is not None
+    settle(qtbot, follower)
+    return viewer, layer, follower
+
+
+def test_first_view_is_coarse_and_within_budget(opened):
+    viewer, layer, follower = opened
+    assert follower.level >= 2  # 2M and 250k do not fit 100,000
+    assert 0 < len(layer.data) <= BUDGET
+    assert layer.metadata[METADATA_KEY]["level"] == follower.level
+
+
+def test_zoom_to_five_percent_goes_finer_and_back(opened, qtbot):
+    viewer, layer, follower = opened
+    coarse = follower.level
+    width = viewer.canvas.size[1] / viewer.camera.zoom
+    viewer.camera.center = (1200.0, 700.0)
+    viewer.camera.zoom = viewer.canvas.size[1] / (0.05 * 2000.0)  # a window 5% of the store's width
+    settle(qtbot, follower)
+    assert follower.level < coarse
+    assert follower.level == 0
+    shown = shown_store_positions(layer)
+    assert 0 < len(shown) <= BUDGET
+    box = follower.lod.box_for(follower.view(), follower.level)
+    assert box.contains(shown).all()  # every shown vertex lies inside the margin-expanded box
+    assert (box.hi - box.lo)[0] < 0.1 * 2000.0
+    assert len(layer.features) == len(shown) and set(layer.features.columns) >= {"intensity", "label"}
+    # colours still follow the intensity feature through the swap
+    assert layer.face_color.shape == (len(shown), 4)
+    assert len(np.unique(layer.face_color.round(3), axis=0)) > 10
+    viewer.camera.zoom = viewer.canvas.size[1] / width
+    viewer.camera.center = (1000.0, 1000.0)
+    settle(qtbot, follower)
+    assert follower.level == coarse
+    assert len(layer.data) <= BUDGET
+
+
+def test_locked_level_holds_through_zooms(opened, qtbot):
+    viewer, layer, follower = opened
+    follower.lock(3)
+    settle(qtbot, follower)
+    assert follower.level == 3
+    zoom = viewer.camera.zoom
+    for factor in (4, 20, 1):
+        viewer.camera.zoom = zoom * factor
+        settle(qtbot, follower)
+        assert follower.level == 3
+    follower.lock(None)
+    viewer.camera.zoom = zoom * 20
+    settle(qtbot, follower)
+    assert follower.level == 0
+
+
+def test_two_quick_moves_show_only_the_second(opened, qtbot):
+    viewer, layer, follower = opened
+    zoom = viewer.canvas.size[1] / 100.0
+    applied = []
+    follower.on_change(lambda f: applied.append(shown_store_positions(f.layer).mean(0)))
+
+    # within the debounce interval: one read, one swap
+    viewer.camera.zoom = zoom
+    viewer.camera.center = (500.0, 500.0)
+    viewer.camera.center = (1500.0, 1500.0)
+    settle(qtbot, follower)
+    assert len(applied) == 1
+    np.testing.assert_allclose(applied[-1], [1500.0, 1500.0], atol=10)
+
+    # the first move's read still in flight when the second starts: the first is dropped
+    real_update = follower.lod.update
+
+    def slow_first(view, generation, _calls=[]):  # noqa: B006 - counts calls
+        _calls.append(generation)
+        if len(_calls) == 1:
+            time.sleep(0.6)
+        return real_update(view, generation)
+
+    follower.lod.update = slow_first
+    applied.clear()
+    stale = follower.stale
+    viewer.camera.center = (300.0, 300.0)
+    qtbot.waitUntil(lambda: follower.busy == 1, timeout=5000)  # first read started (and sleeping)
+    viewer.camera.center = (1700.0, 300.0)  # napari order: y, x
+    settle(qtbot, follower)
+    np.testing.assert_allclose(shown_store_positions(layer).mean(0), [300.0, 1700.0], atol=10)
+    assert all(abs(a[1] - 1700.0) < 10 for a in applied)  # nothing from the first move was ever shown
+    assert follower.stale + (len(applied) == 1) >= stale + 1
+
+
+def test_a_build_adds_levels_while_open(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv(lod.BUDGET_ENV, "20000")
+    path = samples.make_point_cloud(
+        tmp_path / "grow.zv", n=60_000, extent=1000.0, chunk=100.0, bin_size=5.0, factors=None, ndim=2
+    )
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(path), plugin=PLUGIN)
+    follower = _follow.follower_of(layer)
+    settle(qtbot, follower)
+    assert follower.level == 0 and len(layer.data) == 60_000  # the only level
+    pyramid.build_pyramid(path, [(2.0, 1.0), (2.0, 1.0)])
+    _follow.levels_changed(str(path))  # what the build widget says when its worker is done
+    settle(qtbot, follower)
+    assert follower.level == 1 and len(layer.data) <= 20_000
+    assert layer.metadata[METADATA_KEY]["levels"] == [0, 1, 2]
+
+
+def test_removed_layer_stops_following(opened, qtbot):
+    viewer, layer, follower = opened
+    viewer.layers.remove(layer)
+    assert follower.detached
+    viewer.camera.zoom *= 3
+    qtbot.wait(250)
+    assert follower.busy == 0 and not follower._timer.isActive()
+
+
+def test_streamlines_follow_as_vectors(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv(lod.BUDGET_ENV, "50000")  # levels 0 and 1 draw ~66k and ~56k: level 2 at first
+    path = samples.make_streamlines(tmp_path / "lines.zv", n=800)
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(path), plugin=PLUGIN)
+    follower = _follow.follower_of(layer)
+    assert type(layer).__name__ == "Vectors"
+    settle(qtbot, follower)
+    coarse = follower.level
+    # off the middle, where every walk starts: whole objects crossing the box are read, so a box
+    # that every streamline crosses would hold nearly all of them
+    viewer.camera.center = (250.0, 250.0, 250.0)
+    viewer.camera.zoom *= 12
+    settle(qtbot, follower)
+    assert follower.level < coarse
+    assert 0 < follower.vertex_count <= 50_000
+    assert layer.edge_color.shape == (len(layer.data), 4)
