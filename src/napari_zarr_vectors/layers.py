@@ -85,9 +85,35 @@ def points_layer(info: StoreInfo, data: LevelData, name: str, budget: int) -> La
     colour_by = _color_attribute(data.vertex_attributes)
     if colour_by is not None:
         kwargs.update(face_color=colour_by, face_colormap="viridis")
+        limits = _level0_range(info, data, colour_by)
+        if limits is not None:
+            kwargs["face_contrast_limits"] = limits
     else:
         kwargs.update(face_color="#4fc3f7")
     return (_flip(data.positions), kwargs, "points")
+
+
+def _level0_range(info: StoreInfo, data: LevelData, name: str, sample: int = 8) -> tuple[float, float] | None:
+    """Contrast limits that still hold at level 0, from a few of its chunks.
+
+    A coarse level holds means, narrower than the raw values: limits from
+    it alone would saturate the colours once the camera zooms to level 0.
+    """
+    values = [np.asarray(data.vertex_attributes[name], dtype=float)]
+    if data.level != 0 and info.kind in store.POINT_KINDS:
+        try:
+            coords, counts = store.chunk_vertex_counts(info.path, 0)
+            keys = coords[counts > 0]
+            picks = keys[np.linspace(0, len(keys) - 1, min(sample, len(keys))).astype(int)]
+            got = store.read_point_chunks(info.path, 0, [tuple(k) for k in picks], [name])
+            values += [np.asarray(a[name], dtype=float) for _, a in got.values() if name in a]
+        except StoreError:
+            pass  # the coarse level's own range is still a fine start
+    v = np.concatenate(values)
+    v = v[np.isfinite(v)]
+    if not len(v) or v.min() == v.max():
+        return None
+    return float(v.min()), float(v.max())
 
 
 def _segments(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -33,7 +33,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import pyramid, store
+from .. import _follow, pyramid, store
 from ..layers import METADATA_KEY
 
 if TYPE_CHECKING:
@@ -399,6 +399,7 @@ class BuildPyramidWidget(QWidget):
             meta = layer.metadata.get(METADATA_KEY)
             if isinstance(meta, dict) and str(Path(meta.get("path", "")).resolve()) == target:
                 meta["levels"] = levels
+        _follow.levels_changed(target)  # layers following the camera re-plan with the new levels
 
     def _fail(self, message: str) -> None:
         self.status.setText(message)

@@ -1,0 +1,157 @@
+"""Level-of-detail viewing: open-to-first-draw and camera-to-drawn latency, against baselines in the same run.
+
+(a) the 2,000,000-point store (4 levels) opened by the plugin vs all of
+    level 0 added as one Points layer;
+(b) from the last camera event to the swapped data drawn, median over 20
+    moves that each need new data (zooms and pans across the store);
+(c) 10,000 streamlines opened by the plugin vs all of them added as
+    napari Shapes paths (the baseline takes minutes: run it with --shapes).
+
+Run headless with:
+
+    xvfb-run -a -s "-screen 0 1280x1024x24" python benchmarks/lod.py [--shapes]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import napari
+import numpy as np
+from qtpy.QtWidgets import QApplication
+
+from napari_zarr_vectors import _follow, samples, store
+
+PLUGIN = "napari-zarr-vectors"
+
+
+def two_million_store() -> str:
+    path = samples.cache_dir() / "bench_two_million_2d.zv"
+    if not store.is_store(path):
+        print("building the 2,000,000-point store once (~40 s) ...", flush=True)
+        samples.make_point_cloud(
+            path, n=2_000_000, extent=2000.0, chunk=200.0, bin_size=2.0, factors=[(2.0, 1.0)] * 3, ndim=2
+        )
+    return str(path)
+
+
+def _drawn(viewer: napari.Viewer) -> None:
+    viewer.screenshot(canvas_only=True, flash=False)  # forces a full render
+
+
+def open_with_plugin(path: str) -> float:
+    viewer = napari.Viewer(show=True)
+    t = time.perf_counter()
+    viewer.open(path, plugin=PLUGIN)
+    _drawn(viewer)
+    elapsed = time.perf_counter() - t
+    viewer.close()
+    return elapsed
+
+
+def all_of_level0_as_points(path: str) -> float:
+    viewer = napari.Viewer(show=True)
+    t = time.perf_counter()
+    data = store.read_level(path, 0)
+    viewer.add_points(
+        np.ascontiguousarray(data.positions[:, ::-1]),
+        features=dict(data.vertex_attributes),
+        face_color="intensity",
+        size=1,
+    )
+    _drawn(viewer)
+    elapsed = time.perf_counter() - t
+    viewer.close()
+    return elapsed
+
+
+def all_as_shapes(path: str) -> float:
+    viewer = napari.Viewer(show=True)
+    t = time.perf_counter()
+    data = store.read_level(path, 0)
+    viewer.add_shapes([p[:, ::-1] for p in data.parts()], shape_type="path", edge_width=2)
+    viewer.dims.ndisplay = 3
+    _drawn(viewer)
+    elapsed = time.perf_counter() - t
+    viewer.close()
+    return elapsed
+
+
+def camera_latency(path: str, moves: int, seed: int = 0) -> tuple[list[float], list[int], list[int]]:
+    """Seconds from the last camera event to the new data drawn, per move; the levels and sizes shown."""
+    app = QApplication.instance()
+    viewer = napari.Viewer(show=True)
+    (layer,) = viewer.open(path, plugin=PLUGIN)
+    follower = _follow.follower_of(layer)
+
+    def wait_idle() -> None:
+        while follower._timer.isActive() or follower.busy:
+            app.processEvents()
+            time.sleep(0.001)
+
+    wait_idle()
+    rng = np.random.default_rng(seed)
+    width0 = viewer.canvas.size[1] / viewer.camera.zoom
+    latencies, levels, sizes = [], [], []
+    for i in range(moves):
+        swaps = follower.swaps
+        fraction = [0.05, 0.2, 1.0][i % 3]  # 5% window (level 0), 20% (level 1-2), whole store (coarse)
+        center = rng.uniform(200, 1800, 2)
+        viewer.camera.zoom = viewer.canvas.size[1] / (fraction * width0)
+        viewer.camera.center = tuple(center)  # the last camera event
+        t = time.perf_counter()
+        while follower.swaps == swaps:
+            app.processEvents()
+            time.sleep(0.001)
+            if time.perf_counter() - t > 30:
+                raise RuntimeError("no swap within 30 s")
+        _drawn(viewer)
+        latencies.append(time.perf_counter() - t)
+        levels.append(follower.level)
+        sizes.append(follower.vertex_count)
+        wait_idle()
+    viewer.close()
+    return latencies, levels, sizes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--moves", type=int, default=20)
+    parser.add_argument("--shapes", action="store_true", help="run (c)'s Shapes baseline (minutes)")
+    args = parser.parse_args()
+
+    path = two_million_store()
+    info = store.open_info(path)
+    print(f"(a) store: {path}")
+    print("    levels: " + ", ".join(f"{lv.index}:{lv.vertex_count:,}" for lv in info.levels))
+    plugin, baseline = [], []
+    for _ in range(args.repeats):  # interleaved so drift hits both
+        baseline.append(all_of_level0_as_points(path))
+        plugin.append(open_with_plugin(path))
+    p, b = statistics.median(plugin), statistics.median(baseline)
+    print(f"    plugin open to first draw (median of {args.repeats}): {p:.2f} s")
+    print(f"    all of level 0 as Points  (median of {args.repeats}): {b:.2f} s")
+    print(f"    ratio: {b / p:.1f}x faster (target >= 10x)")
+
+    lat, levels, sizes = camera_latency(path, args.moves)
+    print(f"(b) last camera event -> swapped data drawn, {args.moves} moves:")
+    print(f"    median {statistics.median(lat) * 1000:.0f} ms, min {min(lat) * 1000:.0f}, max {max(lat) * 1000:.0f}")
+    print(f"    levels shown: {levels}")
+    print(f"    vertices shown: median {int(statistics.median(sizes)):,}, max {max(sizes):,} (target <= 300 ms)")
+
+    lines = str(samples.sample_store("synthetic_streamlines.zv"))
+    t_plugin = statistics.median(open_with_plugin(lines) for _ in range(args.repeats))
+    print(f"(c) 10,000 streamlines: plugin open to first draw (median of {args.repeats}): {t_plugin:.2f} s")
+    if args.shapes:
+        t_shapes = all_as_shapes(lines)
+        print(f"    all 10,000 as Shapes paths: {t_shapes:.1f} s")
+        print(f"    ratio: {t_shapes / t_plugin:.0f}x faster (target >= 30x)")
+    else:
+        print("    (Shapes baseline skipped; --shapes runs it, ~2 minutes here)")
+
+
+if __name__ == "__main__":
+    main()
