@@ -29,6 +29,7 @@ def opened(make_napari_viewer, qtbot, two_million_points, monkeypatch):
     viewer = make_napari_viewer()
     viewer.window._qt_viewer.canvas.size = (600, 800)
     (layer,) = viewer.open(str(two_million_points), plugin=PLUGIN)
+    assert layer.metadata[METADATA_KEY]["level"] == 3  # opens at the coarsest level, quickest to draw
     follower = _follow.follower_of(layer)
     assert follower is not None
     settle(qtbot, follower)
@@ -45,9 +46,9 @@ def test_first_view_is_coarse_and_within_budget(opened):
 def test_zoom_to_five_percent_goes_finer_and_back(opened, qtbot):
     viewer, layer, follower = opened
     coarse = follower.level
-    width = viewer.canvas.size[1] / viewer.camera.zoom
-    viewer.camera.center = (1200.0, 700.0)
-    viewer.camera.zoom = viewer.canvas.size[1] / (0.05 * 2000.0)  # a window 5% of the store's width
+    width = viewer.canvas.size[1] / viewer.scene.camera.zoom
+    viewer.scene.camera.center = (1200.0, 700.0)
+    viewer.scene.camera.zoom = viewer.canvas.size[1] / (0.05 * 2000.0)  # a window 5% of the store's width
     settle(qtbot, follower)
     assert follower.level < coarse
     assert follower.level == 0
@@ -60,8 +61,8 @@ def test_zoom_to_five_percent_goes_finer_and_back(opened, qtbot):
     # colours still follow the intensity feature through the swap
     assert layer.face_color.shape == (len(shown), 4)
     assert len(np.unique(layer.face_color.round(3), axis=0)) > 10
-    viewer.camera.zoom = viewer.canvas.size[1] / width
-    viewer.camera.center = (1000.0, 1000.0)
+    viewer.scene.camera.zoom = viewer.canvas.size[1] / width
+    viewer.scene.camera.center = (1000.0, 1000.0)
     settle(qtbot, follower)
     assert follower.level == coarse
     assert len(layer.data) <= BUDGET
@@ -72,13 +73,13 @@ def test_locked_level_holds_through_zooms(opened, qtbot):
     follower.lock(3)
     settle(qtbot, follower)
     assert follower.level == 3
-    zoom = viewer.camera.zoom
+    zoom = viewer.scene.camera.zoom
     for factor in (4, 20, 1):
-        viewer.camera.zoom = zoom * factor
+        viewer.scene.camera.zoom = zoom * factor
         settle(qtbot, follower)
         assert follower.level == 3
     follower.lock(None)
-    viewer.camera.zoom = zoom * 20
+    viewer.scene.camera.zoom = zoom * 20
     settle(qtbot, follower)
     assert follower.level == 0
 
@@ -90,9 +91,9 @@ def test_two_quick_moves_show_only_the_second(opened, qtbot):
     follower.on_change(lambda f: applied.append(shown_store_positions(f.layer).mean(0)))
 
     # within the debounce interval: one read, one swap
-    viewer.camera.zoom = zoom
-    viewer.camera.center = (500.0, 500.0)
-    viewer.camera.center = (1500.0, 1500.0)
+    viewer.scene.camera.zoom = zoom
+    viewer.scene.camera.center = (500.0, 500.0)
+    viewer.scene.camera.center = (1500.0, 1500.0)
     settle(qtbot, follower)
     assert len(applied) == 1
     np.testing.assert_allclose(applied[-1], [1500.0, 1500.0], atol=10)
@@ -109,9 +110,9 @@ def test_two_quick_moves_show_only_the_second(opened, qtbot):
     follower.lod.update = slow_first
     applied.clear()
     stale = follower.stale
-    viewer.camera.center = (300.0, 300.0)
+    viewer.scene.camera.center = (300.0, 300.0)
     qtbot.waitUntil(lambda: follower.busy == 1, timeout=5000)  # first read started (and sleeping)
-    viewer.camera.center = (1700.0, 300.0)  # napari order: y, x
+    viewer.scene.camera.center = (1700.0, 300.0)  # napari order: y, x
     settle(qtbot, follower)
     np.testing.assert_allclose(shown_store_positions(layer).mean(0), [300.0, 1700.0], atol=10)
     assert all(abs(a[1] - 1700.0) < 10 for a in applied)  # nothing from the first move was ever shown
@@ -139,7 +140,7 @@ def test_removed_layer_stops_following(opened, qtbot):
     viewer, layer, follower = opened
     viewer.layers.remove(layer)
     assert follower.detached
-    viewer.camera.zoom *= 3
+    viewer.scene.camera.zoom *= 3
     qtbot.wait(250)
     assert follower.busy == 0 and not follower._timer.isActive()
 
@@ -155,8 +156,8 @@ def test_streamlines_follow_as_vectors(make_napari_viewer, qtbot, tmp_path, monk
     coarse = follower.level
     # off the middle, where every walk starts: whole objects crossing the box are read, so a box
     # that every streamline crosses would hold nearly all of them
-    viewer.camera.center = (250.0, 250.0, 250.0)
-    viewer.camera.zoom *= 12
+    viewer.scene.camera.center = (250.0, 250.0, 250.0)
+    viewer.scene.camera.zoom *= 12
     settle(qtbot, follower)
     assert follower.level < coarse
     assert 0 < follower.vertex_count <= 50_000

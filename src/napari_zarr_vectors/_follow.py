@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -51,6 +52,22 @@ def levels_changed(path: str) -> None:
         if f.path == target:
             f.lod.forget_shown()
             f.schedule(immediately=True)
+
+
+def wait_settled(viewer: Any, timeout: float = 30.0) -> bool:
+    """Process Qt events until every follower of ``viewer`` has drawn its current view (for scripts).
+
+    Returns False if ``timeout`` seconds passed first.
+    """
+    from qtpy.QtWidgets import QApplication
+
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        QApplication.processEvents()
+        if all(not f._timer.isActive() and not f.busy for f in followers(viewer)):
+            return True
+        time.sleep(0.005)
+    return False
 
 
 def _followable(layer: Any) -> bool:
@@ -105,8 +122,12 @@ class LayerFollower:
             shown_level=int(meta.get("level", 0)),
         )
         self.level = int(meta.get("level", 0))
+        # the reader loaded this whole level: any view at this level is covered until the level changes
+        everywhere = np.full(len(layer.scale), np.inf)
+        self.lod.shown = (self.level, lod.Box(-everywhere, everywhere))
         self.vertex_count = len(layer.data)
         self.swaps = 0
+        self.last_swap_seconds = 0.0
         self.stale = 0
         self.last_error: str | None = None
         self.detached = False
@@ -119,9 +140,9 @@ class LayerFollower:
         self._timer.setInterval(int(debounce_ms))
         self._timer.timeout.connect(self._start)
         self._connections = [
-            viewer.camera.events.center,
-            viewer.camera.events.zoom,
-            viewer.camera.events.angles,
+            viewer.scene.camera.events.center,
+            viewer.scene.camera.events.zoom,
+            viewer.scene.camera.events.angles,
             viewer.dims.events.current_step,
             viewer.dims.events.ndisplay,
             viewer.dims.events.order,
@@ -183,8 +204,8 @@ class LayerFollower:
         displayed = tuple(int(d) - (v.dims.ndim - ndim) for d in v.dims.displayed if int(d) >= v.dims.ndim - ndim)
         point = tuple(float(x) for x in v.dims.point[-ndim:])
         return lod.View(
-            center=tuple(float(c) for c in v.camera.center),
-            zoom=float(v.camera.zoom),
+            center=tuple(float(c) for c in v.scene.camera.center),
+            zoom=float(v.scene.camera.zoom),
             canvas_size=tuple(int(s) for s in v.canvas.size),
             ndisplay=int(v.dims.ndisplay),
             displayed=displayed,
@@ -261,7 +282,9 @@ class LayerFollower:
         layer = self.layer
         if layer is None:
             return
+        t = time.perf_counter()
         swap(layer, payload, self)
+        self.last_swap_seconds = time.perf_counter() - t
         self.level = region.level
         self.vertex_count = payload.vertex_count
         self.last_error = None

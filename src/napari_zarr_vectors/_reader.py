@@ -42,9 +42,10 @@ def read_stores(path: PathLike | list[PathLike]) -> list:
     """
     paths = path if isinstance(path, list) else [path]
     out: list = []
+    progressive = _current_viewer() is not None  # a follower will refine what opens coarse
     for p in paths:
         try:
-            out.extend(layers.layers_for_store(p))
+            out.extend(layers.layers_for_store(p, progressive=progressive))
         except store.StoreError as exc:
             _notify_error(str(exc))
     if not out:
@@ -76,6 +77,14 @@ def _show_in_3d_once_added(names: list[str]) -> None:
             viewer.dims.ndisplay = 3
 
     viewer.layers.events.inserted.connect(_on_inserted)
+
+
+def _current_viewer() -> Any:
+    try:
+        import napari
+    except ImportError:  # pragma: no cover - napari is a dependency
+        return None
+    return napari.current_viewer()
 
 
 def _follow_camera() -> None:

@@ -8,9 +8,9 @@ from ._reader import _follow_camera
 
 def synthetic_point_cloud() -> list:
     _follow_camera()
-    return layers.layers_for_store(samples.sample_store("synthetic_points.zv"))
+    return layers.layers_for_store(samples.sample_store("synthetic_points.zv"), progressive=True)
 
 
 def synthetic_streamlines() -> list:
     _follow_camera()
-    return layers.layers_for_store(samples.sample_store("synthetic_streamlines.zv"))
+    return layers.layers_for_store(samples.sample_store("synthetic_streamlines.zv"), progressive=True)

@@ -134,8 +134,11 @@ def cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
             QApplication.processEvents()
         viewer.reset_view()
         if viewer.dims.ndisplay == 3:
-            viewer.camera.angles = (5.0, 25.0, 140.0)
-        viewer.camera.zoom *= 0.6
+            viewer.scene.camera.angles = (5.0, 25.0, 140.0)
+        viewer.scene.camera.zoom *= 0.6
+        from ._follow import wait_settled
+
+        wait_settled(viewer)  # the layer opens coarse and refines to what fits the budget in view
         out = Path(args.screenshot).absolute()
         viewer.screenshot(str(out), canvas_only=not args.window, flash=False)
         viewer.close()

@@ -202,14 +202,37 @@ def _part_columns(data: LevelData) -> dict[str, np.ndarray]:
     return cols
 
 
+def _coarsest_with_attributes(info: StoreInfo) -> int | None:
+    """The coarsest level that carries every level-0 vertex attribute.
+
+    Colouring is chosen from the attributes of the level opened and must
+    hold once the follower swaps in finer levels, so a coarse level without
+    them (upstream's builder writes none) would leave the layer uncoloured.
+    None when no coarse level carries them: the budget then chooses.
+    """
+    indices = sorted(lv.index for lv in info.levels)
+    if not info.vertex_attributes or info.kind not in store.POINT_KINDS:
+        return indices[-1]
+    names = store.level_attribute_names(info.path, indices)
+    want = set(info.vertex_attributes)
+    carrying = [i for i in indices[1:] if want <= set(names[i])]
+    return max(carrying) if carrying else None
+
+
 def layers_for_store(
     path: str | os.PathLike[str],
     *,
     vertex_budget: int | None = None,
     shapes_path_limit: int = lod.DEFAULT_SHAPES_PATH_LIMIT,
     level: int | None = None,
+    progressive: bool = False,
 ) -> list[LayerDataTuple]:
     """All layers for one store, at ``level`` or the level the budget picks.
+
+    ``progressive``: point and polyline layers open at the coarsest level,
+    the quickest to read and draw, and the camera follower attached in a
+    viewer then refines them to what fits the budget in view (Deep Zoom
+    and map viewers draw a coarse tile first in the same way).
 
     ``vertex_budget`` defaults to ``lod.default_vertex_budget()`` (250,000,
     or ``$NAPARI_ZARR_VECTORS_VERTEX_BUDGET``).  Polylines with more parts
@@ -220,6 +243,9 @@ def layers_for_store(
     info = store.open_info(path)
     if vertex_budget is None:
         vertex_budget = lod.default_vertex_budget()
+    followable = info.kind in store.POINT_KINDS + store.POLYLINE_KINDS
+    if level is None and progressive and followable:
+        level = _coarsest_with_attributes(info)
     if level is None:
         drawn = None
         if info.kind in store.POLYLINE_KINDS:
@@ -236,7 +262,9 @@ def layers_for_store(
     if kind in store.POLYLINE_KINDS + store.LINE_KINDS:
         parts = data.parts()
         cols = _part_columns(data)
-        if len(parts) <= shapes_path_limit:
+        # Shapes only for small stores: the layer type stays when the follower goes finer
+        most_paths = max([lv.object_count for lv in info.levels] + [len(parts)])
+        if most_paths <= shapes_path_limit:
             shape_type = "line" if kind in store.LINE_KINDS else "path"
             return [shapes_layer(info, level, parts, cols, shape_type, base, vertex_budget)]
         return [vectors_layer(info, level, parts, cols, base, vertex_budget)]
