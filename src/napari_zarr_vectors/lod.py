@@ -317,9 +317,9 @@ class Region:
         return int(len(self.positions))
 
     def parts(self) -> list[np.ndarray]:
-        if self.offsets is None:
-            return [self.positions]
-        return [self.positions[a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True)]
+        from .store import split_parts
+
+        return split_parts(self.positions, self.offsets)
 
 
 class LevelOfDetail:

@@ -103,9 +103,14 @@ class LevelData:
 
     def parts(self) -> list[np.ndarray]:
         """Positions split into one array per part."""
-        if self.offsets is None:
-            return [self.positions]
-        return [self.positions[a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True)]
+        return split_parts(self.positions, self.offsets)
+
+
+def split_parts(positions: np.ndarray, offsets: np.ndarray | None) -> list[np.ndarray]:
+    """``positions`` cut at ``offsets`` (one array per polyline), or whole when there are none."""
+    if offsets is None:
+        return [positions]
+    return [positions[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
 
 
 # ---------------------------------------------------------------- opening
