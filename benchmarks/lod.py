@@ -22,9 +22,8 @@ import napari
 import numpy as np
 from qtpy.QtWidgets import QApplication
 
+from _common import PLUGIN, all_of_level0_as_points, drawn, open_with_plugin
 from napari_zarr_vectors import _follow, samples, store
-
-PLUGIN = "napari-zarr-vectors"
 
 
 def two_million_store() -> str:
@@ -37,48 +36,13 @@ def two_million_store() -> str:
     return str(path)
 
 
-def _drawn(viewer: napari.Viewer) -> None:
-    viewer.screenshot(canvas_only=True, flash=False)  # forces a full render
-
-
-def open_with_plugin(path: str, settled: list[float] | None = None) -> float:
-    """Seconds to the first draw (the coarsest level); appends the seconds until refined to ``settled``."""
-    viewer = napari.Viewer(show=True)
-    t = time.perf_counter()
-    viewer.open(path, plugin=PLUGIN)
-    _drawn(viewer)
-    elapsed = time.perf_counter() - t
-    _follow.wait_settled(viewer)
-    _drawn(viewer)
-    if settled is not None:
-        settled.append(time.perf_counter() - t)
-    viewer.close()
-    return elapsed
-
-
-def all_of_level0_as_points(path: str) -> float:
-    viewer = napari.Viewer(show=True)
-    t = time.perf_counter()
-    data = store.read_level(path, 0)
-    viewer.add_points(
-        np.ascontiguousarray(data.positions[:, ::-1]),
-        features=dict(data.vertex_attributes),
-        face_color="intensity",
-        size=1,
-    )
-    _drawn(viewer)
-    elapsed = time.perf_counter() - t
-    viewer.close()
-    return elapsed
-
-
 def all_as_shapes(path: str) -> float:
     viewer = napari.Viewer(show=True)
     t = time.perf_counter()
     data = store.read_level(path, 0)
     viewer.add_shapes([p[:, ::-1] for p in data.parts()], shape_type="path", edge_width=2)
     viewer.dims.ndisplay = 3
-    _drawn(viewer)
+    drawn(viewer)
     elapsed = time.perf_counter() - t
     viewer.close()
     return elapsed
@@ -92,7 +56,7 @@ def camera_latency(path: str, moves: int, budget: int | None = None, seed: int =
     follower = _follow.follower_of(layer)
 
     def wait_idle() -> None:
-        while follower._timer.isActive() or follower.busy:
+        while not follower.idle:
             app.processEvents()
             time.sleep(0.001)
 
@@ -116,7 +80,7 @@ def camera_latency(path: str, moves: int, budget: int | None = None, seed: int =
             if time.perf_counter() - t > 30:
                 raise RuntimeError("no swap within 30 s")
         swapped = time.perf_counter()
-        _drawn(viewer)
+        drawn(viewer)
         done = time.perf_counter()
         out.append(
             {

@@ -10,43 +10,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
-import napari
-import numpy as np
-
+from _common import all_of_level0_as_points, open_with_plugin
 from napari_zarr_vectors import samples, store
-
-
-def _drawn(viewer: napari.Viewer) -> None:
-    viewer.screenshot(canvas_only=True, flash=False)  # forces a full render
-
-
-def open_with_plugin(path: str) -> float:
-    viewer = napari.Viewer(show=True)
-    t = time.perf_counter()
-    viewer.open(path, plugin="napari-zarr-vectors")
-    _drawn(viewer)
-    elapsed = time.perf_counter() - t
-    viewer.close()
-    return elapsed
-
-
-def load_all_level0(path: str) -> float:
-    viewer = napari.Viewer(show=True)
-    t = time.perf_counter()
-    data = store.read_level(path, 0)
-    viewer.add_points(
-        np.ascontiguousarray(data.positions[:, ::-1]),
-        features=dict(data.vertex_attributes),
-        face_color="intensity",
-        size=10,
-    )
-    viewer.dims.ndisplay = 3
-    _drawn(viewer)
-    elapsed = time.perf_counter() - t
-    viewer.close()
-    return elapsed
 
 
 def main() -> None:
@@ -59,7 +25,7 @@ def main() -> None:
     print("levels: " + ", ".join(f"{lv.index}:{lv.vertex_count:,}" for lv in info.levels))
     plugin, baseline = [], []
     for _ in range(args.repeats):  # interleaved so drift hits both
-        baseline.append(load_all_level0(path))
+        baseline.append(all_of_level0_as_points(path, size=10, ndisplay=3))
         plugin.append(open_with_plugin(path))
     p, b = statistics.median(plugin), statistics.median(baseline)
     print(f"plugin open to drawn layer (median of {args.repeats}): {p:.2f} s")

@@ -16,7 +16,7 @@ BUDGET = 100_000
 
 def settle(qtbot, follower, timeout=20_000):
     """Wait until no timer is pending and no read is in flight."""
-    qtbot.waitUntil(lambda: not follower._timer.isActive() and follower.busy == 0, timeout=timeout)
+    qtbot.waitUntil(lambda: follower.idle, timeout=timeout)
 
 
 def shown_store_positions(layer) -> np.ndarray:
@@ -142,7 +142,7 @@ def test_removed_layer_stops_following(opened, qtbot):
     assert follower.detached
     viewer.scene.camera.zoom *= 3
     qtbot.wait(250)
-    assert follower.busy == 0 and not follower._timer.isActive()
+    assert follower.idle
 
 
 def test_streamlines_follow_as_vectors(make_napari_viewer, qtbot, tmp_path, monkeypatch):

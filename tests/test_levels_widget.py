@@ -11,7 +11,7 @@ PLUGIN = "napari-zarr-vectors"
 
 
 def settle(qtbot, follower):
-    qtbot.waitUntil(lambda: not follower._timer.isActive() and follower.busy == 0, timeout=20_000)
+    qtbot.waitUntil(lambda: follower.idle, timeout=20_000)
 
 
 def test_levels_widget_shows_locks_and_sets_budget(make_napari_viewer, qtbot, small_points_2d):

@@ -38,7 +38,7 @@ def settle(qtbot, layers) -> None:
     for layer in layers:
         f = _follow.follower_of(layer)
         if f is not None:
-            qtbot.waitUntil(lambda f=f: not f._timer.isActive() and f.busy == 0 and bool(f.lod.levels), timeout=20_000)
+            qtbot.waitUntil(lambda f=f: f.idle and bool(f.lod.levels), timeout=20_000)
 
 
 @pytest.mark.parametrize("kind", list(EXPECTED))

@@ -64,7 +64,7 @@ def wait_settled(viewer: Any, timeout: float = 30.0) -> bool:
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
         QApplication.processEvents()
-        if all(not f._timer.isActive() and not f.busy for f in followers(viewer)):
+        if all(f.idle for f in followers(viewer)):
             return True
         time.sleep(0.005)
     return False
@@ -119,7 +119,6 @@ class LayerFollower:
             self.kind,
             budget=int(meta.get("vertex_budget") or lod.default_vertex_budget()),
             path_budget=path_budget,
-            shown_level=int(meta.get("level", 0)),
         )
         self.level = int(meta.get("level", 0))
         # the reader loaded this whole level: any view at this level is covered until the level changes
@@ -131,7 +130,6 @@ class LayerFollower:
         self.stale = 0
         self.last_error: str | None = None
         self.detached = False
-        self.busy = 0
         self._listeners: list[Callable[[LayerFollower], None]] = []
         self._our_size: float | None = float(layer.current_size) if self.layer_type == "points" else None
         self._workers: set[Any] = set()
@@ -158,6 +156,16 @@ class LayerFollower:
     @property
     def layer(self) -> Any | None:
         return self._layer()
+
+    @property
+    def busy(self) -> int:
+        """Reads in flight."""
+        return len(self._workers)
+
+    @property
+    def idle(self) -> bool:
+        """No update pending and no read in flight: what is drawn is the current view's."""
+        return not self._timer.isActive() and not self._workers
 
     @property
     def locked(self) -> int | None:
@@ -249,7 +257,6 @@ class LayerFollower:
         worker.errored.connect(self._failed)
         worker.finished.connect(lambda w=worker: self._finished(w))
         self._workers.add(worker)
-        self.busy += 1
         worker.start()
 
     def _work(self, view: lod.View, generation: int) -> tuple[lod.Region, Payload] | None:
@@ -257,14 +264,14 @@ class LayerFollower:
         if region is None:
             return None
         grid = next(g for g in self.lod.levels if g.index == region.level)
+        store_scale = view.scale[::-1]  # napari order -> store order, like bin_shape
         payload = region_payload(
-            self.layer_type, region, bin_shape=grid.bin_shape, scale=view.scale, shape_type=self.shape_type
+            self.layer_type, region, bin_shape=grid.bin_shape, scale=store_scale, shape_type=self.shape_type
         )
         return region, payload
 
     def _finished(self, worker: Any) -> None:
         self._workers.discard(worker)
-        self.busy = max(0, self.busy - 1)
 
     def _failed(self, exc: Exception) -> None:
         # a failed read leaves what is shown in place; the next move tries again

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from . import layers, store
+from ._follow import watch_viewer
 
 PathLike = str | os.PathLike[str]
 
@@ -42,7 +43,8 @@ def read_stores(path: PathLike | list[PathLike]) -> list:
     """
     paths = path if isinstance(path, list) else [path]
     out: list = []
-    progressive = _current_viewer() is not None  # a follower will refine what opens coarse
+    viewer = _current_viewer()
+    progressive = viewer is not None  # a follower will refine what opens coarse
     for p in paths:
         try:
             out.extend(layers.layers_for_store(p, progressive=progressive))
@@ -50,23 +52,18 @@ def read_stores(path: PathLike | list[PathLike]) -> list:
             _notify_error(str(exc))
     if not out:
         return [(None,)]
-    _follow_camera()
+    watch_viewer(viewer)
     if any(len(d[1].get("axis_labels", ())) >= 3 for d in out):
-        _show_in_3d_once_added([d[1]["name"] for d in out])
+        _show_in_3d_once_added(viewer, [d[1]["name"] for d in out])
     return out
 
 
-def _show_in_3d_once_added(names: list[str]) -> None:
-    """Switch the current viewer to 3D when our layer arrives.
+def _show_in_3d_once_added(viewer: Any, names: list[str]) -> None:
+    """Switch ``viewer`` to 3D when our layer arrives.
 
     A 3D cloud seen through napari's default 2D slice shows a sliver of a
     bin's thickness; the whole cloud is what a user opening it wants.
     """
-    try:
-        import napari
-    except ImportError:  # pragma: no cover - napari is a dependency
-        return
-    viewer = napari.current_viewer()
     if viewer is None or viewer.dims.ndisplay == 3:
         return
 
@@ -80,6 +77,7 @@ def _show_in_3d_once_added(names: list[str]) -> None:
 
 
 def _current_viewer() -> Any:
+    """The viewer napari is reading into, if any (None when read from a script without one)."""
     try:
         import napari
     except ImportError:  # pragma: no cover - napari is a dependency
@@ -89,13 +87,7 @@ def _current_viewer() -> Any:
 
 def _follow_camera() -> None:
     """Our layers in the current viewer will follow its camera through the pyramid."""
-    try:
-        import napari
-
-        from ._follow import watch_viewer
-    except ImportError:  # pragma: no cover - napari is a dependency
-        return
-    watch_viewer(napari.current_viewer())
+    watch_viewer(_current_viewer())
 
 
 def _notify_error(message: str) -> None:

@@ -69,9 +69,18 @@ def _features(columns: Mapping[str, np.ndarray], n: int) -> pd.DataFrame:
     return pd.DataFrame(out, index=pd.RangeIndex(n))
 
 
+#: Marker size and edge width as fractions of a level's bin, so a coarse level draws bigger marks.
+MARKER_FRACTION = 0.35
+EDGE_FRACTION = 0.15
+
+
+def _bin_extent(bin_shape: Sequence[float], scale: Sequence[float]) -> float:
+    """A bin's mean side in world units (both arguments in store axis order)."""
+    return float(np.mean(np.asarray(bin_shape, dtype=float) * np.asarray(scale, dtype=float)))
+
+
 def _marker_size(info: StoreInfo, level: int) -> float:
-    bins = np.asarray(info.level(level).bin_shape) * np.asarray(info.scale)
-    return float(0.35 * bins.mean())
+    return MARKER_FRACTION * _bin_extent(info.level(level).bin_shape, info.scale)
 
 
 def points_layer(info: StoreInfo, data: LevelData, name: str, budget: int) -> LayerDataTuple:
@@ -103,9 +112,10 @@ def _level0_range(info: StoreInfo, data: LevelData, name: str, sample: int = 8) 
     if data.level != 0 and info.kind in store.POINT_KINDS:
         try:
             coords, counts = store.chunk_vertex_counts(info.path, 0)
-            keys = coords[counts > 0]
-            picks = keys[np.linspace(0, len(keys) - 1, min(sample, len(keys))).astype(int)]
-            got = store.read_point_chunks(info.path, 0, [tuple(k) for k in picks], [name])
+            keys = [tuple(int(c) for c in k) for k in coords[counts > 0]]
+            picks = [keys[i] for i in np.linspace(0, len(keys) - 1, min(sample, len(keys))).astype(int)]
+            sizes = dict(zip(keys, (int(c) for c in counts[counts > 0]), strict=True))
+            got = store.read_point_chunks(info.path, 0, picks, [name], counts=sizes)
             values += [np.asarray(a[name], dtype=float) for _, a in got.values() if name in a]
         except StoreError:
             pass  # the coarse level's own range is still a fine start
@@ -133,7 +143,15 @@ def _segments(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _edge_width(info: StoreInfo, level: int) -> float:
-    return float(0.15 * np.mean(np.asarray(info.level(level).bin_shape) * np.asarray(info.scale)))
+    return EDGE_FRACTION * _bin_extent(info.level(level).bin_shape, info.scale)
+
+
+def _segment_data(
+    parts: Sequence[np.ndarray], part_columns: Mapping[str, np.ndarray]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Vectors data for store-order polylines, and each per-part column repeated for its segments."""
+    vec, owner = _segments([_flip(p) for p in parts])
+    return vec, {k: np.asarray(v)[owner] for k, v in part_columns.items() if len(v) == len(parts)}
 
 
 def vectors_layer(
@@ -145,9 +163,8 @@ def vectors_layer(
     budget: int,
 ) -> LayerDataTuple:
     """Polylines as one Vectors layer of segments: ~100x faster to draw than Shapes paths."""
-    vec, owner = _segments([_flip(p) for p in parts])
+    vec, columns = _segment_data(parts, part_columns)
     kwargs = _common_kwargs(info, level, name, budget)
-    columns = {k: np.asarray(v)[owner] for k, v in part_columns.items() if len(v) == len(parts)}
     kwargs.update(
         features=_features(columns, len(vec)),
         edge_width=_edge_width(info, level),
@@ -291,39 +308,29 @@ class Payload:
 
 
 def region_payload(
-    layer_type: str, region: Any, *, bin_shape: Sequence[float], scale: Sequence[float], shape_type: str = "path"
+    layer_type: str, region: LevelData, *, bin_shape: Sequence[float], scale: Sequence[float], shape_type: str = "path"
 ) -> Payload:
     """A controller ``Region`` as data for a layer of ``layer_type`` (points, vectors or shapes).
 
-    ``style`` holds the level-dependent sizes (marker size, edge width)
-    and, for Vectors coloured by direction, the colours of the new segments.
+    ``bin_shape`` and ``scale`` are in store axis order.  ``style`` holds
+    the level-dependent sizes (marker size, edge width) and, for Vectors
+    coloured by direction, the colours of the new segments.
     """
-    size = float(np.mean(np.asarray(bin_shape, dtype=float) * np.asarray(scale, dtype=float)))
+    extent = _bin_extent(bin_shape, scale)
     n = region.vertex_count
     if layer_type == "points":
-        return Payload(
-            "points",
-            region.level,
-            _flip(region.positions),
-            _features(region.vertex_attributes, n),
-            {"size": 0.35 * size},
-            n,
-        )
-    parts = [_flip(p) for p in region.parts()]
-    cols: dict[str, np.ndarray] = {}
-    if region.part_objects is not None:
-        cols["object_id"] = np.asarray(region.part_objects)
-    cols.update(region.object_attributes or {})
+        features = _features(region.vertex_attributes, n)
+        return Payload("points", region.level, _flip(region.positions), features, {"size": MARKER_FRACTION * extent}, n)
+    parts, cols = region.parts(), _part_columns(region)
+    style: dict[str, Any] = {"edge_width": EDGE_FRACTION * extent}
     if layer_type == "vectors":
-        vec, owner = _segments(parts)
-        columns = {k: np.asarray(v)[owner] for k, v in cols.items() if len(v) == len(parts)}
-        style: dict[str, Any] = {"edge_width": 0.15 * size}
+        vec, columns = _segment_data(parts, cols)
         if len(vec) and vec.shape[2] == 3:
             style["direction_colors"] = direction_colors(vec[:, 1])
         return Payload("vectors", region.level, vec, _features(columns, len(vec)), style, n)
     if layer_type == "shapes":
-        feats = _features({k: v for k, v in cols.items() if len(v) == len(parts)}, len(parts))
-        return Payload("shapes", region.level, parts, feats, {"edge_width": 0.15 * size, "shape_type": shape_type}, n)
+        style["shape_type"] = shape_type
+        return Payload("shapes", region.level, [_flip(p) for p in parts], _features(cols, len(parts)), style, n)
     raise ValueError(f"no level-of-detail swap for {layer_type} layers")
 
 

@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from . import store
+from .store import LevelData
+
 DEFAULT_VERTEX_BUDGET = 250_000
 #: napari Shapes costs ~14 ms per path here (2,000 paths take ~29 s), so
 #: above this many paths polylines are drawn as a Vectors layer instead.
@@ -300,26 +303,11 @@ class View:
 
 
 @dataclass
-class Region:
-    """What a controller update produced: one level, read inside ``box`` (store order)."""
+class Region(LevelData):
+    """What a controller update produced: one level read inside ``box`` (store order), for request ``generation``."""
 
-    generation: int
-    level: int
-    box: Box
-    positions: np.ndarray
-    vertex_attributes: dict[str, np.ndarray]
-    offsets: np.ndarray | None = None
-    part_objects: np.ndarray | None = None
-    object_attributes: dict[str, np.ndarray] | None = None
-
-    @property
-    def vertex_count(self) -> int:
-        return int(len(self.positions))
-
-    def parts(self) -> list[np.ndarray]:
-        from .store import split_parts
-
-        return split_parts(self.positions, self.offsets)
+    generation: int = 0
+    box: Box | None = None
 
 
 class LevelOfDetail:
@@ -342,12 +330,8 @@ class LevelOfDetail:
         path_budget: int | None = None,
         margin: float = 0.2,
         cache_bytes: int = 256 * 2**20,
-        vertex_attributes: Sequence[str] | None = None,
-        shown_level: int | None = None,
     ) -> None:
         import threading
-
-        from . import store
 
         self._store = store
         self.path = str(path)
@@ -357,15 +341,13 @@ class LevelOfDetail:
         self.margin = float(margin)
         self.cache = ChunkCache(cache_bytes)
         self.locked: int | None = None
-        self._names = vertex_attributes
         self._lock = threading.Lock()
         self._generation = 0
         self._signature: tuple[int, int] | None = None
         self.levels: list[LevelGrid] = []
         self._drawn_ratio: dict[int, float] = {}
         self._objects: dict[int, int] = {}
-        self.shown: tuple[int, Box] | None = None
-        self._shown_level_hint = shown_level
+        self.shown: tuple[int, Box] | None = None  # the level shown and the box it covers
         self.reads = 0  # store reads made (chunks for points, regions for polylines), for tests and benchmarks
 
     # -- GUI thread
@@ -392,8 +374,13 @@ class LevelOfDetail:
         self.locked = level
 
     def forget_shown(self) -> None:
-        """Make the next update re-read even if the view did not move (budget or lock changed)."""
-        self.shown = None
+        """Make the next update re-read even if the view did not move (budget or lock changed).
+
+        The level shown is kept: it still anchors the hysteresis.
+        """
+        if self.shown is not None:
+            nowhere = np.full(len(self.shown[1].lo), np.inf)
+            self.shown = (self.shown[0], Box(nowhere, -nowhere))
 
     # -- worker thread
     def refresh_levels(self) -> None:
@@ -447,7 +434,7 @@ class LevelOfDetail:
                 if self._objects[g.index] * min(share, 1.0) > self.path_budget:
                     est = float("inf")
             estimates[g.index] = (est, max(g.bin_shape))
-        current = self.shown[0] if self.shown else self._shown_level_hint
+        current = self.shown[0] if self.shown else None
         return choose_level_from_estimates(estimates, self.budget, view.data_per_pixel, current)
 
     def update(self, view: View, generation: int) -> Region | None:
@@ -476,11 +463,15 @@ class LevelOfDetail:
         paths = len(region.part_objects) if region.part_objects is not None else 0
         return self.path_budget is not None and paths > self.path_budget
 
-    def _chunks_meeting(self, grid: LevelGrid, box: Box) -> list[tuple[int, ...]]:
+    def _chunks_meeting(self, grid: LevelGrid, box: Box) -> dict[tuple[int, ...], int]:
+        """The non-empty chunks that meet ``box``, with their vertex counts."""
         size = np.asarray(grid.chunk_shape, dtype=float)
         lo, hi = grid.chunk_coords * size, (grid.chunk_coords + 1) * size
-        meet = np.all((hi >= box.lo) & (lo <= box.hi), axis=1)
-        return [tuple(int(c) for c in k) for k in grid.chunk_coords[meet & (grid.chunk_counts > 0)]]
+        meet = np.all((hi >= box.lo) & (lo <= box.hi), axis=1) & (grid.chunk_counts > 0)
+        return {
+            tuple(int(c) for c in k): int(n)
+            for k, n in zip(grid.chunk_coords[meet], grid.chunk_counts[meet], strict=True)
+        }
 
     def _read_points(self, level: int, box: Box, generation: int) -> Region:
         grid = self._grid(level)
@@ -488,10 +479,7 @@ class LevelOfDetail:
         names = self._attribute_names(level)
         missing = [k for k in keys if (level, k) not in self.cache]
         if missing:
-            counts = {
-                tuple(int(c) for c in k): int(n) for k, n in zip(grid.chunk_coords, grid.chunk_counts, strict=True)
-            }
-            got = self._store.read_point_chunks(self.path, level, missing, names, counts=counts)
+            got = self._store.read_point_chunks(self.path, level, missing, names, counts=keys)
             self.reads += len(got)
             for k, value in got.items():
                 self.cache.put((level, k), value, _nbytes(value))
@@ -508,7 +496,7 @@ class LevelOfDetail:
             attrs = {n: v[inside] for n, v in attrs.items()}
         else:
             pos, attrs = np.zeros((0, ndim), np.float32), {n: np.zeros(0) for n in names}
-        return Region(generation, level, box, pos, attrs)
+        return Region(self.kind, level, pos, attrs, generation=generation, box=box)
 
     def _attribute_names(self, level: int) -> list[str]:
         key = ("names", level)
@@ -516,7 +504,7 @@ class LevelOfDetail:
         if names is None:
             names = list(self._store.vertex_attribute_names(self.path, level))
             self.cache.put(key, names, 64)
-        return [n for n in names if self._names is None or n in self._names]
+        return names
 
     def _read_polylines(self, level: int, box: Box, generation: int) -> Region:
         """Whole objects that cross the box (upstream keeps every polyline with a segment in a matching chunk)."""
@@ -528,16 +516,7 @@ class LevelOfDetail:
             self.reads += 1
             value = (data.positions, data.offsets, data.part_objects, data.object_attributes)
             self.cache.put(cache_key, data, _nbytes(value))
-        return Region(
-            generation,
-            level,
-            box,
-            data.positions,
-            data.vertex_attributes,
-            offsets=data.offsets,
-            part_objects=data.part_objects,
-            object_attributes=data.object_attributes,
-        )
+        return Region(**vars(data), generation=generation, box=box)
 
 
 def _covers(shown: Box, want: Box) -> bool:
