@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1081,3 +1081,128 @@ def restore(snap: StoreSnapshot) -> None:
 
 def discard(snap: StoreSnapshot) -> None:
     shutil.rmtree(snap.backup, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- drill: reading a few chunks of links and vertices
+#
+# Keys name a vertex the way links do: its chunk's grid coordinates and its
+# row within that chunk's vertex buffer, as one (D + 1,) int64 row.  Global
+# row numbers would need every chunk's offset (0.1-0.4 s a level here);
+# these need nothing but the chunks a drill touches.
+
+
+def read_link_cells(
+    path: str | os.PathLike[str], level: int, delta: int, cells: Iterable[Sequence[int]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``links/<delta>`` records at ``level`` whose source cell is one of ``cells``.
+
+    Returns ``(chunks, rows)`` shaped ``(M, 2, D)`` and ``(M, 2)``: endpoint
+    0 is the source (the vertex at ``level``), endpoint 1 the vertex at
+    ``level + delta``.  Only the listed cells are read, in one batch.
+    """
+    from zarr_vectors import building as b
+    from zarr_vectors.core import arrays as A
+
+    group, ndim = _level(path, level)
+    family = b.links_group_path(delta)
+    wanted = {tuple(int(c) for c in k) for k in cells}
+    empty = (np.zeros((0, 2, ndim), np.int64), np.zeros((0, 2), np.int64))
+    if not wanted or not group.array_exists(family):
+        return empty
+    fam = group.read_array_meta(family) or {}
+    width, directed, kind = int(fam.get("link_width", 2)), bool(fam.get("directed", False)), fam.get("store")
+    scale_src, scale_trg = A._link_scales(group, delta, ndim)
+    plan = []
+    for seg in A.list_link_offsets(group, delta):
+        present = group.chunk_present_set(f"{family}/{seg}")
+        keys = sorted(".".join(map(str, c)) for c in wanted & present)
+        if keys:
+            plan.append((f"{family}/{seg}", keys))
+    chunk_parts, row_parts = [], []
+    with group.batched_reads(plan):
+        for name, keys in plan:
+            offsets = A.parse_offsets(name.rsplit("/", 1)[1], sid_ndim=ndim, link_width=width)
+            meta = group.read_array_meta(name) or {}
+            if meta.get("has_perm", A.links_has_perm(offsets, delta=delta, directed=directed, store=kind)):
+                raise StoreError(
+                    f"Store '{path}': links/{delta:+d} at level {level} store their endpoints permuted, "
+                    "which cross-level links never do; rebuild the pyramid's links."
+                )
+            dtype = np.dtype(meta.get("dtype", "int64"))
+            for key in keys:
+                rows = A._link_cell_rows(group.read_bytes(name, key), ncols=width, flat=False, dtype=dtype)
+                ends = A.cell_endpoint_chunks(A._parse_chunk_key(key), offsets, scale_src, scale_trg)
+                chunk_parts.append(np.broadcast_to(np.asarray(ends, np.int64), (len(rows), width, ndim)))
+                row_parts.append(rows)
+    if not row_parts:
+        return empty
+    return np.concatenate(chunk_parts), np.concatenate(row_parts).astype(np.int64)
+
+
+def read_vertex_chunks(
+    path: str | os.PathLike[str], level: int, chunks: Iterable[Sequence[int]]
+) -> dict[tuple[int, ...], np.ndarray]:
+    """The vertex buffers (rows as links address them) of some chunks of a level, in one batch."""
+    from zarr_vectors import building as b
+    from zarr_vectors.core.arrays import vertices_dtype
+
+    group, ndim = _level(path, level)
+    present = group.chunk_present_set(b.VERTICES)
+    keys = sorted({tuple(int(c) for c in k) for k in chunks} & present)
+    names = [".".join(map(str, k)) for k in keys]
+    out = {}
+    with group.batched_reads([(b.VERTICES, names), (b.VERTEX_FRAGMENTS, names)]):
+        dtype = vertices_dtype(group)
+        for key in keys:
+            out[key] = np.asarray(b.read_chunk_vertex_buffer(group, key, dtype=dtype, ndim=ndim), dtype=np.float64)
+    return out
+
+
+def chunks_present(path: str | os.PathLike[str], level: int) -> np.ndarray:
+    """Grid coordinates (M, D) of a level's non-empty vertex chunks, from the presence manifest."""
+    from zarr_vectors import building as b
+
+    group, ndim = _level(path, level)
+    coords = group.list_chunk_coords(b.VERTICES)
+    return np.asarray(coords, dtype=np.int64).reshape(len(coords), ndim)
+
+
+def fragment_owners(path: str | os.PathLike[str], level: int) -> dict[tuple[tuple[int, ...], int], int]:
+    """Which object owns each (chunk, fragment) of a level; a fragment shared by several names the lowest id.
+
+    Reads every object manifest of the level (about a second for 10,000
+    objects here), so callers cache it.
+    """
+    from zarr_vectors.core import arrays as A
+
+    group, _ = _level(path, level)
+    ids, manifests = A.read_object_manifest_rows(group)
+    owner: dict[tuple[tuple[int, ...], int], int] = {}
+    for oid, manifest in sorted(zip(ids.tolist(), manifests, strict=True), reverse=True):
+        for chunk, frag in manifest:
+            owner[(tuple(int(c) for c in chunk), int(frag))] = int(oid)
+    return owner
+
+
+def vertex_owners(
+    path: str | os.PathLike[str],
+    level: int,
+    chunks: Iterable[Sequence[int]],
+    owners: Mapping[tuple[tuple[int, ...], int], int],
+) -> dict[tuple[int, ...], np.ndarray]:
+    """Per chunk, the object owning each vertex row (-1: none), from ``fragment_owners``."""
+    from zarr_vectors.core import arrays as A
+
+    group, _ = _level(path, level)
+    out = {}
+    for chunk in {tuple(int(c) for c in k) for k in chunks}:
+        fi = A.read_vertex_fragment_index(group, chunk)
+        n = int(A._fragment_vertex_extent(fi))
+        owner = np.full(n, -1, np.int64)
+        for frag in range(fi.num_fragments):
+            oid = owners.get((chunk, frag))
+            if oid is not None:
+                rows = A.fragment_rows(np.arange(n), fi, frag)
+                owner[rows] = np.where(owner[rows] < 0, oid, np.minimum(owner[rows], oid))
+        out[chunk] = owner
+    return out
