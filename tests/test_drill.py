@@ -18,7 +18,7 @@ def _build(kind: str, path: Path, depth: int, storage: str) -> Path:
         samples.make_point_cloud(path, 20_000, extent=400.0, chunk=100.0, bin_size=25.0, factors=None)
         pyramid.build_pyramid(path, [(2.0, 1.0)] * 3, cross_level_depth=depth, cross_level_storage=storage)
     else:
-        samples.make_streamlines(path, 300, chunk=100.0, bin_size=25.0, factors=None)
+        samples.make_streamlines(path, 200, chunk=250.0, bin_size=50.0, factors=None)
         pyramid.build_pyramid(
             path,
             [(2.0, 1.0), (2.0, 2.0), (2.0, 1.0)],
@@ -30,7 +30,14 @@ def _build(kind: str, path: Path, depth: int, storage: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="module", params=[(k, d, s) for k in ("points", "streamlines") for d in DEPTHS for s in STORAGES])
+# every layout for points; two for streamlines (their writes are slow), covering implicit and direct +-N
+LAYOUTS = [("points", d, s) for d in DEPTHS for s in STORAGES] + [
+    ("streamlines", 1, "implicit"),
+    ("streamlines", -1, "explicit"),
+]
+
+
+@pytest.fixture(scope="module", params=LAYOUTS, ids=[f"{k}-{d}-{s}" for k, d, s in LAYOUTS])
 def linked(request, tmp_path_factory) -> tuple[Path, int, str]:
     kind, depth, storage = request.param
     path = tmp_path_factory.mktemp("drill") / f"{kind}_{depth}_{storage}.zv"

@@ -305,8 +305,9 @@ def read_level(
     bbox: tuple[Sequence[float], Sequence[float]] | None = None,
     vertex_attributes: Sequence[str] | None = None,
     object_attributes: Sequence[str] | None = None,
+    object_ids: Sequence[int] | None = None,
 ) -> LevelData:
-    """Read one level (optionally only a box) into plain arrays.
+    """Read one level (optionally only a box, or for polylines only some objects) into plain arrays.
 
     Points go through upstream's fast typed reader (~15x faster than the
     Dataset facade on 500k points, measured); other kinds use the facade.
@@ -320,7 +321,7 @@ def read_level(
         if kind in POINT_KINDS:
             return _read_points(p, level, bbox, vertex_attributes)
         if kind in POLYLINE_KINDS:
-            return _read_polylines(p, level, kind, bbox, object_attributes)
+            return _read_polylines(p, level, kind, bbox, object_attributes, object_ids)
         return _read_facade(p, level, kind, bbox, vertex_attributes, object_attributes)
     except StoreError:
         raise
@@ -353,12 +354,15 @@ def _concat_parts(parts: Sequence[np.ndarray], ndim: int) -> tuple[np.ndarray, n
     return np.asarray(positions), offsets
 
 
-def _read_polylines(p: Path, level: int, kind: str, bbox: Any, onames: Sequence[str] | None) -> LevelData:
+def _read_polylines(
+    p: Path, level: int, kind: str, bbox: Any, onames: Sequence[str] | None, object_ids: Sequence[int] | None = None
+) -> LevelData:
     """Polylines through the typed reader (~1.7x faster than the facade, measured)."""
     import zarr_vectors as zv
     from zarr_vectors.types.polylines import read_polylines
 
-    raw = read_polylines(str(p), level=level, bbox=_as_bbox(bbox))
+    ids_wanted = None if object_ids is None else [int(i) for i in object_ids]
+    raw = read_polylines(str(p), level=level, bbox=_as_bbox(bbox), object_ids=ids_wanted)
     ndim = int(raw.get("ndim") or 3)
     # each polyline comes back as a list of per-chunk segments; joined, they are the polyline exactly
     parts = [_join_segments(x, ndim) for x in raw["polylines"]]

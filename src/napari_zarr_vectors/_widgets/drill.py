@@ -1,0 +1,412 @@
+"""Dock widget "Drill": from selected metanodes down to their children, or up to their parents.
+
+Thin: the link walking is ``drill.Drill``'s (no Qt).  This widget turns a
+selection in a store's Points layer into keys, runs the step on a napari
+worker, and shows the result in a highlight Points layer (itself a valid
+source for the next step), optional parent->child link vectors, and a
+breadcrumb of the levels visited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import _follow, drill, store
+from ..layers import MARKER_FRACTION, METADATA_KEY, _bin_extent
+
+if TYPE_CHECKING:
+    import napari
+
+DRILL_KEY = "zarr_vectors_drill"  # not METADATA_KEY: a highlight must not get a camera follower
+NEXT, FINEST = "next finer level", "level 0"
+DOWN_KEY, UP_KEY = "Control-Shift-Down", "Control-Shift-Up"
+HIGHLIGHT = "magenta"
+
+
+@dataclass
+class Step:
+    """One stop on the breadcrumb: a level and the vertices highlighted there."""
+
+    level: int
+    keys: np.ndarray
+
+    def label(self) -> str:
+        return f"L{self.level} ({len(self.keys):,})"
+
+
+class DrillWidget(QWidget):
+    """Drill down / up from the selected points of a store layer, with a breadcrumb."""
+
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.path: list[Step] = []
+        self.store_path: str | None = None
+        self.busy = False
+        self.last_error: str | None = None
+        self._worker: Any = None
+
+        layout = QVBoxLayout(self)
+        self.hint = QLabel(
+            "Select points (metanodes) in a store's Points layer with napari's selection tool, then "
+            f"drill down ({DOWN_KEY}) or up ({UP_KEY}). For polylines, press 'Metanodes' first."
+        )
+        self.hint.setWordWrap(True)
+        layout.addWidget(self.hint)
+        row = QHBoxLayout()
+        self.down_button = QPushButton("Drill down")
+        self.down_button.setToolTip(f"Children of the selected metanodes ({DOWN_KEY})")
+        self.up_button = QPushButton("Drill up")
+        self.up_button.setToolTip(f"Parents of the selected vertices ({UP_KEY})")
+        row.addWidget(self.down_button)
+        row.addWidget(self.up_button)
+        layout.addLayout(row)
+        row2 = QHBoxLayout()
+        row2.addWidget(QLabel("down to"))
+        self.target = QComboBox()
+        self.target.addItems([NEXT, FINEST])
+        row2.addWidget(self.target)
+        self.show_links = QCheckBox("Show links")
+        self.show_links.setToolTip("Draw parent -> child edges of the last step as a Vectors layer")
+        row2.addWidget(self.show_links)
+        layout.addLayout(row2)
+        row3 = QHBoxLayout()
+        self.metanodes_button = QPushButton("Metanodes")
+        self.metanodes_button.setToolTip("A selectable Points layer of the vertices a polyline layer shows now")
+        self.object_button = QPushButton("Same object at all levels")
+        self.object_button.setToolTip("The object of the selected vertex, drawn at every level that keeps it")
+        row3.addWidget(self.metanodes_button)
+        row3.addWidget(self.object_button)
+        layout.addLayout(row3)
+        self.breadcrumb = QLabel("")
+        self.breadcrumb.setWordWrap(True)
+        layout.addWidget(self.breadcrumb)
+        layout.addStretch(1)
+
+        self.down_button.clicked.connect(self.drill_down)
+        self.up_button.clicked.connect(self.drill_up)
+        self.metanodes_button.clicked.connect(self.add_metanodes)
+        self.object_button.clicked.connect(self.same_object)
+        for key, fn in ((DOWN_KEY, self.drill_down), (UP_KEY, self.drill_up)):
+            napari_viewer.bind_key(key, lambda viewer, fn=fn: fn(), overwrite=True)
+
+    # -- what the user points at
+    def _source(self) -> tuple[Any, dict, np.ndarray] | None:
+        """The active layer's store metadata and selected positions (store order); None with a message."""
+        layer = self.viewer.layers.selection.active
+        meta = _meta_of(layer)
+        if meta is None:
+            self._fail(
+                "Select a Zarr Vectors Points layer (or this widget's highlight or metanodes layer) "
+                "and select points in it with the selection tool."
+            )
+            return None
+        if layer.__class__.__name__ != "Points":
+            self._fail(f"'{layer.name}' is not a Points layer: press 'Metanodes' to pick its vertices.")
+            return None
+        selected = sorted(layer.selected_data)
+        if not selected and meta.get("highlight"):
+            selected = list(range(len(layer.data)))  # continue from everything highlighted
+        if not selected:
+            self._fail(f"No points are selected in '{layer.name}': select metanodes with the selection tool.")
+            return None
+        data = np.asarray(layer.data)[selected][:, -meta["ndim"] :]
+        return layer, meta, np.ascontiguousarray(data[:, ::-1])
+
+    def _level_of(self, layer: Any, meta: dict) -> int:
+        f = _follow.follower_of(layer)
+        return int(f.level) if f is not None and f.level is not None else int(meta["level"])
+
+    # -- actions
+    def drill_down(self) -> None:
+        """Children of the selection at the next finer level (or level 0)."""
+        self._drill(down=True)
+
+    def drill_up(self) -> None:
+        """Parents of the selection at the next coarser level."""
+        self._drill(down=False)
+
+    def _drill(self, *, down: bool) -> None:
+        if self.busy:
+            return
+        src = self._source()
+        if src is None:
+            return
+        layer, meta, positions = src
+        level = self._level_of(layer, meta)
+        path = meta["path"]
+        try:
+            d = drill.drill_for(path)
+        except store.StoreError as exc:
+            self._fail(str(exc))
+            return
+        if down:
+            if level == 0:
+                self._fail("These are level-0 vertices: there is nothing finer to drill down to.")
+                return
+            delta = level if self.target.currentText() == FINEST else 1
+        else:
+            if level + 1 not in d.levels():
+                self._fail(f"Level {level} is the coarsest level of '{path}': there is nothing to drill up to.")
+                return
+            delta = 1
+        if not d.has_links(level, -delta if down else delta):
+            self._fail(drill.no_links_message(path, level - delta if down else level, delta))
+            return
+        from_highlight = bool(meta.get("highlight")) and self.store_path == path
+
+        def work() -> tuple[np.ndarray, drill.Vertices]:
+            keys = d.locate(level, positions)
+            step = d.children if down else d.parents
+            return keys, step(level, keys, delta, objects=d.has_objects)
+
+        self._run(work, lambda result: self._show(path, level, result, from_highlight, down))
+
+    def _run(self, work: Any, done: Any) -> None:
+        from napari.qt.threading import create_worker
+
+        self.busy = True
+        self.last_error = None
+        self._set_enabled(False)
+        worker = create_worker(work)
+        worker.returned.connect(done)
+        worker.errored.connect(self._errored)
+        worker.finished.connect(self._finished)
+        self._worker = worker
+        worker.start()
+
+    def _errored(self, exc: Exception) -> None:
+        if isinstance(exc, drill.DrillError | store.StoreError):
+            self._fail(str(exc))
+        else:
+            self._fail(f"Drilling failed: {type(exc).__name__}: {exc}")
+
+    def _finished(self) -> None:
+        self.busy = False
+        self._worker = None
+        self._set_enabled(True)
+
+    def _set_enabled(self, on: bool) -> None:
+        for b in (self.down_button, self.up_button, self.object_button, self.metanodes_button):
+            b.setEnabled(on)
+
+    def _fail(self, message: str) -> None:
+        self.last_error = message
+        show_error(message)
+
+    # -- showing results
+    def _show(
+        self, path: str, level: int, result: tuple[np.ndarray, drill.Vertices], chained: bool, down: bool
+    ) -> None:
+        query, found = result
+        if not len(found):
+            show_warning(
+                f"No {'children' if down else 'parents'} at level {found.level}: "
+                + ("" if down else "these vertices' objects were thinned out of the coarser level.")
+            )
+            return
+        if not chained or not self.path or self.store_path != path:
+            self.path = [Step(level, query)]
+        self.store_path = path
+        step = Step(found.level, found.keys)
+        if len(self.path) >= 2 and _same(self.path[-2], step):
+            self.path.pop()  # back where we came from
+        else:
+            self.path.append(step)
+        self.breadcrumb.setText(" → ".join(s.label() for s in self.path))
+        info = store.open_info(path)
+        layer = self._highlight(info, found)
+        self._links(info, drill.drill_for(path).positions(level, query), found, down)
+        self.viewer.layers.selection.active = layer
+        _frame(self.viewer, layer)
+        show_info(f"{len(found):,} {'children' if down else 'parents'} at level {found.level}")
+
+    def _highlight(self, info: store.StoreInfo, found: drill.Vertices) -> Any:
+        name = f"drill: {info.name}"
+        extent = _bin_extent(info.level(found.level).bin_shape, info.scale)
+        features = {"level": np.full(len(found), found.level)}
+        if found.objects is not None:
+            features["object"] = found.objects
+        kwargs = dict(
+            scale=tuple(reversed(info.scale)),
+            translate=tuple(reversed(info.translate)),
+            size=MARKER_FRACTION * extent * 1.5,
+            face_color="transparent",
+            border_color=HIGHLIGHT,
+            border_width=0.2,
+            features=features,
+            metadata={DRILL_KEY: _drill_meta(info, found.level, highlight=True)},
+        )
+        data = np.ascontiguousarray(found.positions[:, ::-1])
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            layer.data = data
+            layer.features = features
+            layer.size = kwargs["size"]
+            layer.metadata = kwargs["metadata"]
+            layer.selected_data = set()
+            return layer
+        return self.viewer.add_points(data, name=name, **kwargs)
+
+    def _links(self, info: store.StoreInfo, query_pos: np.ndarray, found: drill.Vertices, down: bool) -> None:
+        name = f"drill links: {info.name}"
+        if not self.show_links.isChecked():
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+            return
+        q, j = found.pairs[:, 0], found.pairs[:, 1]
+        parent, child = (query_pos[q], found.positions[j]) if down else (found.positions[j], query_pos[q])
+        vectors = np.stack([parent[:, ::-1], (child - parent)[:, ::-1]], axis=1)
+        if name in self.viewer.layers:
+            self.viewer.layers[name].data = vectors
+            return
+        self.viewer.add_vectors(
+            vectors,
+            name=name,
+            edge_color=HIGHLIGHT,
+            edge_width=0.1 * _bin_extent(info.level(found.level).bin_shape, info.scale),
+            scale=tuple(reversed(info.scale)),
+            translate=tuple(reversed(info.translate)),
+        )
+
+    def add_metanodes(self) -> None:
+        """A selectable Points layer of the vertices the active polyline layer shows now."""
+        layer = self.viewer.layers.selection.active
+        meta = (getattr(layer, "metadata", None) or {}).get(METADATA_KEY)
+        if meta is None or meta.get("kind") not in store.POLYLINE_KINDS:
+            self._fail("Select a Zarr Vectors polyline or streamline layer first.")
+            return
+        info = store.open_info(meta["path"])
+        level = self._level_of(layer, meta)
+        vertices = _layer_vertices(layer)
+        vertices = np.unique(vertices.round(6), axis=0) if len(vertices) else vertices
+        name = f"metanodes: {info.name} (level {level})"
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        new = self.viewer.add_points(
+            vertices,
+            name=name,
+            size=MARKER_FRACTION * _bin_extent(info.level(level).bin_shape, info.scale),
+            face_color="white",
+            scale=layer.scale,
+            translate=layer.translate,
+            metadata={DRILL_KEY: _drill_meta(info, level, highlight=False)},
+        )
+        new.mode = "select"
+        self.viewer.layers.selection.active = new
+        show_info(f"{len(vertices):,} vertices of level {level}: select some, then drill.")
+
+    def same_object(self) -> None:
+        """The object of the first selected vertex, at every level that keeps it, as one Shapes layer."""
+        if self.busy:
+            return
+        src = self._source()
+        if src is None:
+            return
+        layer, meta, positions = src
+        path, level = meta["path"], self._level_of(layer, meta)
+        d = drill.drill_for(path)
+        if not d.has_objects:
+            self._fail("A point cloud has no objects to follow across levels.")
+            return
+
+        def work() -> tuple[int, dict[int, store.LevelData]]:
+            keys = d.locate(level, positions[:1])
+            oid = int(d._objects_of(level, keys)[0])
+            if oid < 0:
+                raise drill.DrillError(f"The selected vertex belongs to no object at level {level}.")
+            return oid, {lv: store.read_level(path, lv, object_ids=[oid], object_attributes=()) for lv in d.levels()}
+
+        self._run(work, lambda result: self._show_object(path, *result))
+
+    def _show_object(self, path: str, oid: int, per_level: dict[int, store.LevelData]) -> None:
+        info = store.open_info(path)
+        paths, levels = [], []
+        for lv, data in per_level.items():
+            for part in data.parts():
+                if len(part) >= 2:
+                    paths.append(np.ascontiguousarray(part[:, ::-1]))
+                    levels.append(lv)
+        kept = sorted(set(levels))
+        name = f"object {oid}: {info.name}"
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        self.viewer.add_shapes(
+            paths,
+            shape_type="path",
+            name=name,
+            features={"level": np.asarray(levels)},
+            edge_color="level",
+            edge_colormap="plasma",
+            edge_width=EDGE_WIDTH_FRACTION * _bin_extent(info.level(0).bin_shape, info.scale),
+            scale=tuple(reversed(info.scale)),
+            translate=tuple(reversed(info.translate)),
+        )
+        gone = [lv for lv in per_level if lv not in kept]
+        show_info(
+            f"Object {oid} at levels {', '.join(map(str, kept))}"
+            + (f"; thinned out of level(s) {', '.join(map(str, gone))}" if gone else "")
+        )
+
+
+EDGE_WIDTH_FRACTION = 0.3
+
+
+def _meta_of(layer: Any) -> dict | None:
+    """Store metadata of a layer this widget can drill from (store layers, highlights, metanodes)."""
+    metadata = getattr(layer, "metadata", None) or {}
+    meta = metadata.get(DRILL_KEY) or metadata.get(METADATA_KEY)
+    if not meta or "path" not in meta:
+        return None
+    if "ndim" not in meta:
+        meta = {**meta, "ndim": store.open_info(meta["path"]).ndim}
+    return meta
+
+
+def _drill_meta(info: store.StoreInfo, level: int, *, highlight: bool) -> dict:
+    return {"path": info.path, "level": int(level), "kind": info.kind, "ndim": info.ndim, "highlight": highlight}
+
+
+def _same(a: Step, b: Step) -> bool:
+    return (
+        a.level == b.level and a.keys.shape == b.keys.shape and bool(np.all(np.sort(a.keys, 0) == np.sort(b.keys, 0)))
+    )
+
+
+def _layer_vertices(layer: Any) -> np.ndarray:
+    """Every vertex a Vectors or Shapes layer draws (napari order)."""
+    if layer.__class__.__name__ == "Vectors":
+        v = np.asarray(layer.data)
+        return np.concatenate([v[:, 0], v[:, 0] + v[:, 1]]) if len(v) else np.zeros((0, v.shape[-1]))
+    parts = [np.asarray(p) for p in layer.data]
+    return np.concatenate(parts) if parts else np.zeros((0, layer.ndim))
+
+
+def _frame(viewer: Any, layer: Any) -> None:
+    """Centre the camera on a layer's points and zoom so they fill most of the canvas."""
+    data = np.asarray(layer.data)
+    if not len(data):
+        return
+    world = data * np.asarray(layer.scale) + np.asarray(layer.translate)
+    lo, hi = world.min(0), world.max(0)
+    shown = list(viewer.dims.displayed)
+    centre = (lo + hi) / 2
+    span = float(np.max(hi[shown] - lo[shown]))
+    span = max(span, float(np.mean(layer.size)) * 4)
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    camera.center = tuple(centre[shown])
+    canvas = min(int(s) for s in viewer.canvas.size) if hasattr(viewer, "canvas") else 600
+    camera.zoom = 0.8 * canvas / span

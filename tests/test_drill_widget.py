@@ -1,0 +1,165 @@
+"""The Drill dock widget in a real viewer: select a metanode, drill down to exactly its children, and back up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+
+from napari_zarr_vectors import _follow, pyramid, samples, store
+from napari_zarr_vectors._widgets.drill import DrillWidget
+
+PLUGIN = "napari-zarr-vectors"
+
+
+@pytest.fixture(scope="module")
+def small_streamlines(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("drillw") / "lines.zv"
+    samples.make_streamlines(path, 200, chunk=250.0, bin_size=50.0, factors=None)
+    pyramid.build_pyramid(path, [(2.0, 1.0)] * 3, method="per_object")
+    return path
+
+
+def _open_locked(viewer, qtbot, path: Path, level: int):
+    (layer,) = viewer.open(str(path), plugin=PLUGIN)
+    follower = _follow.follower_of(layer)
+    follower.lock(level)
+    qtbot.waitUntil(lambda: follower.idle and follower.level == level, timeout=30_000)
+    return layer
+
+
+def _children_rows(path: Path, level: int, parent_position: np.ndarray) -> np.ndarray:
+    """Positions (store order) of the level-``level - 1`` vertices whose parent sits at ``parent_position``."""
+    coarse, _ = store.read_rows(path, level)
+    row = int(np.argmin(np.abs(coarse - parent_position).max(1)))
+    fine, _ = store.read_rows(path, level - 1)
+    return fine[store.parent_map(path, level - 1, 1) == row]
+
+
+def _as_set(positions: np.ndarray) -> set[tuple]:
+    return {tuple(np.round(p, 3)) for p in np.asarray(positions, dtype=np.float64)}
+
+
+def _click(qtbot, widget, button) -> None:
+    qtbot.mouseClick(button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not widget.busy, timeout=30_000)
+
+
+def _highlight(viewer):
+    return next(layer for layer in viewer.layers if layer.name.startswith("drill: "))
+
+
+def test_drill_down_and_up_on_the_point_sample(make_napari_viewer, qtbot):
+    path = samples.sample_store("synthetic_points.zv")
+    viewer = make_napari_viewer()
+    widget = DrillWidget(viewer)
+    qtbot.addWidget(widget)
+    layer = _open_locked(viewer, qtbot, path, 3)
+    pick = len(layer.data) // 2
+    metanode = np.asarray(layer.data[pick])[::-1].astype(np.float64)
+    layer.selected_data = {pick}
+    viewer.layers.selection.active = layer
+
+    widget.show_links.setChecked(True)
+    _click(qtbot, widget, widget.down_button)
+    assert widget.last_error is None
+    hl = _highlight(viewer)
+    expected = _children_rows(path, 3, metanode)
+    assert len(expected) > 1
+    assert _as_set(np.asarray(hl.data)[:, ::-1]) == _as_set(expected)  # exactly its children
+    assert widget.breadcrumb.text() == f"L3 (1) → L2 ({len(expected)})"
+    links = viewer.layers[f"drill links: {store.open_info(path).name}"]
+    assert len(links.data) == len(expected)
+    np.testing.assert_allclose(links.data[:, 0], np.repeat(metanode[None, ::-1], len(expected), 0), atol=1e-3)
+    assert viewer.layers.selection.active is hl
+
+    _click(qtbot, widget, widget.up_button)  # nothing selected in the highlight: all of it goes up
+    assert _as_set(np.asarray(hl.data)[:, ::-1]) == _as_set(metanode[None])
+    assert widget.breadcrumb.text() == "L3 (1)"
+
+    # the keyboard shortcut drills down again, from the highlight
+    hl.selected_data = {0}
+    qtbot.keyClick(viewer.window._qt_viewer.canvas.native, Qt.Key_Down, Qt.ControlModifier | Qt.ShiftModifier)
+    qtbot.waitUntil(lambda: len(_highlight(viewer).data) == len(expected), timeout=30_000)
+    qtbot.waitUntil(lambda: not widget.busy, timeout=30_000)
+    assert _as_set(np.asarray(_highlight(viewer).data)[:, ::-1]) == _as_set(expected)
+
+
+def test_drill_straight_to_level_zero(make_napari_viewer, qtbot):
+    path = samples.sample_store("synthetic_points.zv")
+    viewer = make_napari_viewer()
+    widget = DrillWidget(viewer)
+    qtbot.addWidget(widget)
+    layer = _open_locked(viewer, qtbot, path, 3)
+    layer.selected_data = {0}
+    bins = np.asarray(store.open_info(path).level(3).bin_shape)
+    metanode = np.asarray(layer.data[0])[::-1]
+    widget.target.setCurrentText("level 0")
+    _click(qtbot, widget, widget.down_button)
+    hl = _highlight(viewer)
+    assert hl.metadata["zarr_vectors_drill"]["level"] == 0
+    assert len(hl.data) > 1000
+    assert np.all(np.floor(np.asarray(hl.data)[:, ::-1] / bins) == np.floor(metanode / bins))
+
+
+def test_drill_on_a_streamline_store(make_napari_viewer, qtbot, small_streamlines):
+    viewer = make_napari_viewer()
+    widget = DrillWidget(viewer)
+    qtbot.addWidget(widget)
+    lines = _open_locked(viewer, qtbot, small_streamlines, 3)
+
+    _click(qtbot, widget, widget.metanodes_button)
+    nodes = viewer.layers.selection.active
+    assert nodes is not lines and nodes.name.startswith("metanodes:")
+    pick = 0
+    metanode = np.asarray(nodes.data[pick])[::-1].astype(np.float64)
+    nodes.selected_data = {pick}
+    _click(qtbot, widget, widget.down_button)
+    assert widget.last_error is None
+    expected = _children_rows(small_streamlines, 3, metanode)
+    hl = _highlight(viewer)
+    assert _as_set(np.asarray(hl.data)[:, ::-1]) == _as_set(expected)
+    assert "object" in hl.features and np.all(hl.features["object"] >= 0)
+
+    _click(qtbot, widget, widget.up_button)
+    assert _as_set(np.asarray(hl.data)[:, ::-1]) == _as_set(metanode[None])
+
+    # the object of one child, at every level that keeps it
+    hl.selected_data = {0}
+    oid = int(hl.features["object"][0])
+    _click(qtbot, widget, widget.object_button)
+    shapes = viewer.layers[f"object {oid}: {store.open_info(small_streamlines).name}"]
+    assert 0 in set(shapes.features["level"]) and len(shapes.data) >= 1
+    level0 = store.read_level(small_streamlines, 0, object_ids=[oid])
+    np.testing.assert_allclose(
+        shapes.data[list(shapes.features["level"]).index(0)][:, ::-1], level0.positions, atol=1e-4
+    )
+
+
+def test_a_store_without_links_explains_and_changes_nothing(make_napari_viewer, qtbot, tmp_path, tree_digest):
+    path = tmp_path / "nolinks.zv"
+    samples.make_point_cloud(path, 5_000, extent=400.0, chunk=100.0, bin_size=25.0, factors=None, ndim=2)
+    pyramid.build_pyramid(path, [(2.0, 1.0), (2.0, 1.0)], cross_level_depth=0)
+    before = tree_digest(path)
+    viewer = make_napari_viewer()
+    widget = DrillWidget(viewer)
+    qtbot.addWidget(widget)
+    layer = _open_locked(viewer, qtbot, path, 2)
+    layer.selected_data = {0}
+    _click(qtbot, widget, widget.down_button)
+    assert "cross_level_depth >= 1" in widget.last_error
+    assert not any(x.name.startswith("drill: ") for x in viewer.layers)
+    assert tree_digest(path) == before
+
+
+def test_nothing_selected_says_what_to_do(make_napari_viewer, qtbot, small_points_2d):
+    viewer = make_napari_viewer()
+    widget = DrillWidget(viewer)
+    qtbot.addWidget(widget)
+    _click(qtbot, widget, widget.down_button)
+    assert "Select a Zarr Vectors Points layer" in widget.last_error
+    _open_locked(viewer, qtbot, small_points_2d, 2)
+    _click(qtbot, widget, widget.down_button)
+    assert "No points are selected" in widget.last_error
