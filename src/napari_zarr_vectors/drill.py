@@ -106,6 +106,7 @@ class Drill:
         self.ndim = self.info.ndim
         self._deltas = {lv.index: set(store.link_deltas(self.path, lv.index)) for lv in self.info.levels}
         self._owners: OrderedDict[int, dict] = OrderedDict()
+        self._readers: dict[int, store.LevelReader] = {}
         self._lock = threading.Lock()
         self.reads = 0
 
@@ -121,13 +122,18 @@ class Drill:
         lo, hi = sorted((level, level + delta))
         return all(1 in self._deltas.get(f, ()) for f in range(lo, hi))
 
+    def _reader(self, level: int) -> store.LevelReader:
+        if level not in self._readers:
+            self._readers[level] = store.LevelReader(self.path, level)
+        return self._readers[level]
+
     # -- lookups
     def positions(self, level: int, keys: np.ndarray) -> np.ndarray:
         """Positions (store order) of keyed vertices, reading only their chunks."""
         keys = _as_keys(keys, self.ndim)
         out = np.full((len(keys), self.ndim), np.nan)
         chunks, which = _unique_rows(keys[:, :-1])
-        buffers = store.read_vertex_chunks(self.path, level, [tuple(c) for c in chunks])
+        buffers = self._reader(level).vertex_chunks([tuple(c) for c in chunks])
         self.reads += len(buffers)
         for i, c in enumerate(chunks):
             buf = buffers.get(tuple(int(v) for v in c))
@@ -156,7 +162,7 @@ class Drill:
         for offsets in (_neighbours(self.ndim)[:1], _neighbours(self.ndim)[1:]):
             todo = np.flatnonzero(best > tol)
             wanted = {tuple(cells[i] + o) for i in todo for o in offsets}
-            buffers = store.read_vertex_chunks(self.path, level, wanted)
+            buffers = self._reader(level).vertex_chunks(wanted)
             self.reads += len(buffers)
             for i in todo:
                 for o in offsets:
@@ -229,7 +235,7 @@ class Drill:
     def _direct(self, level: int, keys: np.ndarray, delta: int) -> Vertices:
         """Follow ``links/<delta>`` stored at ``level`` (cells are the query's own chunks)."""
         cells = {tuple(c) for c in keys[:, :-1].tolist()}
-        chunks, rows = store.read_link_cells(self.path, level, delta, cells)
+        chunks, rows = self._reader(level).link_cells(delta, cells)
         self.reads += len(cells)
         return self._gather(level + delta, keys, chunks, rows, src=0)
 
@@ -243,13 +249,13 @@ class Drill:
         lo = np.floor(pos / bin_shape) * bin_shape - slack
         hi = lo + bin_shape + 2 * slack
         chunk_shape = np.asarray(self.info.level(fine).chunk_shape, dtype=np.float64)
-        present = store.chunks_present(self.path, fine)
+        present = self._reader(fine).chunks_present()
         c_lo, c_hi = present * chunk_shape, (present + 1) * chunk_shape
         meet = np.zeros(len(present), bool)
         for a, b in zip(lo, hi, strict=True):
             meet |= np.all((c_hi > a) & (c_lo < b), axis=1)
         cells = {tuple(c) for c in present[meet].tolist()}
-        chunks, rows = store.read_link_cells(self.path, fine, delta, cells)
+        chunks, rows = self._reader(fine).link_cells(delta, cells)
         self.reads += len(cells)
         return self._gather(fine, keys, chunks, rows, src=1)
 
