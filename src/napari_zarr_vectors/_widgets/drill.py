@@ -243,10 +243,11 @@ class DrillWidget(QWidget):
         kwargs = dict(
             scale=tuple(reversed(info.scale)),
             translate=tuple(reversed(info.translate)),
-            size=MARKER_FRACTION * extent * 1.5,
+            size=MARKER_FRACTION * extent,
             face_color="transparent",
             border_color=HIGHLIGHT,
             border_width=0.2,
+            out_of_slice_display=True,  # in a 2D view of a 3D store, children sit on many slices
             features=features,
             metadata={DRILL_KEY: _drill_meta(info, found.level, highlight=True)},
         )
@@ -406,6 +407,9 @@ def _frame(viewer: Any, layer: Any) -> None:
     centre = (lo + hi) / 2
     span = float(np.max(hi[shown] - lo[shown]))
     span = max(span, float(np.mean(layer.size)) * 4)
+    for axis in viewer.dims.not_displayed:  # a 2D view of a 3D store: go to the highlight's middle slice
+        if axis < len(centre):
+            viewer.dims.set_point(axis, float(centre[axis]))
     camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
     camera.center = tuple(centre[shown])
     canvas = min(int(s) for s in viewer.canvas.size) if hasattr(viewer, "canvas") else 600
