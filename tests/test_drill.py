@@ -128,6 +128,11 @@ def test_per_object_point_parent_is_the_mean_of_its_children(linked):
             np.testing.assert_allclose(mine.mean(0), parent_pos[q], rtol=0, atol=1e-3)
 
 
+def _composed(first: drill.Vertices, second: drill.Vertices) -> set[tuple]:
+    """(query, key) pairs of two chained steps, joined by hand."""
+    return {(int(q), tuple(second.keys[k].tolist())) for q, j in first.pairs for m, k in second.pairs if m == j}
+
+
 def test_a_depth_two_lookup_equals_two_single_steps(linked):
     path, _, _ = linked
     d = drill.Drill(path)
@@ -135,14 +140,12 @@ def test_a_depth_two_lookup_equals_two_single_steps(linked):
     direct = d.parents(0, x, 2)
     one = d.parents(0, x, 1)
     two = d.parents(1, one.keys, 1)
-    composed = {(int(q), tuple(two.keys[k].tolist())) for q, j in one.pairs for m, k in two.pairs if m == j}
-    assert _pair_set(direct) == composed
+    assert _pair_set(direct) == _composed(one, two)
     top = _random_keys(path, 2, 8, seed=2)
     direct_down = d.children(2, top, 2)
     a = d.children(2, top, 1)
     b = d.children(1, a.keys, 1)
-    composed_down = {(int(q), tuple(b.keys[k].tolist())) for q, j in a.pairs for m, k in b.pairs if m == j}
-    assert _pair_set(direct_down) == composed_down
+    assert _pair_set(direct_down) == _composed(a, b)
 
 
 def test_polyline_drills_name_the_objects(linked):

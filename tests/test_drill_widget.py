@@ -30,6 +30,13 @@ def _open_locked(viewer, qtbot, path: Path, level: int):
     return layer
 
 
+def _viewer_and_widget(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget = DrillWidget(viewer)
+    qtbot.addWidget(widget)
+    return viewer, widget
+
+
 def _children_rows(path: Path, level: int, parent_position: np.ndarray) -> np.ndarray:
     """Positions (store order) of the level-``level - 1`` vertices whose parent sits at ``parent_position``."""
     coarse, _ = store.read_rows(path, level)
@@ -53,9 +60,7 @@ def _highlight(viewer):
 
 def test_drill_down_and_up_on_the_point_sample(make_napari_viewer, qtbot):
     path = samples.sample_store("synthetic_points.zv")
-    viewer = make_napari_viewer()
-    widget = DrillWidget(viewer)
-    qtbot.addWidget(widget)
+    viewer, widget = _viewer_and_widget(make_napari_viewer, qtbot)
     layer = _open_locked(viewer, qtbot, path, 3)
     pick = len(layer.data) // 2
     metanode = np.asarray(layer.data[pick])[::-1].astype(np.float64)
@@ -89,9 +94,7 @@ def test_drill_down_and_up_on_the_point_sample(make_napari_viewer, qtbot):
 
 def test_drill_straight_to_level_zero(make_napari_viewer, qtbot):
     path = samples.sample_store("synthetic_points.zv")
-    viewer = make_napari_viewer()
-    widget = DrillWidget(viewer)
-    qtbot.addWidget(widget)
+    viewer, widget = _viewer_and_widget(make_napari_viewer, qtbot)
     layer = _open_locked(viewer, qtbot, path, 3)
     layer.selected_data = {0}
     bins = np.asarray(store.open_info(path).level(3).bin_shape)
@@ -105,9 +108,7 @@ def test_drill_straight_to_level_zero(make_napari_viewer, qtbot):
 
 
 def test_drill_on_a_streamline_store(make_napari_viewer, qtbot, small_streamlines):
-    viewer = make_napari_viewer()
-    widget = DrillWidget(viewer)
-    qtbot.addWidget(widget)
+    viewer, widget = _viewer_and_widget(make_napari_viewer, qtbot)
     lines = _open_locked(viewer, qtbot, small_streamlines, 3)
 
     _click(qtbot, widget, widget.metanodes_button)
@@ -143,9 +144,7 @@ def test_a_store_without_links_explains_and_changes_nothing(make_napari_viewer, 
     samples.make_point_cloud(path, 5_000, extent=400.0, chunk=100.0, bin_size=25.0, factors=None, ndim=2)
     pyramid.build_pyramid(path, [(2.0, 1.0), (2.0, 1.0)], cross_level_depth=0)
     before = tree_digest(path)
-    viewer = make_napari_viewer()
-    widget = DrillWidget(viewer)
-    qtbot.addWidget(widget)
+    viewer, widget = _viewer_and_widget(make_napari_viewer, qtbot)
     layer = _open_locked(viewer, qtbot, path, 2)
     layer.selected_data = {0}
     _click(qtbot, widget, widget.down_button)
@@ -155,9 +154,7 @@ def test_a_store_without_links_explains_and_changes_nothing(make_napari_viewer, 
 
 
 def test_nothing_selected_says_what_to_do(make_napari_viewer, qtbot, small_points_2d):
-    viewer = make_napari_viewer()
-    widget = DrillWidget(viewer)
-    qtbot.addWidget(widget)
+    viewer, widget = _viewer_and_widget(make_napari_viewer, qtbot)
     _click(qtbot, widget, widget.down_button)
     assert "Select a Zarr Vectors Points layer" in widget.last_error
     _open_locked(viewer, qtbot, small_points_2d, 2)

@@ -139,15 +139,21 @@ class DrillWidget(QWidget):
         """Parents of the selection at the next coarser level."""
         self._drill(down=False)
 
-    def _drill(self, *, down: bool) -> None:
+    def _selection(self) -> tuple[str, int, np.ndarray, bool] | None:
+        """(store path, level, selected positions, from a highlight) when idle and something is selected."""
         if self.busy:
-            return
+            return None
         src = self._source()
         if src is None:
-            return
+            return None
         layer, meta, positions = src
-        level = self._level_of(layer, meta)
-        path = meta["path"]
+        return meta["path"], self._level_of(layer, meta), positions, bool(meta.get("highlight"))
+
+    def _drill(self, *, down: bool) -> None:
+        picked = self._selection()
+        if picked is None:
+            return
+        path, level, positions, highlight = picked
         try:
             d = drill.drill_for(path)
         except store.StoreError as exc:
@@ -166,7 +172,7 @@ class DrillWidget(QWidget):
         if not d.has_links(level, -delta if down else delta):
             self._fail(drill.no_links_message(path, level - delta if down else level, delta))
             return
-        from_highlight = bool(meta.get("highlight")) and self.store_path == path
+        from_highlight = highlight and self.store_path == path
 
         def work() -> tuple[np.ndarray, drill.Vertices]:
             keys = d.locate(level, positions)
@@ -312,13 +318,10 @@ class DrillWidget(QWidget):
 
     def same_object(self) -> None:
         """The object of the first selected vertex, at every level that keeps it, as one Shapes layer."""
-        if self.busy:
+        picked = self._selection()
+        if picked is None:
             return
-        src = self._source()
-        if src is None:
-            return
-        layer, meta, positions = src
-        path, level = meta["path"], self._level_of(layer, meta)
+        path, level, positions, _ = picked
         d = drill.drill_for(path)
         if not d.has_objects:
             self._fail("A point cloud has no objects to follow across levels.")
