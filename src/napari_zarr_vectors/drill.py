@@ -62,24 +62,13 @@ def _as_keys(keys: np.ndarray | list, ndim: int) -> np.ndarray:
     return np.asarray(keys, dtype=np.int64).reshape(-1, ndim + 1)
 
 
-def _pack(*arrays: np.ndarray) -> list[np.ndarray]:
-    """Rows of int arrays (same width) as single int64 codes, comparable across the arrays."""
-    both = np.concatenate([a for a in arrays if len(a)]) if any(len(a) for a in arrays) else arrays[0]
-    if not len(both):
-        return [np.zeros(len(a), np.int64) for a in arrays]
-    lo = both.min(0)
-    span = both.max(0) - lo + 1
-    strides = np.concatenate([np.cumprod(span[::-1])[::-1][1:], [1]]).astype(np.int64)
-    return [(a - lo) @ strides if len(a) else np.zeros(0, np.int64) for a in arrays]
-
-
 def _index_of(needles: np.ndarray, haystack: np.ndarray) -> np.ndarray:
     """Index of each needle row in ``haystack`` rows (-1 where absent)."""
-    n, h = _pack(needles, haystack)
-    order = np.argsort(h, kind="stable")
-    pos = np.clip(np.searchsorted(h[order], n), 0, max(len(h) - 1, 0))
+    n, h = store.pack_rows(needles, haystack)
     if not len(h):
         return np.full(len(n), -1, np.int64)
+    order = np.argsort(h, kind="stable")
+    pos = np.clip(np.searchsorted(h[order], n), 0, len(h) - 1)
     found = h[order][pos] == n
     return np.where(found, order[pos], -1)
 
@@ -96,8 +85,7 @@ class Drill:
     """Parents and children of vertices in one store, with small caches.
 
     One instance per store; safe to call from a worker thread (one call
-    at a time).  ``reads`` counts chunk cells read (links and vertices),
-    for tests and benchmarks.
+    at a time).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -108,7 +96,6 @@ class Drill:
         self._owners: OrderedDict[int, dict] = OrderedDict()
         self._readers: dict[int, store.LevelReader] = {}
         self._lock = threading.Lock()
-        self.reads = 0
 
     @property
     def has_objects(self) -> bool:
@@ -134,7 +121,6 @@ class Drill:
         out = np.full((len(keys), self.ndim), np.nan)
         chunks, which = _unique_rows(keys[:, :-1])
         buffers = self._reader(level).vertex_chunks([tuple(c) for c in chunks])
-        self.reads += len(buffers)
         for i, c in enumerate(chunks):
             buf = buffers.get(tuple(int(v) for v in c))
             sel = np.flatnonzero(which == i)
@@ -163,7 +149,6 @@ class Drill:
             todo = np.flatnonzero(best > tol)
             wanted = {tuple(cells[i] + o) for i in todo for o in offsets}
             buffers = self._reader(level).vertex_chunks(wanted)
-            self.reads += len(buffers)
             for i in todo:
                 for o in offsets:
                     cell = tuple(int(v) for v in cells[i] + o)
@@ -236,7 +221,6 @@ class Drill:
         """Follow ``links/<delta>`` stored at ``level`` (cells are the query's own chunks)."""
         cells = {tuple(c) for c in keys[:, :-1].tolist()}
         chunks, rows = self._reader(level).link_cells(delta, cells)
-        self.reads += len(cells)
         return self._gather(level + delta, keys, chunks, rows, src=0)
 
     def _implicit_children(self, level: int, keys: np.ndarray, delta: int) -> Vertices:
@@ -256,7 +240,6 @@ class Drill:
             meet |= np.all((c_hi > a) & (c_lo < b), axis=1)
         cells = {tuple(c) for c in present[meet].tolist()}
         chunks, rows = self._reader(fine).link_cells(delta, cells)
-        self.reads += len(cells)
         return self._gather(fine, keys, chunks, rows, src=1)
 
     def _gather(self, out_level: int, keys: np.ndarray, chunks: np.ndarray, rows: np.ndarray, src: int) -> Vertices:

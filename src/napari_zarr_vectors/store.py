@@ -805,6 +805,18 @@ def _chunk_offsets(group: Any, ndim: int) -> tuple[dict[tuple, int], list[tuple]
     )
 
 
+def pack_rows(*arrays: np.ndarray) -> list[np.ndarray]:
+    """Integer rows (same width in every array) as one int64 code each, comparable across the arrays."""
+    filled = [np.asarray(a, dtype=np.int64) for a in arrays if len(a)]
+    if not filled:
+        return [np.zeros(0, np.int64) for _ in arrays]
+    both = np.concatenate(filled)
+    lo = both.min(0)
+    span = both.max(0) - lo + 1
+    strides = np.concatenate([np.cumprod(span[::-1])[::-1][1:], [1]]).astype(np.int64)
+    return [(np.asarray(a, dtype=np.int64) - lo) @ strides if len(a) else np.zeros(0, np.int64) for a in arrays]
+
+
 def _rows_of(chunks: np.ndarray, local: np.ndarray, offsets: Mapping[tuple, int]) -> np.ndarray:
     """Global row of each (chunk, local row) endpoint; -1 where the chunk is unknown.
 
@@ -815,13 +827,9 @@ def _rows_of(chunks: np.ndarray, local: np.ndarray, offsets: Mapping[tuple, int]
         return np.zeros(0, np.int64)
     table = np.asarray(list(offsets.keys()), dtype=np.int64).reshape(-1, chunks.shape[1])
     starts = np.asarray(list(offsets.values()), dtype=np.int64)
-    lo = np.minimum(table.min(0), chunks.min(0))
-    span = np.maximum(table.max(0), chunks.max(0)) - lo + 1
-    strides = np.concatenate([np.cumprod(span[::-1])[::-1][1:], [1]]).astype(np.int64)
-    tkeys = (table - lo) @ strides
+    tkeys, keys = pack_rows(table, chunks)
     order = np.argsort(tkeys)
     tkeys, starts = tkeys[order], starts[order]
-    keys = (chunks - lo) @ strides
     pos = np.clip(np.searchsorted(tkeys, keys), 0, len(tkeys) - 1)
     found = tkeys[pos] == keys
     return np.where(found, starts[pos] + local, -1)
@@ -1182,8 +1190,7 @@ class LevelReader:
 
         width, (scale_src, scale_trg), segments = self._link_layout(delta)
         wanted = {tuple(int(c) for c in k) for k in cells}
-        plan = [(seg, sorted(wanted & present)) for seg in segments for present in [seg[2]]]
-        plan = [(seg, cs) for seg, cs in plan if cs]
+        plan = [(seg, sorted(wanted & seg[2])) for seg in segments if wanted & seg[2]]
         chunk_parts, row_parts = [], []
         batch = [(seg[0], [".".join(map(str, c)) for c in cs]) for seg, cs in plan]
         with self._root.cached_nodes(), self.group.batched_reads(batch):
