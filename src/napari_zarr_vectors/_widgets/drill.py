@@ -25,7 +25,7 @@ from qtpy.QtWidgets import (
 )
 
 from .. import _follow, drill, store
-from ..layers import MARKER_FRACTION, METADATA_KEY, _bin_extent
+from ..layers import METADATA_KEY, _bin_extent, _marker_size
 
 if TYPE_CHECKING:
     import napari
@@ -179,7 +179,7 @@ class DrillWidget(QWidget):
             step = d.children if down else d.parents
             return keys, step(level, keys, delta, objects=d.has_objects)
 
-        self._run(work, lambda result: self._show(path, level, result, from_highlight, down))
+        self._run(work, lambda result: self._show(d.info, level, positions, result, from_highlight, down))
 
     def _run(self, work: Any, done: Any) -> None:
         from napari.qt.threading import create_worker
@@ -215,8 +215,16 @@ class DrillWidget(QWidget):
 
     # -- showing results
     def _show(
-        self, path: str, level: int, result: tuple[np.ndarray, drill.Vertices], chained: bool, down: bool
+        self,
+        info: store.StoreInfo,
+        level: int,
+        query_pos: np.ndarray,
+        result: tuple[np.ndarray, drill.Vertices],
+        chained: bool,
+        down: bool,
     ) -> None:
+        """Highlight what a step found; ``query_pos`` are the positions its query keys were located at."""
+        path = info.path
         query, found = result
         if not len(found):
             show_warning(
@@ -233,23 +241,21 @@ class DrillWidget(QWidget):
         else:
             self.path.append(step)
         self.breadcrumb.setText(" → ".join(s.label() for s in self.path))
-        info = store.open_info(path)
         layer = self._highlight(info, found)
-        self._links(info, drill.drill_for(path).positions(level, query), found, down)
+        self._links(info, query_pos, found, down)
         self.viewer.layers.selection.active = layer
         _frame(self.viewer, layer)
         show_info(f"{len(found):,} {'children' if down else 'parents'} at level {found.level}")
 
     def _highlight(self, info: store.StoreInfo, found: drill.Vertices) -> Any:
         name = f"drill: {info.name}"
-        extent = _bin_extent(info.level(found.level).bin_shape, info.scale)
         features = {"level": np.full(len(found), found.level)}
         if found.objects is not None:
             features["object"] = found.objects
         kwargs = dict(
             scale=tuple(reversed(info.scale)),
             translate=tuple(reversed(info.translate)),
-            size=MARKER_FRACTION * extent,
+            size=_marker_size(info, found.level),
             face_color="transparent",
             border_color=HIGHLIGHT,
             border_width=0.2,
@@ -306,7 +312,7 @@ class DrillWidget(QWidget):
         new = self.viewer.add_points(
             vertices,
             name=name,
-            size=MARKER_FRACTION * _bin_extent(info.level(level).bin_shape, info.scale),
+            size=_marker_size(info, level),
             face_color="white",
             scale=layer.scale,
             translate=layer.translate,
@@ -334,10 +340,9 @@ class DrillWidget(QWidget):
                 raise drill.DrillError(f"The selected vertex belongs to no object at level {level}.")
             return oid, {lv: store.read_level(path, lv, object_ids=[oid], object_attributes=()) for lv in d.levels()}
 
-        self._run(work, lambda result: self._show_object(path, *result))
+        self._run(work, lambda result: self._show_object(d.info, *result))
 
-    def _show_object(self, path: str, oid: int, per_level: dict[int, store.LevelData]) -> None:
-        info = store.open_info(path)
+    def _show_object(self, info: store.StoreInfo, oid: int, per_level: dict[int, store.LevelData]) -> None:
         paths, levels = [], []
         for lv, data in per_level.items():
             for part in data.parts():
@@ -385,9 +390,10 @@ def _drill_meta(info: store.StoreInfo, level: int, *, highlight: bool) -> dict:
 
 
 def _same(a: Step, b: Step) -> bool:
-    return (
-        a.level == b.level and a.keys.shape == b.keys.shape and bool(np.all(np.sort(a.keys, 0) == np.sort(b.keys, 0)))
-    )
+    """Same level and the same set of vertices."""
+    if a.level != b.level or a.keys.shape != b.keys.shape:
+        return False
+    return bool(np.array_equal(np.unique(a.keys, axis=0), np.unique(b.keys, axis=0)))
 
 
 def _layer_vertices(layer: Any) -> np.ndarray:
@@ -413,7 +419,5 @@ def _frame(viewer: Any, layer: Any) -> None:
     for axis in viewer.dims.not_displayed:  # a 2D view of a 3D store: go to the highlight's middle slice
         if axis < len(centre):
             viewer.dims.set_point(axis, float(centre[axis]))
-    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
-    camera.center = tuple(centre[shown])
-    canvas = min(int(s) for s in viewer.canvas.size) if hasattr(viewer, "canvas") else 600
-    camera.zoom = 0.8 * canvas / span
+    viewer.scene.camera.center = tuple(centre[shown])
+    viewer.scene.camera.zoom = 0.8 * min(int(s) for s in viewer.canvas.size) / span
