@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import aggregate, store
+from . import aggregate, density, store
 from .store import StoreError
 
 AGG_MODES = aggregate.AGG_MODES
@@ -512,7 +512,7 @@ def remove_resolution_level(path: str | os.PathLike[str], level_index: int) -> N
 
 
 def pyramid_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Per level: vertices, objects, bin shape, bytes on disk, ratio to level 0; and the overhead."""
+    """Per level: vertices, objects, bin shape, bytes on disk, ratio to level 0; the overhead; the density pyramid."""
     info = store.open_info(path)
     base = info.levels[0]
     names = store.level_attribute_names(info.path, [lv.index for lv in info.levels])
@@ -536,6 +536,8 @@ def pyramid_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
         "kind": info.kind,
         "levels": rows,
         "storage_overhead": sum(r["bytes"] for r in rows[1:]) / level0,
+        # the image pyramid of its default density raster: shapes and pixels over level 0's
+        "density": density.density_summary(info),
     }
 
 

@@ -875,35 +875,79 @@ def read_rows(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """A level's vertices (and attributes) in row order: chunk by chunk, as links address them."""
     from zarr_vectors import building as b
-    from zarr_vectors.core.arrays import vertices_dtype
 
     if list(b.read_root_metadata(_root(path)).geometry_types)[:1] == ["point_cloud"]:
         # upstream's typed point reader walks chunks in the same order, ~20x faster (measured)
         data = _read_points(Path(path).resolve(), level, None, list(attributes))
         return np.asarray(data.positions, dtype=np.float64), data.vertex_attributes
+    batches = list(iter_rows(path, level, attributes, batch_vertices=None))
+    positions = np.concatenate([p for p, _ in batches]) if batches else np.zeros((0, _level(path, level)[1]))
+    return positions, {
+        name: np.concatenate([a[name] for _, a in batches]) if batches else np.zeros(0) for name in attributes
+    }
+
+
+def iter_rows(
+    path: str | os.PathLike[str],
+    level: int,
+    attributes: Sequence[str] = (),
+    *,
+    batch_vertices: int | None = 1_000_000,
+) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """A level's vertices (float64) and attributes in row order, a batch of whole chunks at a time.
+
+    Memory stays near ``batch_vertices`` rows whatever the level's size
+    (None: one batch).  Point clouds go through upstream's typed point
+    reader, one call per batch; other kinds through the raw chunk buffers.
+    """
+    from zarr_vectors import building as b
+    from zarr_vectors.core.arrays import vertices_dtype
+
+    coords, counts = chunk_vertex_counts(path, level)
+    keys = [tuple(int(c) for c in k) for k in coords]
+    limit = batch_vertices or max(int(counts.sum()), 1)
+    batches: list[list[int]] = [[]]
+    size = 0
+    for i, n in enumerate(counts.tolist()):
+        if batches[-1] and size + n > limit:
+            batches.append([])
+            size = 0
+        batches[-1].append(i)
+        size += n
+    points = list(b.read_root_metadata(_root(path)).geometry_types)[:1] == ["point_cloud"]
     group, ndim = _level(path, level)
-    offsets, keys, total = _chunk_offsets(group, ndim)
-    ckeys = [".".join(map(str, k)) for k in keys]
-    plan = [(b.VERTICES, ckeys), (b.VERTEX_FRAGMENTS, ckeys)]
-    plan += [(f"{b.VERTEX_ATTRIBUTES}/{name}", ckeys) for name in attributes]
-    positions = np.empty((total, ndim), dtype=np.float64)
-    values: dict[str, list[np.ndarray]] = {name: [] for name in attributes}
-    with group.batched_reads(plan):
-        dtype = vertices_dtype(group)
-        for key in keys:
-            buf = np.asarray(b.read_chunk_vertex_buffer(group, key, dtype=dtype, ndim=ndim))
-            start = offsets[key]
-            positions[start : start + len(buf)] = buf
-            for name in attributes:
-                groups = b.read_chunk_attributes(group, name, key)
-                part = np.concatenate([np.asarray(g) for g in groups]) if groups else np.zeros(0)
-                if len(part) != len(buf):
-                    raise StoreError(
-                        f"Store '{path}': attribute '{name}' at level {level}, chunk {key} has "
-                        f"{len(part)} rows for {len(buf)} vertices."
-                    )
-                values[name].append(part)
-    return positions, {k: np.concatenate(v) if v else np.zeros(0) for k, v in values.items()}
+    for batch in batches:
+        if not batch:
+            continue
+        chunk_keys = [keys[i] for i in batch]
+        if points:
+            sizes = {keys[i]: int(counts[i]) for i in batch}
+            got = read_point_chunks(path, level, chunk_keys, attributes, counts=sizes)
+            parts = [got[k] for k in chunk_keys if k in got]
+            yield (
+                np.concatenate([np.asarray(p, np.float64).reshape(-1, ndim) for p, _ in parts]),
+                {name: np.concatenate([np.asarray(a[name]) for _, a in parts]) for name in attributes},
+            )
+            continue
+        ckeys = [".".join(map(str, k)) for k in chunk_keys]
+        plan = [(b.VERTICES, ckeys), (b.VERTEX_FRAGMENTS, ckeys)]
+        plan += [(f"{b.VERTEX_ATTRIBUTES}/{name}", ckeys) for name in attributes]
+        positions, values = [], {name: [] for name in attributes}
+        with group.batched_reads(plan):
+            dtype = vertices_dtype(group)
+            for key in chunk_keys:
+                buf = np.asarray(b.read_chunk_vertex_buffer(group, key, dtype=dtype, ndim=ndim), np.float64)
+                positions.append(buf.reshape(-1, ndim))
+                for name in attributes:
+                    groups = b.read_chunk_attributes(group, name, key)
+                    part = np.concatenate([np.asarray(g) for g in groups]) if groups else np.zeros(0)
+                    if len(part) != len(buf):
+                        raise StoreError(
+                            f"Store '{path}': attribute '{name}' at level {level}, chunk {key} has "
+                            f"{len(part)} rows for {len(buf)} vertices."
+                        )
+                    values[name].append(part)
+        yield np.concatenate(positions), {k: np.concatenate(v) for k, v in values.items()}
 
 
 def level_rows(path: str | os.PathLike[str], level: int) -> int:
