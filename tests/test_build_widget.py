@@ -41,7 +41,7 @@ def _set_rows(widget: BuildPyramidWidget, rows):
 
 def test_widget_builds_with_progress_and_a_live_event_loop(make_napari_viewer, qtbot, point_store):
     viewer = make_napari_viewer()
-    (layer,) = viewer.open(str(point_store), plugin="napari-zarr-vectors")
+    *_, layer = viewer.open(str(point_store), plugin="napari-zarr-vectors")
     widget = BuildPyramidWidget(viewer)
     viewer.window.add_dock_widget(widget)
     assert widget.store_path == str(point_store.resolve())  # taken from the selected layer

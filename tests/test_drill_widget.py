@@ -23,7 +23,7 @@ def small_streamlines(tmp_path_factory) -> Path:
 
 
 def _open_locked(viewer, qtbot, path: Path, level: int):
-    (layer,) = viewer.open(str(path), plugin=PLUGIN)
+    *_, layer = viewer.open(str(path), plugin=PLUGIN)
     follower = _follow.follower_of(layer)
     follower.lock(level)
     qtbot.waitUntil(lambda: follower.idle and follower.level == level, timeout=30_000)

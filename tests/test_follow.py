@@ -28,7 +28,7 @@ def opened(make_napari_viewer, qtbot, two_million_points, monkeypatch):
     monkeypatch.setenv(lod.BUDGET_ENV, str(BUDGET))
     viewer = make_napari_viewer()
     viewer.window._qt_viewer.canvas.size = (600, 800)
-    (layer,) = viewer.open(str(two_million_points), plugin=PLUGIN)
+    *_, layer = viewer.open(str(two_million_points), plugin=PLUGIN)
     assert layer.metadata[METADATA_KEY]["level"] == 3  # opens at the coarsest level, quickest to draw
     follower = _follow.follower_of(layer)
     assert follower is not None
@@ -125,7 +125,7 @@ def test_a_build_adds_levels_while_open(make_napari_viewer, qtbot, tmp_path, mon
         tmp_path / "grow.zv", n=60_000, extent=1000.0, chunk=100.0, bin_size=5.0, factors=None, ndim=2
     )
     viewer = make_napari_viewer()
-    (layer,) = viewer.open(str(path), plugin=PLUGIN)
+    *_, layer = viewer.open(str(path), plugin=PLUGIN)
     follower = _follow.follower_of(layer)
     settle(qtbot, follower)
     assert follower.level == 0 and len(layer.data) == 60_000  # the only level
@@ -149,7 +149,7 @@ def test_streamlines_follow_as_vectors(make_napari_viewer, qtbot, tmp_path, monk
     monkeypatch.setenv(lod.BUDGET_ENV, "50000")  # levels 0 and 1 draw ~66k and ~56k: level 2 at first
     path = samples.make_streamlines(tmp_path / "lines.zv", n=800)
     viewer = make_napari_viewer()
-    (layer,) = viewer.open(str(path), plugin=PLUGIN)
+    *_, layer = viewer.open(str(path), plugin=PLUGIN)
     follower = _follow.follower_of(layer)
     assert type(layer).__name__ == "Vectors"
     settle(qtbot, follower)

@@ -19,7 +19,7 @@ def test_levels_widget_shows_locks_and_sets_budget(make_napari_viewer, qtbot, sm
     widget = LevelsWidget(viewer)
     qtbot.addWidget(widget)
     assert widget.hint.isVisibleTo(widget)
-    (layer,) = viewer.open(str(small_points_2d), plugin=PLUGIN)
+    *_, layer = viewer.open(str(small_points_2d), plugin=PLUGIN)
     follower = _follow.follower_of(layer)
     settle(qtbot, follower)
     qtbot.waitUntil(lambda: widget.table.rowCount() == 1, timeout=5000)

@@ -12,7 +12,7 @@ from napari_zarr_vectors.layers import METADATA_KEY
 PLUGIN = "napari-zarr-vectors"
 
 EXPECTED = {
-    "point_cloud": ["Points"],
+    "point_cloud": ["Image", "Points"],  # the density image (hidden) under the points
     "polyline": ["Vectors"],  # 120 paths > the Shapes limit: drawn as segments
     "streamline": ["Vectors"],
     "line": ["Vectors"],
@@ -48,7 +48,7 @@ def test_upstream_store_opens_as_layers(make_napari_viewer, qtbot, upstream_stor
     layers = viewer.open(str(path), plugin=PLUGIN)
     settle(qtbot, layers)  # points and polylines open coarse, then refine to what fits the budget
     assert [type(layer).__name__ for layer in layers] == EXPECTED[kind]
-    meta = layers[0].metadata[METADATA_KEY]
+    meta = layers[-1].metadata[METADATA_KEY]
     assert meta["path"] == str(path.resolve())
     level = meta["level"]
     assert level == 0  # every fixture store fits the default budget
@@ -58,7 +58,8 @@ def test_upstream_store_opens_as_layers(make_napari_viewer, qtbot, upstream_stor
         assert kind in layer.name and path.stem in layer.name
         assert tuple(layer.axis_labels) == ("z", "y", "x")
     if kind == "point_cloud":
-        pts = layers[0]
+        density_image, pts = layers
+        assert density_image.multiscale and not density_image.visible
         assert len(pts.data) == ref.vertex_count == info.level(level).vertex_count
         assert set(pts.features.columns) == {"intensity", "label"}
         # coloured through a colormap by the float attribute
@@ -93,7 +94,7 @@ def test_budget_picks_a_coarser_level(make_napari_viewer, qtbot, upstream_stores
     expected = min(lv.index for lv in info.levels if lv.vertex_count <= 5000)
     assert expected > 0
     viewer = make_napari_viewer()
-    (layer,) = viewer.open(str(path), plugin=PLUGIN)
+    *_, layer = viewer.open(str(path), plugin=PLUGIN)
     # upstream's coarse levels carry no attributes, so it opens where the budget says, not coarsest first
     assert layer.metadata[METADATA_KEY]["level"] == expected
     settle(qtbot, [layer])
@@ -106,7 +107,7 @@ def test_few_paths_open_as_shapes(make_napari_viewer, tmp_path):
     lines = [rng.uniform(0, 100, (int(rng.integers(2, 9)), 3)) for _ in range(20)]
     path = store.write_polyline_store(tmp_path / "few.zv", lines)
     viewer = make_napari_viewer()
-    (layer,) = viewer.open(path, plugin=PLUGIN)
+    *_, layer = viewer.open(path, plugin=PLUGIN)
     assert type(layer).__name__ == "Shapes"
     assert set(layer.shape_type) == {"path"}
     assert sorted(len(s) for s in layer.data) == sorted(len(x) for x in lines)

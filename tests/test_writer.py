@@ -34,7 +34,7 @@ def test_points_round_trip(make_napari_viewer, tmp_path):
     assert written == [str(target.absolute())]
     assert zv.open(str(target)).validate(level=2).errors == []
 
-    (back,) = viewer.open(str(target), plugin=PLUGIN)
+    *_, back = viewer.open(str(target), plugin=PLUGIN)
     a, b = _sorted_rows(layer.data), _sorted_rows(back.data)
     np.testing.assert_array_equal(back.data[b], layer.data[a])
     for col in ("intensity", "label"):
@@ -53,7 +53,7 @@ def test_shapes_paths_round_trip(make_napari_viewer, tmp_path):
     layer.save(str(target), plugin=PLUGIN)
     assert zv.open(str(target)).validate(level=2).errors == []
 
-    (back,) = viewer.open(str(target), plugin=PLUGIN)
+    *_, back = viewer.open(str(target), plugin=PLUGIN)
     assert type(back).__name__ == "Shapes"
     order = np.argsort(back.features["object_id"].to_numpy())
     for got, want in zip([back.data[i] for i in order], layer.data, strict=True):

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import lod, store
-from .layers import METADATA_KEY, Payload, region_payload
+from .layers import DENSITY_KEY, METADATA_KEY, Payload, region_payload
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,9 @@ VECTORS_PATH_BUDGET = 20_000
 
 _FOLLOWERS: weakref.WeakKeyDictionary[Any, LayerFollower] = weakref.WeakKeyDictionary()
 _WATCHED_VIEWERS: weakref.WeakSet[Any] = weakref.WeakSet()
+_COMPANIONS: weakref.WeakKeyDictionary[Any, DensityCompanion] = weakref.WeakKeyDictionary()
+#: In 3D napari draws a multiscale image's coarsest level; the density is locked to the finest level this small.
+DENSITY_3D_VOXELS = 256**3
 
 
 def follower_of(layer: Any) -> LayerFollower | None:
@@ -64,7 +67,7 @@ def wait_settled(viewer: Any, timeout: float = 30.0) -> bool:
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
         QApplication.processEvents()
-        if all(f.idle for f in followers(viewer)):
+        if all(f.idle for f in followers(viewer)) and all(c.idle for c in companions(viewer)):
             return True
         time.sleep(0.005)
     return False
@@ -87,15 +90,20 @@ def watch_viewer(viewer: Any) -> None:
         return
     _WATCHED_VIEWERS.add(viewer)
 
+    def _attach(layer: Any) -> None:
+        if _followable(layer) and layer not in _FOLLOWERS:
+            LayerFollower(viewer, layer)
+        elif _density_meta(layer) is not None and layer not in _COMPANIONS:
+            DensityCompanion(viewer, layer)
+
     def _on_inserted(event: Any) -> None:
         layer = getattr(event, "value", None)
-        if layer is not None and _followable(layer) and layer not in _FOLLOWERS:
-            LayerFollower(viewer, layer)
+        if layer is not None:
+            _attach(layer)
 
     viewer.layers.events.inserted.connect(_on_inserted)
     for layer in list(viewer.layers):
-        if _followable(layer) and layer not in _FOLLOWERS:
-            LayerFollower(viewer, layer)
+        _attach(layer)
 
 
 class LayerFollower:
@@ -355,3 +363,122 @@ def swap(layer: Any, payload: Payload, follower: LayerFollower | None = None) ->
             layer.edge_width = [width] * len(payload.data)
             layer.features = payload.features
     layer.refresh()
+
+
+# ---------------------------------------------------------------- density images
+
+
+def _density_meta(layer: Any) -> dict | None:
+    meta = (getattr(layer, "metadata", None) or {}).get(DENSITY_KEY)
+    return meta if isinstance(meta, dict) and "lazy" in meta else None
+
+
+def companions(viewer: Any | None = None) -> list[DensityCompanion]:
+    """Every live density companion (of one viewer's layers, when given)."""
+    out = [c for c in _COMPANIONS.values() if not c.detached]
+    return [c for c in out if viewer is None or c.viewer is viewer]
+
+
+def companion_of(layer: Any) -> DensityCompanion | None:
+    return _COMPANIONS.get(layer)
+
+
+class DensityCompanion:
+    """Computes a density image's counts on a worker the first time it is shown; keeps 3D views detailed.
+
+    Until the counts are in, the layer shows zeros; then its contrast is
+    set from the data and it redraws.  In 3D, where napari would draw the
+    coarsest level (a few voxels), the finest level within
+    ``DENSITY_3D_VOXELS`` is locked; in 2D napari picks levels itself.
+    """
+
+    def __init__(self, viewer: Any, layer: Any) -> None:
+        self.viewer = viewer
+        self._layer = weakref.ref(layer)
+        self.lazy = _density_meta(layer)["lazy"]
+        self.detached = False
+        self.last_error: str | None = None
+        self._worker: Any = None
+        self._listeners: list[Callable[[DensityCompanion], None]] = []
+        layer.events.visible.connect(self._on_visible)
+        viewer.dims.events.ndisplay.connect(self._on_ndisplay)
+        viewer.layers.events.removed.connect(self._on_removed)
+        _COMPANIONS[layer] = self
+        self._on_ndisplay()
+        self._on_visible()
+
+    @property
+    def layer(self) -> Any | None:
+        return self._layer()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing being computed."""
+        return self._worker is None
+
+    @property
+    def ready(self) -> bool:
+        return self.lazy.ready
+
+    def on_change(self, callback: Callable[[DensityCompanion], None]) -> None:
+        """Call ``callback(self)`` when the counts arrive or fail."""
+        self._listeners.append(callback)
+
+    def detach(self) -> None:
+        if self.detached:
+            return
+        self.detached = True
+        for emitter, slot in (
+            (self.viewer.dims.events.ndisplay, self._on_ndisplay),
+            (self.viewer.layers.events.removed, self._on_removed),
+        ):
+            with contextlib.suppress(TypeError, ValueError, RuntimeError):
+                emitter.disconnect(slot)
+
+    def _on_removed(self, event: Any) -> None:
+        if getattr(event, "value", None) is self.layer or self.layer is None:
+            self.detach()
+
+    def _on_ndisplay(self, event: Any = None) -> None:
+        layer = self.layer
+        if layer is None or self.detached:
+            return
+        if self.viewer.dims.ndisplay == 3 and layer.ndim == 3:
+            fits = [k for k, sh in enumerate(layer.level_shapes) if int(np.prod(sh)) <= DENSITY_3D_VOXELS]
+            layer.locked_data_level = fits[0] if fits else len(layer.level_shapes) - 1
+        elif layer.locked_data_level is not None:
+            layer.locked_data_level = None
+
+    def _on_visible(self, event: Any = None) -> None:
+        layer = self.layer
+        if layer is None or self.detached or not layer.visible or self.lazy.ready or self._worker is not None:
+            return
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(self.lazy.compute, _start_thread=False)
+        worker.returned.connect(self._apply)
+        worker.errored.connect(self._failed)
+        worker.finished.connect(self._finished)
+        self._worker = worker
+        worker.start()
+
+    def _finished(self) -> None:
+        self._worker = None
+        for callback in list(self._listeners):
+            callback(self)
+
+    def _apply(self, result: Any) -> None:
+        layer = self.layer
+        if layer is None:
+            return
+        self.last_error = None
+        layer.contrast_limits_range = self.lazy.value_range()
+        layer.contrast_limits = self.lazy.contrast_limits()
+        layer.refresh()
+
+    def _failed(self, exc: Exception) -> None:
+        from napari.utils.notifications import show_error
+
+        self.last_error = str(exc)
+        layer = self.layer
+        show_error(f"{getattr(layer, 'name', 'density')}: could not count the density: {exc}")

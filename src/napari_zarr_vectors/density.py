@@ -364,6 +364,84 @@ def density_summary(info: StoreInfo) -> dict[str, Any]:
     }
 
 
+class LazyDensity:
+    """A store's density pyramid, computed once on first ``compute()``; its levels read as zeros until then.
+
+    napari slices, thumbnails and picks levels from ``levels`` at once (the
+    shapes are known from the grid alone); the counting itself, a read of
+    all of level 0, waits until someone wants to see it.  Levels hold
+    vertices per level-0 pixel (a level-n count over the level-0 pixels
+    it spans), so every level looks alike under one contrast setting.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], grid: DensityGrid, **kwargs: Any) -> None:
+        import threading
+
+        self.path, self.grid, self.kwargs = str(path), grid, kwargs
+        self.density: Density | None = None
+        self._lock = threading.Lock()
+        self.levels = [_LazyLevel(self, k) for k in range(len(grid.shapes))]
+
+    @property
+    def ready(self) -> bool:
+        return self.density is not None
+
+    def compute(self) -> Density:
+        """Count now (thread-safe; a second caller waits for the first and gets the same result)."""
+        with self._lock:
+            if self.density is None:
+                d = compute_density(self.path, pixel_size=self.grid.pixel, axis=self.grid.projected, **self.kwargs)
+                n0 = math.prod(self.grid.shape)
+                d.meta["normalized"] = [(a / (n0 / math.prod(a.shape))).astype(np.float32) for a in d.arrays]
+                self.density = d
+        return self.density
+
+    def contrast_limits(self) -> tuple[float, float]:
+        """(0, 99.9th percentile of the non-zero pixels of a level a few halvings up), once computed."""
+        if self.density is None:
+            return (0.0, 1.0)
+        levels = self.density.meta["normalized"]
+        a = levels[min(2, len(levels) - 1)]
+        nonzero = a[a > 0]
+        top = float(np.percentile(nonzero, 99.9)) if len(nonzero) else 1.0
+        return (0.0, top if top > 0 else 1.0)
+
+    def value_range(self) -> tuple[float, float]:
+        """(0, the largest value at any level), once computed."""
+        if self.density is None:
+            return (0.0, 1.0)
+        top = max(float(a.max()) if a.size else 0.0 for a in self.density.meta["normalized"])
+        return (0.0, max(top, self.contrast_limits()[1]))
+
+
+class _LazyLevel:
+    """One level of a ``LazyDensity`` as the array-like napari's multiscale Image takes."""
+
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, owner: LazyDensity, index: int) -> None:
+        self.owner, self.index = owner, index
+        self.shape = tuple(owner.grid.shapes[index])
+        self.ndim = len(self.shape)
+        self.size = math.prod(self.shape)
+
+    def _array(self) -> np.ndarray:
+        d = self.owner.density
+        if d is None:
+            return np.broadcast_to(np.zeros((), self.dtype), self.shape)
+        return d.meta["normalized"][self.index]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return np.asarray(self._array()[key])
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        a = np.asarray(self._array())
+        return a.astype(dtype) if dtype is not None else a
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+
 # ---------------------------------------------------------------- colour
 
 
@@ -374,7 +452,9 @@ def log_controls(n: int = 256, span: float = 1000.0) -> np.ndarray:
     colour steps are narrow (sparse pixels stay visible), the last wide.
     """
     t = np.linspace(0.0, 1.0, n)
-    return np.expm1(t * np.log1p(span)) / span
+    c = np.expm1(t * np.log1p(span)) / span
+    c[0], c[-1] = 0.0, 1.0  # exact ends, as colormaps require
+    return c
 
 
 def log_colormap(name: str = "magma", span: float = 1000.0) -> Any:

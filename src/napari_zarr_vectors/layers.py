@@ -19,11 +19,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import lod, store
+from . import density, lod, store
 from .store import LevelData, StoreError, StoreInfo
 
 LayerDataTuple = tuple[Any, dict[str, Any], str]
 METADATA_KEY = "zarr_vectors"
+#: The density companion's metadata key: not METADATA_KEY, so no follower, builder or drill takes it for a vector layer.
+DENSITY_KEY = "zarr_vectors_density"
 
 
 def _flip(a: np.ndarray) -> np.ndarray:
@@ -243,8 +245,11 @@ def layers_for_store(
     shapes_path_limit: int = lod.DEFAULT_SHAPES_PATH_LIMIT,
     level: int | None = None,
     progressive: bool = False,
+    density: bool = True,
 ) -> list[LayerDataTuple]:
     """All layers for one store, at ``level`` or the level the budget picks.
+
+    ``density``: a point cloud also gets its density image (``density_layer``), first, under the points.
 
     ``progressive``: point and polyline layers open at the coarsest level,
     the quickest to read and draw, and the camera follower attached in a
@@ -275,7 +280,8 @@ def layers_for_store(
         return [_mesh_layer(info, level, base, vertex_budget)]
     data = store.read_level(info.path, level, kind=kind)
     if kind in store.POINT_KINDS:
-        return [points_layer(info, data, base, vertex_budget)]
+        companion = [density_layer(info)] if density else []
+        return [*companion, points_layer(info, data, base, vertex_budget)]
     if kind in store.POLYLINE_KINDS + store.LINE_KINDS:
         parts = data.parts()
         cols = _part_columns(data)
@@ -293,6 +299,55 @@ def layers_for_store(
         edge_layer = vectors_layer(info, level, edge_parts, {}, f"{info.name} ({kind} edges)", vertex_budget)
         return [edge_layer, nodes]
     raise StoreError(f"Store '{info.path}': geometry '{kind}' has no layer type.")  # pragma: no cover
+
+
+#: Most level-0 pixels the companion density image gets; its pixel grows from a quarter bin to fit.
+DENSITY_MAX_PIXELS = 2**24
+#: The density colours follow log(1 + span * value / top): a pixel 1/span of the top is just visible.
+DENSITY_LOG_SPAN = 100.0
+
+
+def density_layer(info: StoreInfo, *, max_pixels: int = DENSITY_MAX_PIXELS) -> LayerDataTuple:
+    """A hidden multiscale Image of the store's level-0 density, laid exactly over its Points layer.
+
+    The pixel is a quarter of the base bin, or coarser (a power of two
+    times that) to stay within ``max_pixels``.  The data is a
+    ``density.LazyDensity``: nothing is counted until the layer is shown
+    (the camera follower computes it on a worker then).  Counts are
+    shown per level-0 pixel on a log colour scale.
+    """
+    grid = None
+    pixel = np.asarray(info.levels[0].bin_shape, dtype=float) * density.PIXEL_FRACTION
+    while grid is None:
+        try:
+            grid = density.density_grid(info, pixel_size=pixel, max_pixels=max_pixels)
+        except density.DensityError:
+            pixel = pixel * 2
+    lazy = density.LazyDensity(info.path, grid)
+    scale, translate = grid.layer_transform(info)
+    kwargs = {
+        "name": f"{info.name} ({info.kind} density)",
+        "multiscale": True,
+        "visible": False,
+        "scale": scale,
+        "translate": translate,
+        "axis_labels": tuple(reversed(info.axis_names)),
+        "colormap": density.log_colormap("magma", span=DENSITY_LOG_SPAN),
+        "rendering": "average",  # in 3D: the density seen through the volume, not its brightest voxel
+        "contrast_limits": lazy.contrast_limits(),
+        "blending": "additive",
+        "interpolation2d": "nearest",
+        "metadata": {
+            DENSITY_KEY: {
+                "path": info.path,
+                "kind": info.kind,
+                "pixel_size": list(grid.pixel),
+                "shapes": [list(sh) for sh in grid.shapes],
+                "lazy": lazy,
+            }
+        },
+    }
+    return (lazy.levels, kwargs, "image")
 
 
 @dataclass

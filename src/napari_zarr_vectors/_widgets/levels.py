@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
+    QGroupBox,
     QHeaderView,
     QLabel,
     QSpinBox,
@@ -49,6 +51,14 @@ class LevelsWidget(QWidget):
         self.hint = QLabel("Open a Zarr Vectors point or polyline store to see its levels here.")
         self.hint.setWordWrap(True)
         layout.addWidget(self.hint)
+        self.density_box = QGroupBox("Density images")
+        self.density_box.setToolTip(
+            "A point cloud's level-0 vertex density as a multiscale image under its points "
+            "(log colour scale). Counted the first time it is shown."
+        )
+        self._density_layout = QVBoxLayout(self.density_box)
+        self._density_boxes: dict[int, QCheckBox] = {}
+        layout.addWidget(self.density_box)
         self._rows: list[_follow.LayerFollower] = []
         self._hooked: set[int] = set()
         napari_viewer.layers.events.inserted.connect(self._rebuild_soon)
@@ -84,6 +94,42 @@ class LevelsWidget(QWidget):
             self.table.setCellWidget(r, 4, budget)
             self._show_state(r, f)
         self.hint.setVisible(not self._rows)
+        self._rebuild_density()
+
+    def _rebuild_density(self) -> None:
+        """One check box per density image layer: ticking it shows the layer (and counts it, once)."""
+        live = {id(c): c for c in _follow.companions(self.viewer) if c.layer is not None}
+        for key in [k for k in self._density_boxes if k not in live]:
+            box = self._density_boxes.pop(key)
+            self._density_layout.removeWidget(box)
+            box.deleteLater()
+        for key, c in live.items():
+            if key in self._density_boxes:
+                continue
+            layer = c.layer
+            box = QCheckBox(layer.name)
+            box.setChecked(bool(layer.visible))
+            box.toggled.connect(lambda on, layer=layer: setattr(layer, "visible", bool(on)))
+            layer.events.visible.connect(lambda e, key=key, layer=layer: self._sync_check(key, layer))
+            c.on_change(lambda c, key=key: self._density_state(key, c))
+            self._density_layout.addWidget(box)
+            self._density_boxes[key] = box
+        self.density_box.setVisible(bool(self._density_boxes))
+
+    @property
+    def density_checks(self) -> list[QCheckBox]:
+        """The density check boxes, in the order shown."""
+        return list(self._density_boxes.values())
+
+    def _sync_check(self, key: int, layer: Any) -> None:
+        box = self._density_boxes.get(key)
+        if box is not None and box.isChecked() != bool(layer.visible):
+            box.setChecked(bool(layer.visible))
+
+    def _density_state(self, key: int, c: _follow.DensityCompanion) -> None:
+        box = self._density_boxes.get(key)
+        if box is not None:
+            box.setToolTip(c.last_error or ("counted" if c.ready else "not counted yet"))
 
     @staticmethod
     def _levels_of(f: _follow.LayerFollower) -> list[int]:
