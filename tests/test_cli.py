@@ -71,3 +71,21 @@ def test_build_command_refuses_bad_input_without_touching_the_store(tmp_path, ca
     assert cli.main(["build", str(path), "--factors", "2,1", "--agg-override", "nope=mode"]) == 1
     assert "not a level-0 vertex attribute" in capsys.readouterr().err
     assert tree_digest(path) == before
+
+
+def test_export_dzi_writes_a_deep_zoom_image(upstream_stores, tmp_path, capsys):
+    from napari_zarr_vectors import density
+
+    path = upstream_stores["point_cloud"]
+    assert cli.main(["export-dzi", str(path), str(tmp_path / "web"), "--axis", "z", "--pixel-size", "5"]) == 0
+    out = capsys.readouterr().out
+    dzi = tmp_path / "web" / "point_cloud.dzi"
+    assert f"wrote {dzi}: 200 x 200 px, 9 levels" in out
+    assert density.read_descriptor(dzi)["Width"] == 200
+    assert (tmp_path / "web" / "point_cloud_files" / "8" / "0_0.png").is_file()
+    # a second export to the same place is refused, naming the file, and changes nothing
+    assert cli.main(["export-dzi", str(path), str(tmp_path / "web"), "--axis", "z", "--quiet"]) == 1
+    assert "already exists" in capsys.readouterr().err
+    # a 3D store needs an axis
+    assert cli.main(["export-dzi", str(path), str(tmp_path / "other"), "--quiet"]) == 1
+    assert "name the axis" in capsys.readouterr().err

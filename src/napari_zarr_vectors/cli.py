@@ -1,4 +1,4 @@
-"""The ``napari-zarr-vectors`` command: ``demo``, ``info`` and ``build``.
+"""The ``napari-zarr-vectors`` command: ``demo``, ``info``, ``build`` and ``export-dzi``.
 
 ``demo --screenshot PNG`` works without a screen: when there is no
 display it re-runs itself under ``xvfb-run`` (Debian package ``xvfb``).
@@ -114,6 +114,46 @@ def cmd_build(args: argparse.Namespace) -> int:
     return cmd_info(args)
 
 
+def _phase_progress(phase: str, done: int, total: int) -> None:
+    width = 30
+    filled = int(round(width * done / max(total, 1)))
+    print(f"\r{phase:<9}[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,}", end="", flush=True)
+    if done >= total:
+        print()
+
+
+def cmd_export_dzi(args: argparse.Namespace) -> int:
+    from . import density
+
+    try:
+        dzi = density.export_deep_zoom(
+            args.store,
+            args.out,
+            axis=args.axis,
+            pixel_size=args.pixel_size,
+            tile_size=args.tile_size,
+            overlap=args.overlap,
+            format=args.format,
+            colormap=args.colormap,
+            level=args.level,
+            weight=args.weight,
+            reduce=args.reduce,
+            name=args.name,
+            progress=None if args.quiet else _phase_progress,
+        )
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing was written", file=sys.stderr)
+        return 130
+    except store.StoreError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 1
+    d = density.read_descriptor(dzi)
+    levels = density.deep_zoom_levels(d["Width"], d["Height"], d["TileSize"])
+    print(f"wrote {dzi}: {d['Width']} x {d['Height']} px, {len(levels)} levels, {d['Format']} tiles")
+    print(f"tiles in {dzi.with_name(dzi.stem + '_files')}; open the .dzi in any Deep Zoom viewer (OpenSeadragon)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.screenshot and not _has_display() and not os.environ.get(_UNDER_XVFB):
         return _reexec_under_xvfb(argv)
@@ -176,6 +216,24 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--depth", type=int, default=1, help="cross-level link depth: 0, N, or -1 for all")
     build.add_argument("--storage", default="explicit", choices=pyramid.LINK_STORAGES)
     build.add_argument("--quiet", action="store_true", help="no progress bar")
+    dzi = sub.add_parser(
+        "export-dzi",
+        help="write a store's 2D density as a Deep Zoom image (.dzi + tiles) for web viewers",
+        description="Example: napari-zarr-vectors export-dzi cells.zv web/ --axis z",
+    )
+    dzi.add_argument("store", help="path to a .zv / .zarrvectors store")
+    dzi.add_argument("out", help="output folder: gets NAME.dzi and NAME_files/")
+    dzi.add_argument("--axis", help="axis to project a 3D store along (name such as z, or index)")
+    dzi.add_argument("--pixel-size", type=float, help="pixel size in store units (default: a quarter of the bin)")
+    dzi.add_argument("--tile-size", type=int, default=256)
+    dzi.add_argument("--overlap", type=int, default=1)
+    dzi.add_argument("--format", default="png", choices=("png", "jpg"))
+    dzi.add_argument("--colormap", default="magma", help="a napari colormap name")
+    dzi.add_argument("--level", type=int, default=0, help="store level to count (a coarse level uses `count`)")
+    dzi.add_argument("--weight", help="a vertex attribute to sum or average instead of counting")
+    dzi.add_argument("--reduce", default="sum", choices=("sum", "mean"))
+    dzi.add_argument("--name", help="output name (default: the store's name)")
+    dzi.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -186,6 +244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_info(args)
     if args.command == "build":
         return cmd_build(args)
+    if args.command == "export-dzi":
+        if args.axis is not None and args.axis.lstrip("-").isdigit():
+            args.axis = int(args.axis)
+        return cmd_export_dzi(args)
     return cmd_demo(args, argv)
 
 

@@ -611,11 +611,13 @@ def export_deep_zoom(
     reduce: str = "sum",
     name: str | None = None,
     bounds: tuple[Sequence[float], Sequence[float]] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> Path:
     """Write a store's 2D density (a 3D store projected along ``axis``) as a Deep Zoom image.
 
     Any Deep Zoom viewer (OpenSeadragon, for one) shows the ``.dzi`` it
-    returns.  ``name`` defaults to the store's name.
+    returns.  ``name`` defaults to the store's name.  ``progress(phase,
+    done, total)`` reports "vertices" read, then "tiles" written.
     """
     info = store.open_info(path)
     if info.ndim == 3 and axis is None:
@@ -623,16 +625,28 @@ def export_deep_zoom(
             f"Store '{info.path}' is 3D: name the axis to project along (for example axis='z'); "
             "a Deep Zoom image is 2D."
         )
+    name = name or info.name
+    for target in (Path(out_dir) / f"{name}.dzi", Path(out_dir) / f"{name}_files"):
+        if target.exists():  # say so before the counting, not after
+            raise DensityError(f"'{target}' already exists; choose another output folder or name, or remove it first.")
     dens = compute_density(
-        path, level=level, axis=axis, pixel_size=pixel_size, weight=weight, reduce=reduce, bounds=bounds
+        path,
+        level=level,
+        axis=axis,
+        pixel_size=pixel_size,
+        weight=weight,
+        reduce=reduce,
+        bounds=bounds,
+        progress=(lambda done, total: progress("vertices", done, total)) if progress else None,
     )
     return write_deep_zoom(
         dens.arrays[0],
         out_dir,
-        name or info.name,
+        name,
         tile_size=tile_size,
         overlap=overlap,
         format=format,
         colormap=colormap,
         density=not (weight and reduce == "mean"),
+        progress=(lambda done, total: progress("tiles", done, total)) if progress else None,
     )
