@@ -26,7 +26,7 @@ import math
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,22 +123,33 @@ class DensityGrid:
     def shape(self) -> tuple[int, ...]:
         return self.shapes[0]
 
-    def level_indices(self, positions: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        """For store-order positions: which fall inside, and their flat pixel index at every level."""
+    def level_indices(self, positions: np.ndarray) -> tuple[np.ndarray, Iterator[np.ndarray]]:
+        """For store-order positions: which fall inside, and (lazily, level by level) their flat pixel index.
+
+        Level n's pixel along an axis is floor(e * size_n / size_0), e the
+        position in level-0 pixels: level n spans the same extent.
+        """
         axes = list(self.axes)
         size0 = np.asarray(self.shape[::-1], dtype=np.float64)  # store order
-        e = (np.asarray(positions, dtype=np.float64)[:, axes] - np.asarray(self.origin)[axes]) / np.asarray(self.pixel)[
-            axes
-        ]
+        e = np.asarray(positions, dtype=np.float64)[:, axes]
+        e -= np.asarray(self.origin)[axes]
+        e /= np.asarray(self.pixel)[axes]
         inside = np.all((e >= 0) & (e < size0), axis=1)
-        e = e[inside]
-        flat = []
-        for shape in self.shapes:
-            n_store = np.asarray(shape[::-1], dtype=np.int64)
-            idx = np.floor(e * (n_store / size0)).astype(np.int64)
-            np.clip(idx, 0, n_store - 1, out=idx)
-            flat.append(np.ravel_multi_index(tuple(idx[:, ::-1].T), shape))
-        return inside, flat
+        if not inside.all():
+            e = e[inside]
+
+        def flat() -> Iterator[np.ndarray]:
+            for shape in self.shapes:
+                n_store = np.asarray(shape[::-1], dtype=np.int64)
+                idx = (e * (n_store / size0)).astype(np.int64)  # truncation is floor: e >= 0
+                np.minimum(idx, n_store - 1, out=idx)
+                out = idx[:, -1].copy()  # napari order: the last store axis varies slowest
+                for a in range(idx.shape[1] - 2, -1, -1):
+                    out *= n_store[a]
+                    out += idx[:, a]
+                yield out
+
+        return inside, flat()
 
     def layer_transform(self, info: StoreInfo) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """napari (scale, translate) that lay level 0 over the store's Points layer.
