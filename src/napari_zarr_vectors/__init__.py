@@ -3,6 +3,7 @@
 The public Python API; everything else is internal.
 """
 
+from .density import density_pyramid, export_deep_zoom
 from .lod import DEFAULT_VERTEX_BUDGET, choose_level
 from .pyramid import (
     BuildCancelled,
@@ -34,6 +35,8 @@ __all__ = [
     "build_pyramid",
     "choose_level",
     "coarsen_level",
+    "density_pyramid",
+    "export_deep_zoom",
     "list_resolution_levels",
     "open_info",
     "pyramid_summary",
