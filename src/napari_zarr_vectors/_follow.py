@@ -260,7 +260,8 @@ class LayerFollower:
             return
         generation = self.lod.request()
         view = self.view()
-        worker = create_worker(self._work, view, generation, _start_thread=False)
+        # _ignore_errors: our errored handler reports; without it superqt also re-raises in the event loop
+        worker = create_worker(self._work, view, generation, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(self._apply)
         worker.errored.connect(self._failed)
         worker.finished.connect(lambda w=worker: self._finished(w))
@@ -455,7 +456,7 @@ class DensityCompanion:
             return
         from napari.qt.threading import create_worker
 
-        worker = create_worker(self.lazy.compute, _start_thread=False)
+        worker = create_worker(self.lazy.compute, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(self._apply)
         worker.errored.connect(self._failed)
         worker.finished.connect(self._finished)

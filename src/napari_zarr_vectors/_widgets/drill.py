@@ -187,7 +187,7 @@ class DrillWidget(QWidget):
         self.busy = True
         self.last_error = None
         self._set_enabled(False)
-        worker = create_worker(work)
+        worker = create_worker(work, _start_thread=False, _ignore_errors=True)  # _errored reports
         worker.returned.connect(done)
         worker.errored.connect(self._errored)
         worker.finished.connect(self._finished)
