@@ -371,7 +371,10 @@ def density_summary(info: StoreInfo) -> dict[str, Any]:
         "pixel_size": list(grid.pixel),
         "shapes": shapes,
         "levels": len(shapes),
-        "storage_overhead": pyramid_overhead(grid.shapes),
+        # the whole image pyramid over its level 0 (GeoRaster's 4/3 in 2D, 8/7 in 3D) ...
+        "pyramid_over_level0": pyramid_overhead(grid.shapes),
+        # ... and what the coarse levels add, as pyramid_summary's own storage_overhead counts it
+        "storage_overhead": pyramid_overhead(grid.shapes) - 1.0,
     }
 
 
