@@ -157,3 +157,20 @@ def small_points_2d(tmp_path_factory) -> Path:
     return samples.make_point_cloud(
         path, n=200_000, extent=1000.0, chunk=100.0, bin_size=5.0, factors=[(2.0, 1.0)] * 3, ndim=2
     )
+
+
+@pytest.fixture
+def error_notifications():
+    """Error messages napari's notification manager shows while the test runs."""
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    seen: list[str] = []
+
+    def _record(event):
+        notification = event.value if hasattr(event, "value") else event
+        if notification.severity == NotificationSeverity.ERROR:
+            seen.append(str(notification.message))
+
+    notification_manager.notification_ready.connect(_record)
+    yield seen
+    notification_manager.notification_ready.disconnect(_record)

@@ -121,23 +121,6 @@ def test_non_store_directory_is_left_to_other_readers(tmp_path):
     assert _reader.get_reader(str(tmp_path / "image.tif")) is None
 
 
-@pytest.fixture
-def error_notifications():
-    """Error messages napari's notification manager shows while the test runs."""
-    from napari.utils.notifications import NotificationSeverity, notification_manager
-
-    seen: list[str] = []
-
-    def _record(event):
-        notification = event.value if hasattr(event, "value") else event
-        if notification.severity == NotificationSeverity.ERROR:
-            seen.append(str(notification.message))
-
-    notification_manager.notification_ready.connect(_record)
-    yield seen
-    notification_manager.notification_ready.disconnect(_record)
-
-
 def test_corrupt_store_gives_a_clear_notification(make_napari_viewer, upstream_stores, tmp_path, error_notifications):
     bad = tmp_path / "corrupt.zv"
     shutil.copytree(upstream_stores["point_cloud"], bad)

@@ -513,6 +513,15 @@ def _descriptor(width: int, height: int, tile_size: int, overlap: int, fmt: str)
     return ElementTree.tostring(root, encoding="UTF-8", xml_declaration=True)
 
 
+def _refuse_existing(out: Path, name: str) -> tuple[Path, Path]:
+    """The descriptor and tile folder paths of ``name`` in ``out``; an error if either exists already."""
+    dzi, files = out / f"{name}.dzi", out / f"{name}_files"
+    for target in (dzi, files):
+        if target.exists():
+            raise DensityError(f"'{target}' already exists; choose another output folder or name, or remove it first.")
+    return dzi, files
+
+
 def write_deep_zoom(
     raster: np.ndarray,
     out_dir: str | os.PathLike[str],
@@ -548,10 +557,7 @@ def write_deep_zoom(
     if overlap < 0 or overlap >= tile_size:
         raise DensityError(f"overlap must be between 0 and tile_size - 1, got {overlap}.")
     out = Path(out_dir)
-    dzi, files = out / f"{name}.dzi", out / f"{name}_files"
-    for target in (dzi, files):
-        if target.exists():
-            raise DensityError(f"'{target}' already exists; choose another output folder or name, or remove it first.")
+    dzi, files = _refuse_existing(out, name)
     height, width = raster.shape
     levels = deep_zoom_levels(width, height, tile_size)
     finest = np.nan_to_num(raster.astype(np.float64), nan=0.0)
@@ -640,9 +646,7 @@ def export_deep_zoom(
             "a Deep Zoom image is 2D."
         )
     name = name or info.name
-    for target in (Path(out_dir) / f"{name}.dzi", Path(out_dir) / f"{name}_files"):
-        if target.exists():  # say so before the counting, not after
-            raise DensityError(f"'{target}' already exists; choose another output folder or name, or remove it first.")
+    _refuse_existing(Path(out_dir), name)  # say so before the counting, not after
     dens = compute_density(
         path,
         level=level,
