@@ -76,12 +76,16 @@ def _parse_override(text: str) -> tuple[str, str]:
     return name, mode
 
 
-def _text_progress(p: pyramid.BuildProgress) -> None:
-    width = 30
-    done = int(round(width * p.fraction))
-    print(f"\r[{'#' * done}{'.' * (width - done)}] {p.step}/{p.total} {p.message:<60}", end="", flush=True)
-    if p.step == p.total:
+def _bar(fraction: float, text: str, finished: bool, width: int = 30) -> None:
+    """One text progress bar, redrawn in place; a newline once ``finished``."""
+    done = int(round(width * fraction))
+    print(f"\r[{'#' * done}{'.' * (width - done)}] {text}", end="", flush=True)
+    if finished:
         print()
+
+
+def _text_progress(p: pyramid.BuildProgress) -> None:
+    _bar(p.fraction, f"{p.step}/{p.total} {p.message:<60}", p.step == p.total)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -115,11 +119,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def _phase_progress(phase: str, done: int, total: int) -> None:
-    width = 30
-    filled = int(round(width * done / max(total, 1)))
-    print(f"\r{phase:<9}[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,}", end="", flush=True)
-    if done >= total:
-        print()
+    _bar(done / max(total, 1), f"{phase} {done:,}/{total:,}", done >= total)
 
 
 def cmd_export_dzi(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -253,7 +253,6 @@ class Density:
     reduce: str
     counted: float
     source: str
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def _accumulate(target: np.ndarray, idx: np.ndarray, weights: np.ndarray | None) -> None:
@@ -367,14 +366,15 @@ def density_summary(info: StoreInfo) -> dict[str, Any]:
     except StoreError as exc:
         return {"error": str(exc)}
     shapes = [list(s) for s in grid.shapes]
+    whole = pyramid_overhead(grid.shapes)
     return {
         "pixel_size": list(grid.pixel),
         "shapes": shapes,
         "levels": len(shapes),
         # the whole image pyramid over its level 0 (GeoRaster's 4/3 in 2D, 8/7 in 3D) ...
-        "pyramid_over_level0": pyramid_overhead(grid.shapes),
+        "pyramid_over_level0": whole,
         # ... and what the coarse levels add, as pyramid_summary's own storage_overhead counts it
-        "storage_overhead": pyramid_overhead(grid.shapes) - 1.0,
+        "storage_overhead": whole - 1.0,
     }
 
 
@@ -393,6 +393,8 @@ class LazyDensity:
 
         self.path, self.grid, self.kwargs = str(path), grid, kwargs
         self.density: Density | None = None
+        self.normalized: list[np.ndarray] | None = None  # vertices per level-0 pixel, per level
+        self._limits = self._range = (0.0, 1.0)
         self._lock = threading.Lock()
         self.levels = [_LazyLevel(self, k) for k in range(len(grid.shapes))]
 
@@ -406,26 +408,24 @@ class LazyDensity:
             if self.density is None:
                 d = compute_density(self.path, pixel_size=self.grid.pixel, axis=self.grid.projected, **self.kwargs)
                 n0 = math.prod(self.grid.shape)
-                d.meta["normalized"] = [(a / (n0 / math.prod(a.shape))).astype(np.float32) for a in d.arrays]
-                self.density = d
+                levels = [(a / (n0 / math.prod(a.shape))).astype(np.float32) for a in d.arrays]
+                # contrast: up to the 99.9th percentile of the non-zero pixels a few halvings up
+                a = levels[min(2, len(levels) - 1)]
+                nonzero = a[a > 0]
+                top = float(np.percentile(nonzero, 99.9)) if len(nonzero) else 0.0
+                top = top if top > 0 else 1.0
+                peak = max(float(v.max()) if v.size else 0.0 for v in levels)
+                self._limits, self._range = (0.0, top), (0.0, max(peak, top))
+                self.normalized, self.density = levels, d
         return self.density
 
     def contrast_limits(self) -> tuple[float, float]:
-        """(0, 99.9th percentile of the non-zero pixels of a level a few halvings up), once computed."""
-        if self.density is None:
-            return (0.0, 1.0)
-        levels = self.density.meta["normalized"]
-        a = levels[min(2, len(levels) - 1)]
-        nonzero = a[a > 0]
-        top = float(np.percentile(nonzero, 99.9)) if len(nonzero) else 1.0
-        return (0.0, top if top > 0 else 1.0)
+        """Contrast limits for the levels: (0, 1) until computed."""
+        return self._limits
 
     def value_range(self) -> tuple[float, float]:
-        """(0, the largest value at any level), once computed."""
-        if self.density is None:
-            return (0.0, 1.0)
-        top = max(float(a.max()) if a.size else 0.0 for a in self.density.meta["normalized"])
-        return (0.0, max(top, self.contrast_limits()[1]))
+        """(0, the largest value at any level): (0, 1) until computed."""
+        return self._range
 
 
 class _LazyLevel:
@@ -440,10 +440,10 @@ class _LazyLevel:
         self.size = math.prod(self.shape)
 
     def _array(self) -> np.ndarray:
-        d = self.owner.density
-        if d is None:
+        levels = self.owner.normalized
+        if levels is None:
             return np.broadcast_to(np.zeros((), self.dtype), self.shape)
-        return d.meta["normalized"][self.index]
+        return levels[self.index]
 
     def __getitem__(self, key: Any) -> np.ndarray:
         return np.asarray(self._array()[key])
