@@ -23,12 +23,17 @@ from typing import Any
 
 import numpy as np
 
-from . import aggregate, density, store
+from . import aggregate, density, engine, store
 from .store import StoreError
 
 AGG_MODES = aggregate.AGG_MODES
 LINK_STORAGES = ("none", "implicit", "explicit")
 BUILTIN_STRATEGIES = ("random", "spatial_coverage")
+CROSS_OBJECT = "cross_object_metanode"
+ENGINES = ("auto", "vectorized", "upstream")
+ENGINE_KINDS = store.POINT_KINDS + store.POLYLINE_KINDS
+SOURCE_OBJECT_ATTRIBUTE = "source_object_id"
+SLAB_VERTICES = 2_000_000
 COUNT_ATTRIBUTE = "count"
 _OUR_PREFIX = "napari-zarr-vectors:"
 
@@ -69,7 +74,9 @@ def available_strategies() -> list[str]:
 
 
 def available_methods() -> list[str]:
-    return list(store.coarsen_methods())
+    """Coarsening methods: upstream's (per_object and any registered) plus ours, cross_object_metanode."""
+    methods = list(store.coarsen_methods())
+    return methods + ([CROSS_OBJECT] if CROSS_OBJECT not in methods else [])
 
 
 def normalize_factors(factors: Any) -> list[tuple[float, float]]:
@@ -121,6 +128,8 @@ class BuildPlan:
     depth: int
     storage: str
     first_source: int
+    engine: str = "vectorized"
+    chunk_scale: tuple[int, ...] = ()
 
 
 def plan_build(
@@ -135,10 +144,27 @@ def plan_build(
     cross_level_depth: int = 1,
     cross_level_storage: str = "explicit",
     source_level: int = 0,
+    engine: str = "auto",
+    chunk_scale: Any = 1,
 ) -> BuildPlan:
     """Check everything before anything is written; raise PyramidError naming what to change."""
     info = store.open_info(path)
     norm = normalize_factors(factors)
+    if engine not in ENGINES:
+        raise PyramidError(f"engine {engine!r} is unknown; choose one of {', '.join(ENGINES)}.")
+    if engine == "auto":
+        engine = "vectorized" if info.kind in ENGINE_KINDS else "upstream"
+    if engine == "vectorized" and info.kind not in ENGINE_KINDS:
+        raise PyramidError(
+            f"The vectorized engine builds point clouds, polylines and streamlines; this store holds "
+            f"{info.kind}s. Use engine='upstream' (or 'auto')."
+        )
+    if method == CROSS_OBJECT and engine != "vectorized":
+        raise PyramidError(
+            f"method {CROSS_OBJECT!r} is built by the vectorized engine, for point clouds, polylines and "
+            f"streamlines; this store holds {info.kind}s and engine is {engine!r}. Use method='per_object'."
+        )
+    scales = _chunk_scales(chunk_scale, norm)
     if info.kind in store.POINT_KINDS and any(s != 1 for _, s in norm):
         raise PyramidError(
             "A point cloud has no objects to thin: set every sparsity factor to 1 "
@@ -185,7 +211,29 @@ def plan_build(
         depth=int(cross_level_depth),
         storage=cross_level_storage,
         first_source=source_level,
+        engine=engine,
+        chunk_scale=scales,
     )
+
+
+def _chunk_scales(chunk_scale: Any, factors: list[tuple[float, float]]) -> tuple[int, ...]:
+    """Per new level, the whole number its chunks grow by over the level below.
+
+    ``"auto"`` grows them by the coarsen factor (rounded down), so a chunk
+    keeps about as many bins at every level -- the vector counterpart of
+    an image pyramid's fixed tile size in pixels: fewer, fuller chunks
+    at coarse levels. ``1`` keeps level 0's grid on every level, as
+    upstream does.
+    """
+    if chunk_scale == "auto":
+        return tuple(max(1, int(math.floor(c + 1e-9))) for c, _ in factors)
+    values = [chunk_scale] * len(factors) if isinstance(chunk_scale, int | np.integer) else list(chunk_scale)
+    if len(values) != len(factors) or not all(isinstance(v, int | np.integer) and v >= 1 for v in values):
+        raise PyramidError(
+            f"chunk_scale must be 'auto', a whole number >= 1, or one such number per level "
+            f"({len(factors)}), got {chunk_scale!r}."
+        )
+    return tuple(int(v) for v in values)
 
 
 # ---------------------------------------------------------------- sparsity
@@ -284,10 +332,20 @@ def build_pyramid(
     sparsity_seed: int | None = None,
     cross_level_depth: int = 1,
     cross_level_storage: str = "explicit",
+    engine: str = "auto",
+    chunk_scale: Any = 1,
+    client: Any = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> dict[str, Any]:
     """Build coarse levels after level 0 with aggregated attributes; returns ``pyramid_summary``.
+
+    ``engine="auto"`` builds point clouds, polylines and streamlines with
+    the vectorized engine (``engine.py``) and other kinds with upstream's
+    coarsener; ``"upstream"`` forces the latter. ``chunk_scale`` grows
+    each new level's chunks over the level below ("auto": by the coarsen
+    factor). ``client``: a dask ``distributed.Client`` that computes the
+    level-0 slabs (vectorized engine).
 
     On cancel (``cancel()`` true, checked between levels and steps) or any
     error, every level this call created is removed and the store is as
@@ -303,8 +361,10 @@ def build_pyramid(
         sparsity_seed=sparsity_seed,
         cross_level_depth=cross_level_depth,
         cross_level_storage=cross_level_storage,
+        engine=engine,
+        chunk_scale=chunk_scale,
     )
-    run(plan, progress=progress, cancel=cancel)
+    run(plan, progress=progress, cancel=cancel, client=client)
     return pyramid_summary(plan.path)
 
 
@@ -321,6 +381,8 @@ def coarsen_level(
     sparsity_strategy: str = "random",
     sparsity_seed: int | None = None,
     cross_level_storage: str = "explicit",
+    engine: str = "auto",
+    chunk_scale: Any = 1,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> dict[str, Any]:
@@ -338,12 +400,16 @@ def coarsen_level(
         cross_level_depth=0 if cross_level_storage == "none" else 1,
         cross_level_storage=cross_level_storage,
         source_level=source_level,
+        engine=engine,
+        chunk_scale=chunk_scale,
     )
     run(plan, progress=progress, cancel=cancel)
     return pyramid_summary(plan.path)
 
 
-def run(plan: BuildPlan, *, progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> None:
+def run(
+    plan: BuildPlan, *, progress: ProgressFn | None = None, cancel: CancelFn | None = None, client: Any = None
+) -> None:
     """Carry out a validated plan, all or nothing."""
     n = len(plan.factors)
     attrs = list(plan.modes)
@@ -364,13 +430,16 @@ def run(plan: BuildPlan, *, progress: ProgressFn | None = None, cancel: CancelFn
         snap = store.snapshot(plan.path)
         aggregator: _Aggregator | None = None
         try:
-            if attrs:
-                aggregator = _Aggregator(plan, report)
-            _coarsen_all(plan, report, check_cancel, aggregator)
-            if aggregator is not None:
-                aggregator.finish()
-            check_cancel()
-            _links(plan)
+            if plan.engine == "vectorized":
+                _vectorized(plan, report, check_cancel, client)
+            else:
+                if attrs:
+                    aggregator = _Aggregator(plan, report)
+                _coarsen_all(plan, report, check_cancel, aggregator)
+                if aggregator is not None:
+                    aggregator.finish()
+                check_cancel()
+                _links(plan)
             report(plan.first_source + n, "links", "cross-level links written")
         except BaseException as exc:
             if aggregator is not None:
@@ -409,11 +478,242 @@ def _coarsen_all(plan: BuildPlan, report: Callable, check_cancel: Callable, aggr
             sparsity_strategy=strategy_name,
             sparsity_seed=plan.seed,
             emit_links=emit,
+            chunk_scale=plan.chunk_scale[i],
         )
         _context.clear()
         report(source + 1, "coarsen", f"level {source + 1}: coarsened x{coarsen:g}, thinned 1/{sparsity:g}")
         if aggregator is not None:
             aggregator.level_ready(source)
+
+
+def _slab_task(
+    path: str,
+    level: int,
+    keys: list[tuple[int, ...]] | None,
+    counts: list[int],
+    weights: np.ndarray | None,
+    grid: engine.BinGrid,
+    attributes: Sequence[str],
+) -> tuple[engine.Partial, dict[str, np.ndarray]]:
+    """One slab of a stored level: read its chunks, bin them (runs on a dask worker when a client is given)."""
+    if keys is None:  # the whole level: one typed read, ~10x faster than naming its chunks
+        positions, values = store.read_rows(path, level, attributes)
+    else:
+        positions, values = store.read_row_batch(path, level, keys, counts, attributes)
+    return engine.slab_partial(positions, weights, grid), values
+
+
+def _stored_partials(
+    plan: BuildPlan,
+    level: int,
+    chunks: tuple[np.ndarray, np.ndarray],
+    weights: np.ndarray | None,
+    grid: engine.BinGrid,
+    attributes: list[str],
+    client: Any,
+) -> tuple[list[engine.Partial], dict[str, np.ndarray]]:
+    """Every slab of a stored level binned, in row order, and (when asked) its attribute columns."""
+    batches = store.group_batches(*chunks, SLAB_VERTICES)
+    starts = np.cumsum([0] + [sum(c) for _, c in batches])
+    args = [
+        (
+            plan.path,
+            level,
+            keys if len(batches) > 1 else None,
+            counts,
+            None if weights is None else weights[starts[j] : starts[j + 1]],
+            grid,
+            attributes,
+        )
+        for j, (keys, counts) in enumerate(batches)
+    ]
+    if client is not None:
+        futures = [client.submit(_slab_task, *a, pure=False) for a in args]
+        results = client.gather(futures)
+    else:
+        results = [_slab_task(*a) for a in args]
+    values = {n: np.concatenate([r[1][n] for r in results]) if results else np.zeros(0) for n in attributes}
+    return [r[0] for r in results], values
+
+
+def _stored_representatives(
+    plan: BuildPlan, level: int, offsets: np.ndarray, rows: np.ndarray, ndim: int
+) -> np.ndarray:
+    """Mean position of each object's rows, summed slab by slab from the stored level."""
+    n = len(offsets) - 1
+    obj = np.repeat(np.arange(n), np.diff(offsets))
+    order = np.argsort(rows, kind="stable")
+    srows, sobj = rows[order], obj[order]
+    sums = np.zeros((n, ndim))
+    start = 0
+    for positions, _ in store.iter_rows(plan.path, level, batch_vertices=SLAB_VERTICES):
+        stop = start + len(positions)
+        a, b = np.searchsorted(srows, [start, stop])
+        for axis in range(ndim):
+            sums[:, axis] += np.bincount(sobj[a:b], weights=positions[srows[a:b] - start, axis], minlength=n)
+        start = stop
+    counts = np.bincount(obj, minlength=n)[:, None]
+    with np.errstate(invalid="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def _vectorized(plan: BuildPlan, report: Callable, check_cancel: Callable, client: Any) -> None:
+    """Build every new level in whole-array numpy (``engine``), writing each through ``store`` in batches.
+
+    Level ``first_source`` is read slab by slab; the levels built here
+    stay in memory for the next step (each is ~coarsen^D times smaller).
+    Every new level gets its aggregated vertex attributes from the
+    level-0 values through the in-memory parent maps, and the links the
+    plan asks for are written from the same maps.
+    """
+    path, first = plan.path, plan.first_source
+    layout = store.level_layout(path, first)
+    ndim, attrs = layout.ndim, list(plan.modes)
+    chunks_of = {first: (layout.chunk_keys, np.r_[0, np.cumsum(layout.chunk_counts)].astype(np.int64))}
+    n_src = int(layout.chunk_counts.sum())
+    objects = store.level_object_rows(path, first) if layout.has_objects else None
+    if objects is not None and len(objects[0]) == 0:
+        raise PyramidError(f"Store '{path}': level {first} has no objects to coarsen.")
+    obj_attrs = {n: store.read_object_attribute_table(path, first, n) for n in layout.object_attributes}
+    values: dict[str, np.ndarray] = {}
+    to_level: np.ndarray | None = None  # level-0 row -> row at the source level (None: level 0 itself)
+    if attrs and first > 0:
+        values = store.read_rows(path, 0, attrs)[1]
+        to_level = aggregate.compose([store.parent_map(path, f) for f in range(first)])[-1]
+    positions: np.ndarray | None = None  # the source level's vertices, once it is one built here
+    bin_shape, chunk_shape = np.asarray(layout.bin_shape), np.asarray(layout.chunk_shape)
+    parents: list[np.ndarray] = []
+    for i, (coarsen, sparsity) in enumerate(plan.factors):
+        check_cancel()
+        source, target = first + i, first + i + 1
+        weights = kept_mask = None
+        if objects is not None:
+            ids, offs, rows = objects
+            kept_mask = np.ones(len(ids), bool)
+            if sparsity > 1 and len(ids) > 1:
+                reps = (
+                    engine.representatives(offs, rows, positions)
+                    if positions is not None
+                    else _stored_representatives(plan, source, offs, rows, ndim)
+                )
+                alive = np.flatnonzero(np.diff(offs) > 0)
+                kept = select_survivors(
+                    plan.strategy,
+                    alive,
+                    reps[alive],
+                    max(1, round(len(alive) / sparsity)),
+                    seed=None if plan.seed is None else [plan.seed, source],
+                    bin_shape=tuple(bin_shape),
+                )
+                kept_mask[:] = False
+                kept_mask[kept] = True
+            weights = engine.occurrences(offs, rows, np.flatnonzero(kept_mask), n_src)
+        new_bin, new_chunk = bin_shape * coarsen, chunk_shape * plan.chunk_scale[i]
+        grid = engine.BinGrid.covering(new_bin, chunks_of[source][0], chunk_shape)
+        if positions is None:
+            wanted = attrs if (attrs and source == 0) else []
+            stored = (layout.chunk_keys, layout.chunk_counts)
+            partials, got = _stored_partials(plan, source, stored, weights, grid, wanted, client)
+            values.update(got)
+        else:
+            step = SLAB_VERTICES
+            partials = [
+                engine.slab_partial(positions[a : a + step], None if weights is None else weights[a : a + step], grid)
+                for a in range(0, max(len(positions), 1), step)
+            ]
+        coarse = engine.merge(partials, ndim, new_chunk)
+        del partials
+        new = store.NewLevel(
+            level=target,
+            source_level=source,
+            positions=coarse.positions,
+            chunk_keys=coarse.chunk_keys,
+            chunk_starts=coarse.chunk_starts,
+            bin_shape=tuple(float(v) for v in new_bin),
+            chunk_shape=tuple(float(v) for v in new_chunk),
+            sparsity=sparsity,
+            method=plan.method,
+            one_fragment_per_vertex=objects is not None,
+        )
+        if objects is not None:
+            objects, obj_attrs = _new_objects(plan, new, objects, kept_mask, coarse.parent, obj_attrs)
+        store.write_new_level(path, new, layout)
+        report(target, "coarsen", f"level {target}: coarsened x{coarsen:g}, thinned 1/{sparsity:g}")
+        to_level = coarse.parent if to_level is None else aggregate.compose([to_level, coarse.parent])[-1]
+        if attrs:
+            check_cancel()
+            n_new = len(coarse.positions)
+            columns = {name: aggregate.reduce(to_level, values[name], n_new, mode) for name, mode in plan.modes.items()}
+            if "count" in plan.modes.values():
+                columns[COUNT_ATTRIBUTE] = aggregate.reduce(to_level, np.zeros(len(to_level)), n_new, "count")
+            store.write_vertex_attributes(path, target, columns)
+            report(target, "aggregate", f"level {target}: " + ", ".join(f"{k} {m}" for k, m in plan.modes.items()))
+        parents.append(coarse.parent)
+        chunks_of[target] = (coarse.chunk_keys, coarse.chunk_starts)
+        positions, n_src, bin_shape, chunk_shape = coarse.positions, len(coarse.positions), new_bin, new_chunk
+    check_cancel()
+    _engine_links(plan, parents, chunks_of)
+
+
+def _new_objects(
+    plan: BuildPlan,
+    new: store.NewLevel,
+    objects: tuple[np.ndarray, np.ndarray, np.ndarray],
+    kept_mask: np.ndarray,
+    parent: np.ndarray,
+    obj_attrs: dict[str, np.ndarray],
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, np.ndarray]]:
+    """The coarse level's objects: kept ids and trajectories (per_object), or a fresh dense id space."""
+    ids, offs, rows = objects
+    t_offs, t_rows = engine.trajectories(offs, rows, kept_mask, parent)
+    if plan.method == CROSS_OBJECT:
+        live = np.diff(t_offs) > 0
+        t_offs, t_rows = engine.compact(t_offs, t_rows, live)
+        new_ids = np.arange(int(live.sum()), dtype=np.int64)
+        attrs = {n: d[live[: len(d)]] for n, d in obj_attrs.items() if n != SOURCE_OBJECT_ATTRIBUTE}
+        attrs[SOURCE_OBJECT_ATTRIBUTE] = ids[live]
+        new.object_attributes = {n: (d, None) for n, d in attrs.items()}
+        new.preserves_ids = False
+    else:
+        new_ids = ids
+        keep = np.flatnonzero(kept_mask)
+        attrs = {}
+        for name, data in obj_attrs.items():
+            out = np.zeros_like(data)
+            k = keep[keep < len(data)]
+            out[k] = data[k]
+            attrs[name] = out
+        new.object_attributes = {n: (d, kept_mask.astype(np.uint8)) for n, d in attrs.items()}
+    new.object_ids, new.object_offsets, new.object_rows = new_ids, t_offs, t_rows
+    new.inherited_objects = len(new_ids)
+    return (new_ids, t_offs, t_rows), attrs
+
+
+def _engine_links(plan: BuildPlan, parents: list[np.ndarray], chunks_of: dict) -> None:
+    """The +-N links the plan asks for, from the in-memory parent maps (composed for N >= 2)."""
+    first, last = plan.first_source, plan.first_source + len(parents)
+    linked = plan.storage != "none" and plan.depth != 0
+    if linked:
+        max_delta = last if plan.depth == -1 else plan.depth
+        for k, fine in enumerate(range(first, last)):
+            composed = parents[k]
+            for delta in range(1, max_delta + 1):
+                if fine + delta > last:
+                    break
+                if delta > 1:
+                    composed = aggregate.compose([composed, parents[k + delta - 1]])[-1]
+                if not (composed >= 0).any():
+                    break
+                store.write_parent_links(
+                    plan.path,
+                    fine,
+                    delta,
+                    composed,
+                    chunks_of[fine],
+                    chunks_of[fine + delta],
+                    mirror=plan.storage == "explicit",
+                )
+    store.stamp_link_settings(plan.path, plan.depth, plan.storage, linked=linked)
 
 
 class _Aggregator:

@@ -751,6 +751,7 @@ def coarsen_one_level(
     sparsity_strategy: str,
     sparsity_seed: int | None,
     emit_links: str,
+    chunk_scale: int = 1,
 ) -> dict:
     """Upstream ``coarsen_level``, emitting +-1 links inline as ``emit_links`` says."""
     from zarr_vectors.multiresolution.coarsen import coarsen_level
@@ -765,6 +766,7 @@ def coarsen_one_level(
         sparsity_strategy=sparsity_strategy,
         sparsity_seed=sparsity_seed,
         cross_level_storage=emit_links,
+        chunk_scale_factor=int(chunk_scale),
     )
 
 
@@ -900,54 +902,75 @@ def iter_rows(
     (None: one batch).  Point clouds go through upstream's typed point
     reader, one call per batch; other kinds through the raw chunk buffers.
     """
+    for keys, counts in row_batches(path, level, batch_vertices):
+        yield read_row_batch(path, level, keys, counts, attributes)
+
+
+def row_batches(
+    path: str | os.PathLike[str], level: int, batch_vertices: int | None = 1_000_000
+) -> list[tuple[list[tuple[int, ...]], list[int]]]:
+    """A level's chunks in row order, grouped into batches of about ``batch_vertices`` rows (whole chunks)."""
+    return group_batches(*chunk_vertex_counts(path, level), batch_vertices)
+
+
+def group_batches(
+    coords: np.ndarray, counts: np.ndarray, batch_vertices: int | None
+) -> list[tuple[list[tuple[int, ...]], list[int]]]:
+    """Chunks (in row order) grouped into consecutive batches of about ``batch_vertices`` rows."""
+    limit = batch_vertices or max(int(np.sum(counts)), 1)
+    batches: list[tuple[list[tuple[int, ...]], list[int]]] = []
+    size = limit + 1
+    for key, n in zip(coords.tolist(), counts.tolist(), strict=True):
+        if size + n > limit and (not batches or batches[-1][0]):
+            batches.append(([], []))
+            size = 0
+        batches[-1][0].append(tuple(int(c) for c in key))
+        batches[-1][1].append(int(n))
+        size += n
+    return batches
+
+
+def read_row_batch(
+    path: str | os.PathLike[str],
+    level: int,
+    chunk_keys: Sequence[tuple[int, ...]],
+    counts: Sequence[int],
+    attributes: Sequence[str] = (),
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The rows (float64) and attributes of some chunks of a level, in row order; one batched read."""
     from zarr_vectors import building as b
     from zarr_vectors.core.arrays import vertices_dtype
 
-    coords, counts = chunk_vertex_counts(path, level)
-    keys = [tuple(int(c) for c in k) for k in coords]
-    limit = batch_vertices or max(int(counts.sum()), 1)
-    batches: list[list[int]] = [[]]
-    size = 0
-    for i, n in enumerate(counts.tolist()):
-        if batches[-1] and size + n > limit:
-            batches.append([])
-            size = 0
-        batches[-1].append(i)
-        size += n
-    points = list(b.read_root_metadata(_root(path)).geometry_types)[:1] == ["point_cloud"]
     group, ndim = _level(path, level)
-    for batch in batches:
-        if not batch:
-            continue
-        chunk_keys = [keys[i] for i in batch]
-        if points:
-            sizes = {keys[i]: int(counts[i]) for i in batch}
-            got = read_point_chunks(path, level, chunk_keys, attributes, counts=sizes)
-            parts = [got[k] for k in chunk_keys if k in got]
-            yield (
-                np.concatenate([np.asarray(p, np.float64).reshape(-1, ndim) for p, _ in parts]),
-                {name: np.concatenate([np.asarray(a[name]) for _, a in parts]) for name in attributes},
-            )
-            continue
-        ckeys = [".".join(map(str, k)) for k in chunk_keys]
-        plan = [(b.VERTICES, ckeys), (b.VERTEX_FRAGMENTS, ckeys)]
-        plan += [(f"{b.VERTEX_ATTRIBUTES}/{name}", ckeys) for name in attributes]
-        positions, values = [], {name: [] for name in attributes}
-        with group.batched_reads(plan):
-            dtype = vertices_dtype(group)
-            for key in chunk_keys:
-                buf = np.asarray(b.read_chunk_vertex_buffer(group, key, dtype=dtype, ndim=ndim), np.float64)
-                positions.append(buf.reshape(-1, ndim))
-                for name in attributes:
-                    groups = b.read_chunk_attributes(group, name, key)
-                    part = np.concatenate([np.asarray(g) for g in groups]) if groups else np.zeros(0)
-                    if len(part) != len(buf):
-                        raise StoreError(
-                            f"Store '{path}': attribute '{name}' at level {level}, chunk {key} has "
-                            f"{len(part)} rows for {len(buf)} vertices."
-                        )
-                    values[name].append(part)
-        yield np.concatenate(positions), {k: np.concatenate(v) for k, v in values.items()}
+    if not chunk_keys:
+        return np.zeros((0, ndim)), {name: np.zeros(0) for name in attributes}
+    if list(b.read_root_metadata(_root(path)).geometry_types)[:1] == ["point_cloud"]:
+        sizes = dict(zip(chunk_keys, counts, strict=True))
+        got = read_point_chunks(path, level, chunk_keys, attributes, counts=sizes)
+        parts = [got[k] for k in chunk_keys if k in got]
+        return (
+            np.concatenate([np.asarray(p, np.float64).reshape(-1, ndim) for p, _ in parts]),
+            {name: np.concatenate([np.asarray(a[name]) for _, a in parts]) for name in attributes},
+        )
+    ckeys = [".".join(map(str, k)) for k in chunk_keys]
+    plan = [(b.VERTICES, ckeys), (b.VERTEX_FRAGMENTS, ckeys)]
+    plan += [(f"{b.VERTEX_ATTRIBUTES}/{name}", ckeys) for name in attributes]
+    positions, values = [], {name: [] for name in attributes}
+    with group.batched_reads(plan):
+        dtype = vertices_dtype(group)
+        for key in chunk_keys:
+            buf = np.asarray(b.read_chunk_vertex_buffer(group, key, dtype=dtype, ndim=ndim), np.float64)
+            positions.append(buf.reshape(-1, ndim))
+            for name in attributes:
+                groups = b.read_chunk_attributes(group, name, key)
+                part = np.concatenate([np.asarray(g) for g in groups]) if groups else np.zeros(0)
+                if len(part) != len(buf):
+                    raise StoreError(
+                        f"Store '{path}': attribute '{name}' at level {level}, chunk {key} has "
+                        f"{len(part)} rows for {len(buf)} vertices."
+                    )
+                values[name].append(part)
+    return np.concatenate(positions), {k: np.concatenate(v) for k, v in values.items()}
 
 
 def level_rows(path: str | os.PathLike[str], level: int) -> int:
@@ -1294,3 +1317,214 @@ def vertex_owners(
                 owner[rows] = np.where(owner[rows] < 0, oid, np.minimum(owner[rows], oid))
         out[chunk] = owner
     return out
+
+
+# ---------------------------------------------------------------- the vectorized engine's reads and writes
+
+
+@dataclass(frozen=True)
+class LevelLayout:
+    """What the engine needs to know of a level before coarsening it (read from metadata only)."""
+
+    ndim: int
+    root_bin: tuple[float, ...]
+    root_chunk: tuple[float, ...]
+    bin_shape: tuple[float, ...]
+    chunk_shape: tuple[float, ...]
+    chunk_keys: np.ndarray  # (C, D) sorted as the level's rows run
+    chunk_counts: np.ndarray  # (C,)
+    has_objects: bool
+    object_attributes: tuple[str, ...]
+
+
+def level_layout(path: str | os.PathLike[str], level: int) -> LevelLayout:
+    from zarr_vectors import building as b
+
+    root = _root(path)
+    meta = b.read_root_metadata(root)
+    group = b.get_resolution_level(root, level)
+    try:
+        level_meta = b.read_level_metadata(root, level)
+    except Exception:
+        level_meta = None
+    own_bin = getattr(level_meta, "bin_shape", None) if level_meta is not None else None
+    keys, counts = chunk_vertex_counts(path, level)
+    names: tuple[str, ...] = ()
+    if b.OBJECT_ATTRIBUTES in group:
+        names = tuple(str(n) for n in group[b.OBJECT_ATTRIBUTES].children())
+    return LevelLayout(
+        ndim=int(meta.sid_ndim),
+        root_bin=tuple(float(v) for v in meta.effective_bin_shape),
+        root_chunk=tuple(float(v) for v in meta.chunk_shape),
+        bin_shape=tuple(float(v) for v in own_bin) if own_bin else tuple(float(v) for v in meta.effective_bin_shape),
+        chunk_shape=tuple(float(v) for v in b.get_level_chunk_shape(meta, level_meta)),
+        chunk_keys=keys,
+        chunk_counts=counts,
+        has_objects=b.OBJECT_INDEX in group,
+        object_attributes=names,
+    )
+
+
+def level_object_rows(path: str | os.PathLike[str], level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every object of a level as the sequence of vertex rows its manifest walks.
+
+    Returns ``(ids, offsets, rows)``: object ``k`` (id ``ids[k]``, in
+    object-index row order) visits ``rows[offsets[k]:offsets[k+1]]``.
+    Rows are level rows (chunk-major, as links address them).
+    """
+    from zarr_vectors import building as b
+    from zarr_vectors.core import arrays as A
+
+    group, ndim = _level(path, level)
+    ids, manifests = A.read_object_manifest_rows(group)
+    offsets_by_chunk, keys, _ = _chunk_offsets(group, ndim)
+    ckeys = [".".join(map(str, k)) for k in keys]
+    frag_rows: dict[tuple, list[np.ndarray]] = {}
+    with group.batched_reads([(b.VERTEX_FRAGMENTS, ckeys)]):
+        for key in keys:
+            fi = A.read_vertex_fragment_index(group, key)
+            base = offsets_by_chunk[key]
+            local = np.arange(int(fi.vertex_extent), dtype=np.int64)
+            frag_rows[key] = [A.fragment_rows(local, fi, f) + base for f in range(fi.num_fragments)]
+    empty = np.zeros(0, np.int64)
+    parts = []
+    lengths = np.zeros(len(manifests), np.int64)
+    for k, manifest in enumerate(manifests):
+        for chunk, frag in manifest:
+            got = frag_rows.get(tuple(int(c) for c in chunk))
+            rows = got[int(frag)] if got is not None and int(frag) < len(got) else empty
+            parts.append(rows)
+            lengths[k] += len(rows)
+    rows = np.concatenate(parts) if parts else empty
+    return np.asarray(ids, np.int64), np.r_[0, np.cumsum(lengths)].astype(np.int64), rows
+
+
+def read_object_attribute_table(path: str | os.PathLike[str], level: int, name: str) -> np.ndarray:
+    from zarr_vectors.core import arrays as A
+
+    return np.asarray(A.read_object_attributes(_level(path, level)[0], name))
+
+
+@dataclass
+class NewLevel:
+    """A coarse level computed in memory, ready to write (rows chunk-major)."""
+
+    level: int
+    source_level: int
+    positions: np.ndarray  # (n, D) float32, row order
+    chunk_keys: np.ndarray  # (C, D), lexicographic
+    chunk_starts: np.ndarray  # (C + 1,) row ranges
+    bin_shape: tuple[float, ...]
+    chunk_shape: tuple[float, ...]
+    sparsity: float
+    method: str
+    one_fragment_per_vertex: bool
+    object_ids: np.ndarray | None = None  # (O,) ids in object-index order
+    object_offsets: np.ndarray | None = None  # (O + 1,)
+    object_rows: np.ndarray | None = None  # coarse rows each object walks
+    preserves_ids: bool = True
+    inherited_objects: int = 0
+    object_attributes: dict[str, tuple[np.ndarray, np.ndarray | None]] | None = None  # name -> (data, present)
+
+
+def write_new_level(path: str | os.PathLike[str], new: NewLevel, layout: LevelLayout) -> None:
+    """Create one coarse level: metadata, vertices (batched), object index and object attributes."""
+    from zarr_vectors import building as b
+    from zarr_vectors.multiresolution.coarsen import _stamp_root_capability
+
+    root = _root(path, "r+")
+    ndim = layout.ndim
+    has_objects = new.object_ids is not None
+    chunk_override = None if np.allclose(new.chunk_shape, layout.root_chunk) else tuple(new.chunk_shape)
+    meta = b.LevelMetadata(
+        level=new.level,
+        vertex_count=len(new.positions),
+        arrays_present=[b.VERTICES, b.OBJECT_INDEX] if has_objects else [b.VERTICES],
+        bin_shape=tuple(new.bin_shape),
+        bin_ratio=tuple(max(1, int(round(t / r))) for t, r in zip(new.bin_shape, layout.root_bin, strict=True)),
+        chunk_shape=chunk_override,
+        object_sparsity=1.0 / new.sparsity,
+        coarsening_method=new.method,
+        parent_level=new.source_level,
+        preserves_object_ids=bool(has_objects and new.preserves_ids),
+        inherited_num_objects=new.inherited_objects if has_objects else 0,
+        shared_fragments=True,
+    )
+    group = b.create_resolution_level(root, new.level, meta)
+    b.create_vertices_array(group, dtype="float32")
+    if has_objects:
+        b.create_object_index_array(group)
+    pos = np.ascontiguousarray(new.positions, dtype=np.float32)
+    keys = [tuple(int(c) for c in k) for k in new.chunk_keys]
+    with group.batched_writes():
+        for i, key in enumerate(keys):
+            block = pos[new.chunk_starts[i] : new.chunk_starts[i + 1]]
+            parts = list(block[:, None, :]) if new.one_fragment_per_vertex else [block]
+            b.write_chunk_vertices(group, key, parts, dtype=np.float32)
+    if has_objects:
+        row_chunk = np.repeat(np.arange(len(keys)), np.diff(new.chunk_starts))
+        row_local = np.arange(len(pos)) - new.chunk_starts[row_chunk]
+        manifests = {}
+        offs, rows = new.object_offsets, new.object_rows
+        for k, oid in enumerate(new.object_ids.tolist()):
+            sel = rows[offs[k] : offs[k + 1]]
+            manifests[int(oid)] = list(zip([keys[c] for c in row_chunk[sel]], row_local[sel].tolist(), strict=True))
+        b.write_object_index(group, manifests, sid_ndim=ndim)
+        for name, (data, present) in (new.object_attributes or {}).items():
+            b.create_object_attributes_array(group, name)
+            b.write_object_attributes(group, name, data, present_mask=present)
+        if new.preserves_ids:
+            _stamp_root_capability(root, b.CAP_PRESERVED_OBJECT_IDS)
+    _stamp_root_capability(root, b.CAP_SHARED_FRAGMENTS)
+
+
+def write_parent_links(
+    path: str | os.PathLike[str],
+    fine_level: int,
+    delta: int,
+    parent: np.ndarray,
+    fine_chunks: tuple[np.ndarray, np.ndarray],
+    coarse_chunks: tuple[np.ndarray, np.ndarray],
+    *,
+    mirror: bool,
+) -> None:
+    """``links/+delta`` at the fine level (and ``-delta`` at the coarse one when ``mirror``) from a row map.
+
+    ``parent[i]`` is fine row i's ancestor row ``delta`` levels up (-1:
+    none); each ``*_chunks`` is ``(chunk_keys, chunk_starts)`` of a level.
+    """
+    from zarr_vectors import building as b
+    from zarr_vectors.core.arrays import write_cross_level_links
+
+    fine = np.flatnonzero(parent >= 0)
+    if not len(fine):
+        return
+    coarse = parent[fine]
+
+    def address(rows: np.ndarray, chunks: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        keys, starts = chunks
+        c = np.searchsorted(starts, rows, side="right") - 1
+        return np.asarray(keys, np.int64)[c], rows - starts[c]
+
+    f_cc, f_vi = address(fine, fine_chunks)
+    c_cc, c_vi = address(coarse, coarse_chunks)
+    root = _root(path, "r+")
+    ndim = int(b.read_root_metadata(root).sid_ndim)
+    group = b.get_resolution_level(root, fine_level)
+    with group.batched_writes():
+        write_cross_level_links(group, f_cc, f_vi, c_cc, c_vi, ndim, delta=delta)
+    if mirror:
+        group = b.get_resolution_level(root, fine_level + delta)
+        with group.batched_writes():
+            write_cross_level_links(group, c_cc, c_vi, f_cc, f_vi, ndim, delta=-delta)
+
+
+def stamp_link_settings(path: str | os.PathLike[str], depth: int, storage: str, *, linked: bool) -> None:
+    """Record the build's cross-level settings on the root, as upstream's finalize pass does."""
+    from zarr_vectors import building as b
+    from zarr_vectors.multiresolution.coarsen import _stamp_root_capability, _stamp_root_cross_level
+
+    root = _root(path, "r+")
+    _stamp_root_cross_level(root, depth=depth, storage=storage)
+    if linked:
+        _stamp_root_capability(root, b.CAP_MULTISCALE_LINKS)
