@@ -1,66 +1,128 @@
-"""Our build_pyramid (2 attributes aggregated) vs upstream build_pyramid alone, same store, one run.
+"""The vectorized engine vs upstream ``build_pyramid``, on the same level-0 stores, in one run.
 
-The 500,000-point sample's level 0 is written once; each repeat copies it
-twice and builds [(2,1)]*3 on each copy, alternating which goes first, so
-machine noise hits both. Target: aggregation adds at most 25% to upstream.
+Stores (level 0 written once into the sample cache):
+  points       the tutorial's 500,000 uniform points (intensity, label), factors [(2,1)]*3
+  streamlines  the tutorial's 10,000 random-walk streamlines, factors [(2,1),(2,4),(2,4)], seed 42
 
-    python benchmarks/build_pyramid.py [--points 500000] [--repeats 3]
+Each build runs in its own process on a fresh copy (so peak memory is the
+build's own; it is printed as peak RSS over the process after imports).
+Upstream builds geometry and links only; ours also aggregates every
+vertex attribute onto every level. Ours runs twice: with level 0's chunk
+grid on every level (``chunk_scale=1``, upstream's layout) and with
+``chunk_scale="auto"``. Builds alternate order across repeats.
+
+    python benchmarks/build_pyramid.py [--repeats 1] [--only points|streamlines] [--where DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from napari_zarr_vectors import pyramid, samples, store
+CASES = {
+    "points": ([(2.0, 1.0)] * 3, dict(agg_mode="mean", agg_overrides={"label": "mode"})),
+    "streamlines": ([(2.0, 1.0), (2.0, 4.0), (2.0, 4.0)], dict(sparsity_seed=42)),
+}
+RUNS = ("upstream", "ours", "ours-auto")
 
-FACTORS = [(2.0, 1.0)] * 3
+
+def level0(case: str) -> Path:
+    from napari_zarr_vectors import samples
+
+    path = samples.cache_dir() / f"bench_{case}_level0.zv"
+    if not path.exists():
+        if case == "points":
+            samples.make_point_cloud(path, 500_000, factors=None)
+        else:
+            samples.make_streamlines(path, 10_000, factors=None)
+    return path
 
 
-def upstream(path: Path) -> float:
+def _peak_kb() -> int:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited from the parent over exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def child(case: str, run: str, path: str) -> None:
+    """One timed build in this process; prints a JSON line."""
+    from napari_zarr_vectors import pyramid, store
+
+    factors, options = CASES[case]
+    before = _peak_kb()
     t = time.perf_counter()
-    store.upstream_build_pyramid(path, FACTORS)
-    return time.perf_counter() - t
-
-
-def ours(path: Path) -> float:
-    t = time.perf_counter()
-    pyramid.build_pyramid(path, FACTORS, agg_mode="mean", agg_overrides={"label": "mode"})
-    return time.perf_counter() - t
+    if run == "upstream":
+        store.upstream_build_pyramid(path, factors, sparsity_seed=options.get("sparsity_seed"))
+    else:
+        pyramid.build_pyramid(path, factors, chunk_scale="auto" if run == "ours-auto" else 1, **options)
+    seconds = time.perf_counter() - t
+    peak = _peak_kb()
+    info = store.open_info(path)
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "peak_mb": peak / 1024,
+                "grew_mb": (peak - before) / 1024,
+                "vertices": [lv.vertex_count for lv in info.levels],
+                "files": sum(len(f) for _, _, f in os.walk(path)),
+            }
+        )
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--points", type=int, default=500_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--only", choices=list(CASES))
+    parser.add_argument("--where", help="folder for the copies (default: a temporary folder)")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="nzv-bench-"))
+    if args.child:
+        child(*args.child)
+        return
+    work = Path(tempfile.mkdtemp(prefix="nzv-bench-", dir=args.where))
     try:
-        base = samples.make_point_cloud(work / "base.zv", args.points, factors=None)
-        times: dict[str, list[float]] = {"upstream": [], "ours": []}
-        for r in range(args.repeats):
-            order = [("upstream", upstream), ("ours", ours)]
-            for name, fn in order if r % 2 == 0 else order[::-1]:
-                copy = work / f"{name}-{r}.zv"
-                shutil.copytree(base, copy)
-                os.sync()  # the copy's dirty pages must not be written back inside the timed build
-                times[name].append(fn(copy))
-                shutil.rmtree(copy)
-                os.sync()
-        up, us = statistics.median(times["upstream"]), statistics.median(times["ours"])
-        paired = [o / u for o, u in zip(times["ours"], times["upstream"], strict=True)]
-        print(f"{args.points:,} points, factors {FACTORS}, {args.repeats} interleaved pairs")
-        runs = {k: [round(t, 2) for t in v] for k, v in times.items()}
-        print(f"upstream build_pyramid (no attributes):        median {up:6.2f} s  {runs['upstream']}")
-        print(f"ours (intensity mean + label mode aggregated): median {us:6.2f} s  {runs['ours']}")
-        print(f"ours / upstream per pair: {[round(r, 2) for r in paired]}")
-        med = statistics.median(paired)
-        print(f"median paired ratio {med:.2f} -> aggregation adds {100 * (med - 1):.0f}% (target <= 25%)")
+        for case in [args.only] if args.only else list(CASES):
+            base = level0(case)
+            results: dict[str, list[dict]] = {r: [] for r in RUNS}
+            for rep in range(args.repeats):
+                for run in RUNS if rep % 2 == 0 else RUNS[::-1]:
+                    copy = work / f"{case}-{run}.zv"
+                    shutil.rmtree(copy, ignore_errors=True)
+                    shutil.copytree(base, copy)
+                    os.sync()
+                    out = subprocess.run(
+                        [sys.executable, __file__, "--child", case, run, str(copy)],
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                    ).stdout
+                    results[run].append(json.loads(out.strip().splitlines()[-1]))
+                    shutil.rmtree(copy)
+            up = statistics.median(r["seconds"] for r in results["upstream"])
+            factors, _ = CASES[case]
+            print(f"\n{case}: level 0 {results['upstream'][0]['vertices'][0]:,} vertices, factors {factors}")
+            for run in RUNS:
+                rs = results[run]
+                sec = statistics.median(r["seconds"] for r in rs)
+                peak, grew = max(r["peak_mb"] for r in rs), max(r["grew_mb"] for r in rs)
+                print(
+                    f"  {run:10s} {sec:7.2f} s  x{up / sec:5.1f} vs upstream  "
+                    f"peak RSS {peak:6.0f} MB (+{grew:.0f} in build)  "
+                    f"levels {rs[0]['vertices']}  files {rs[0]['files']:,}"
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -22,7 +22,7 @@ def _tree_edges(n: int, rng: np.random.Generator) -> np.ndarray:
     return np.stack([children, parents], axis=1)
 
 
-def write_upstream_store(kind: str, path: Path, *, seed: int = 0) -> Path:
+def write_upstream_store(kind: str, path: Path, *, seed: int = 0, pyramid: bool = True) -> Path:
     """A small store of ``kind`` written by zarr-vectors' own writers (never by this plugin)."""
     rng = np.random.default_rng(seed)
     cube = dict(chunk_shape=(200.0,) * 3, bin_shape=(50.0,) * 3)
@@ -96,7 +96,8 @@ def write_upstream_store(kind: str, path: Path, *, seed: int = 0) -> Path:
         )
     else:  # pragma: no cover
         raise ValueError(kind)
-    build_pyramid(str(path), factors=FACTORS)
+    if pyramid:
+        build_pyramid(str(path), factors=FACTORS)
     return path
 
 

@@ -427,7 +427,7 @@ def run(
             raise BuildCancelled(f"Build of '{plan.path}' cancelled; the store is as it was.")
 
     with _build_lock:
-        snap = store.snapshot(plan.path)
+        snap = store.snapshot(plan.path, links=plan.engine != "vectorized")
         aggregator: _Aggregator | None = None
         try:
             if plan.engine == "vectorized":

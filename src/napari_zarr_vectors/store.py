@@ -1123,7 +1123,12 @@ class StoreSnapshot:
     backup: Path
 
 
-def snapshot(path: str | os.PathLike[str]) -> StoreSnapshot:
+def snapshot(path: str | os.PathLike[str], *, links: bool = True) -> StoreSnapshot:
+    """Record the store's files and copy its metadata (and, with ``links``, its link arrays).
+
+    ``links=False`` suits a writer that only adds link families and never
+    rewrites an existing link cell (the vectorized engine).
+    """
     import tempfile
 
     root = Path(path).resolve()
@@ -1134,7 +1139,7 @@ def snapshot(path: str | os.PathLike[str]) -> StoreSnapshot:
             continue
         rel = f.relative_to(root)
         files.add(str(rel))
-        if f.name == "zarr.json" or "links" in rel.parts or "cross_chunk_links" in rel.parts:
+        if f.name == "zarr.json" or (links and ("links" in rel.parts or "cross_chunk_links" in rel.parts)):
             dest = backup / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, dest)
@@ -1379,24 +1384,58 @@ def level_object_rows(path: str | os.PathLike[str], level: int) -> tuple[np.ndar
     ids, manifests = A.read_object_manifest_rows(group)
     offsets_by_chunk, keys, _ = _chunk_offsets(group, ndim)
     ckeys = [".".join(map(str, k)) for k in keys]
-    frag_rows: dict[tuple, list[np.ndarray]] = {}
+    # every fragment of the level as (first row, row count), or an explicit row list
+    frag_start: list[np.ndarray] = []
+    frag_count: list[np.ndarray] = []
+    explicit: dict[int, np.ndarray] = {}
+    base = np.zeros(len(keys) + 1, np.int64)
     with group.batched_reads([(b.VERTEX_FRAGMENTS, ckeys)]):
-        for key in keys:
+        for i, key in enumerate(keys):
             fi = A.read_vertex_fragment_index(group, key)
-            base = offsets_by_chunk[key]
-            local = np.arange(int(fi.vertex_extent), dtype=np.int64)
-            frag_rows[key] = [A.fragment_rows(local, fi, f) + base for f in range(fi.num_fragments)]
+            first = offsets_by_chunk[key]
+            if fi.num_explicit_fragments == 0:  # range fragments only: the table is (start, count) per fragment
+                table = np.asarray(fi._range_table, np.int64).reshape(-1, 2)
+                frag_start.append(table[:, 0] + first)
+                frag_count.append(table[:, 1])
+            else:
+                local = np.arange(int(fi.vertex_extent), dtype=np.int64)
+                starts, counts = np.zeros(fi.num_fragments, np.int64), np.zeros(fi.num_fragments, np.int64)
+                for f in range(fi.num_fragments):
+                    explicit[int(base[i]) + f] = A.fragment_rows(local, fi, f) + first
+                frag_start.append(starts)
+                frag_count.append(counts)
+            base[i + 1] = base[i] + fi.num_fragments
+    f_start = np.concatenate(frag_start) if frag_start else np.zeros(0, np.int64)
+    f_count = np.concatenate(frag_count) if frag_count else np.zeros(0, np.int64)
+    for g, rows in explicit.items():
+        f_count[g] = len(rows)
+    lengths = np.fromiter(map(len, manifests), np.int64, len(manifests))
+    flat = [entry for manifest in manifests for entry in manifest]
     empty = np.zeros(0, np.int64)
-    parts = []
-    lengths = np.zeros(len(manifests), np.int64)
-    for k, manifest in enumerate(manifests):
-        for chunk, frag in manifest:
-            got = frag_rows.get(tuple(int(c) for c in chunk))
-            rows = got[int(frag)] if got is not None and int(frag) < len(got) else empty
-            parts.append(rows)
-            lengths[k] += len(rows)
-    rows = np.concatenate(parts) if parts else empty
-    return np.asarray(ids, np.int64), np.r_[0, np.cumsum(lengths)].astype(np.int64), rows
+    if not flat:
+        return np.asarray(ids, np.int64), np.zeros(len(manifests) + 1, np.int64), empty
+    chunk = np.asarray([entry[0] for entry in flat], np.int64).reshape(len(flat), ndim)
+    frag = np.fromiter((entry[1] for entry in flat), np.int64, len(flat))
+    table, wanted = pack_rows(np.asarray(keys, np.int64).reshape(len(keys), ndim), chunk)
+    order = np.argsort(table)
+    pos = np.clip(np.searchsorted(table[order], wanted), 0, len(table) - 1)
+    found = table[order][pos] == wanted
+    chunk_index = order[pos]
+    valid = found & (frag < np.diff(base)[chunk_index])
+    gfrag = np.where(valid, base[chunk_index] + frag, 0)
+    counts = np.where(valid, f_count[gfrag], 0)
+    starts = f_start[gfrag]
+    total = int(counts.sum())
+    within = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    rows = np.repeat(starts, counts) + within
+    for g, explicit_rows in explicit.items():  # rare: fragments that are row lists, not ranges
+        hits = np.flatnonzero(valid & (gfrag == g))
+        ends = np.cumsum(counts)
+        for h in hits:
+            rows[ends[h] - counts[h] : ends[h]] = explicit_rows
+    owner = np.repeat(np.arange(len(lengths)), lengths)
+    per_object = np.bincount(owner, weights=counts, minlength=len(lengths)).astype(np.int64)
+    return np.asarray(ids, np.int64), np.r_[0, np.cumsum(per_object)].astype(np.int64), rows
 
 
 def read_object_attribute_table(path: str | os.PathLike[str], level: int, name: str) -> np.ndarray:
