@@ -243,3 +243,15 @@ def test_bin_partials_merge_exactly():
     occupied = {tuple(b) for b in bins[w > 0]}
     has_parent = np.array([tuple(b) in occupied for b in bins])
     np.testing.assert_array_equal(whole.parent >= 0, has_parent)
+
+
+def test_cli_build_passes_engine_options(level0_stores, tmp_path):
+    from napari_zarr_vectors import cli
+
+    path = tmp_path / "s.zv"
+    shutil.copytree(level0_stores["streamline"], path)
+    args = ["build", str(path), "--factors", "2,1", "--method", "cross_object_metanode", "--chunk-scale", "auto"]
+    assert cli.main([*args, "--quiet"]) == 0
+    info = store.open_info(path)
+    assert info.levels[1].chunk_shape == tuple(2 * c for c in info.levels[0].chunk_shape)
+    assert _surviving_ids(path, 1) == list(range(info.levels[1].object_count))

@@ -107,6 +107,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             sparsity_seed=args.seed,
             cross_level_depth=args.depth,
             cross_level_storage=args.storage,
+            engine=args.engine,
+            chunk_scale=args.chunk_scale,
             progress=None if args.quiet else _text_progress,
         )
     except KeyboardInterrupt:
@@ -210,7 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--suggest", type=float, metavar="C", help="instead of --factors: levels of xC until one chunk")
     build.add_argument("--agg", default="mean", choices=pyramid.AGG_MODES, help="aggregation for every attribute")
     build.add_argument("--agg-override", nargs="+", type=_parse_override, metavar="ATTR=MODE")
-    build.add_argument("--method", default="per_object")
+    build.add_argument("--method", default="per_object", help="per_object or cross_object_metanode")
+    build.add_argument("--engine", default="auto", choices=pyramid.ENGINES)
+    build.add_argument(
+        "--chunk-scale",
+        default=1,
+        type=lambda v: v if v == "auto" else int(v),
+        help="1 keeps level 0's chunk grid; 'auto' grows coarse chunks with the coarsen factor",
+    )
     build.add_argument("--strategy", default="random", help="sparsity strategy: random, spatial_coverage, ...")
     build.add_argument("--seed", type=int, default=None)
     build.add_argument("--depth", type=int, default=1, help="cross-level link depth: 0, N, or -1 for all")
