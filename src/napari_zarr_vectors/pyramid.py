@@ -486,6 +486,16 @@ def _coarsen_all(plan: BuildPlan, report: Callable, check_cancel: Callable, aggr
             aggregator.level_ready(source)
 
 
+def _aggregate_columns(
+    modes: Mapping[str, str], to_level: np.ndarray, values: Mapping[str, np.ndarray], n_coarse: int
+) -> dict[str, np.ndarray]:
+    """Each level-0 attribute reduced onto a level's rows (plus ``count`` when some mode is count)."""
+    columns = {name: aggregate.reduce(to_level, values[name], n_coarse, mode) for name, mode in modes.items()}
+    if "count" in modes.values():
+        columns[COUNT_ATTRIBUTE] = aggregate.reduce(to_level, np.zeros(len(to_level)), n_coarse, "count")
+    return columns
+
+
 def _slab_task(
     path: str,
     level: int,
@@ -496,10 +506,7 @@ def _slab_task(
     attributes: Sequence[str],
 ) -> tuple[engine.Partial, dict[str, np.ndarray]]:
     """One slab of a stored level: read its chunks, bin them (runs on a dask worker when a client is given)."""
-    if keys is None:  # the whole level: one typed read, ~10x faster than naming its chunks
-        positions, values = store.read_rows(path, level, attributes)
-    else:
-        positions, values = store.read_row_batch(path, level, keys, counts, attributes)
+    positions, values = store.read_row_batch(path, level, keys, counts, attributes)
     return engine.slab_partial(positions, weights, grid), values
 
 
@@ -519,7 +526,7 @@ def _stored_partials(
         (
             plan.path,
             level,
-            keys if len(batches) > 1 else None,
+            keys if len(batches) > 1 else None,  # None: the whole level, one read
             counts,
             None if weights is None else weights[starts[j] : starts[j + 1]],
             grid,
@@ -639,13 +646,10 @@ def _vectorized(plan: BuildPlan, report: Callable, check_cancel: Callable, clien
             objects, obj_attrs = _new_objects(plan, new, objects, kept_mask, coarse.parent, obj_attrs)
         store.write_new_level(path, new, layout)
         report(target, "coarsen", f"level {target}: coarsened x{coarsen:g}, thinned 1/{sparsity:g}")
-        to_level = coarse.parent if to_level is None else aggregate.compose([to_level, coarse.parent])[-1]
-        if attrs:
+        if attrs:  # level-0 rows -> this level's rows, only needed to aggregate
             check_cancel()
-            n_new = len(coarse.positions)
-            columns = {name: aggregate.reduce(to_level, values[name], n_new, mode) for name, mode in plan.modes.items()}
-            if "count" in plan.modes.values():
-                columns[COUNT_ATTRIBUTE] = aggregate.reduce(to_level, np.zeros(len(to_level)), n_new, "count")
+            to_level = coarse.parent if to_level is None else aggregate.compose([to_level, coarse.parent])[-1]
+            columns = _aggregate_columns(plan.modes, to_level, values, len(coarse.positions))
             store.write_vertex_attributes(path, target, columns)
             report(target, "aggregate", f"level {target}: " + ", ".join(f"{k} {m}" for k, m in plan.modes.items()))
         parents.append(coarse.parent)
@@ -685,7 +689,6 @@ def _new_objects(
             attrs[name] = out
         new.object_attributes = {n: (d, kept_mask.astype(np.uint8)) for n, d in attrs.items()}
     new.object_ids, new.object_offsets, new.object_rows = new_ids, t_offs, t_rows
-    new.inherited_objects = len(new_ids)
     return (new_ids, t_offs, t_rows), attrs
 
 
@@ -747,12 +750,7 @@ class _Aggregator:
         self._compose(fine)
         n_coarse = store.level_rows(self.plan.path, fine + 1)
         to_level = self.to_level
-        columns = {
-            name: aggregate.reduce(to_level, self.values[name], n_coarse, mode)
-            for name, mode in self.plan.modes.items()
-        }
-        if "count" in self.plan.modes.values():
-            columns[COUNT_ATTRIBUTE] = aggregate.reduce(to_level, np.zeros(len(to_level)), n_coarse, "count")
+        columns = _aggregate_columns(self.plan.modes, to_level, self.values, n_coarse)
         future = self.pool.submit(store.write_vertex_attributes, self.plan.path, fine + 1, columns, register=False)
         self.pending.append((fine + 1, future))
         self._drain(block=False)
