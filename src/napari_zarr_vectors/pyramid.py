@@ -504,9 +504,10 @@ def _slab_task(
     weights: np.ndarray | None,
     grid: engine.BinGrid,
     attributes: Sequence[str],
+    whole: bool = False,
 ) -> tuple[engine.Partial, dict[str, np.ndarray]]:
     """One slab of a stored level: read its chunks, bin them (runs on a dask worker when a client is given)."""
-    positions, values = store.read_row_batch(path, level, keys, counts, attributes)
+    positions, values = store.read_row_batch(path, level, keys, counts, attributes, whole=whole)
     return engine.slab_partial(positions, weights, grid), values
 
 
@@ -526,11 +527,12 @@ def _stored_partials(
         (
             plan.path,
             level,
-            keys if len(batches) > 1 else None,  # None: the whole level, one read
+            keys,
             counts,
             None if weights is None else weights[starts[j] : starts[j + 1]],
             grid,
             attributes,
+            len(batches) == 1,  # the whole level: one read
         )
         for j, (keys, counts) in enumerate(batches)
     ]
@@ -578,7 +580,7 @@ def _vectorized(plan: BuildPlan, report: Callable, check_cancel: Callable, clien
     ndim, attrs = layout.ndim, list(plan.modes)
     chunks_of = {first: (layout.chunk_keys, np.r_[0, np.cumsum(layout.chunk_counts)].astype(np.int64))}
     n_src = int(layout.chunk_counts.sum())
-    objects = store.level_object_rows(path, first) if layout.has_objects else None
+    objects = store.level_object_rows(path, first, layout) if layout.has_objects else None
     if objects is not None and len(objects[0]) == 0:
         raise PyramidError(f"Store '{path}': level {first} has no objects to coarsen.")
     obj_attrs = {n: store.read_object_attribute_table(path, first, n) for n in layout.object_attributes}

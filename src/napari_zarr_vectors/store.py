@@ -927,10 +927,13 @@ def read_row_batch(
     chunk_keys: Sequence[tuple[int, ...]] | None,
     counts: Sequence[int],
     attributes: Sequence[str] = (),
+    *,
+    whole: bool = False,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The rows (float64) and attributes of some chunks of a level, in row order; one batched read.
 
-    ``chunk_keys=None`` means every chunk: a point cloud is then read with
+    ``chunk_keys=None`` means every chunk (listed here); ``whole=True``
+    says the given keys are every chunk. A whole point cloud is read with
     one whole-level typed read, ~10x faster than naming its chunks.
     """
     from zarr_vectors import building as b
@@ -938,11 +941,12 @@ def read_row_batch(
 
     group, ndim = _level(path, level)
     points = list(b.read_root_metadata(_root(path)).geometry_types)[:1] == ["point_cloud"]
-    if chunk_keys is None:
+    if chunk_keys is None or whole:
         if points:
             data = _read_points(Path(path).resolve(), level, None, list(attributes))
             return np.asarray(data.positions, np.float64), data.vertex_attributes
-        chunk_keys = [tuple(int(c) for c in k) for k in chunk_vertex_counts(path, level)[0]]
+        if chunk_keys is None:
+            chunk_keys = [tuple(int(c) for c in k) for k in chunk_vertex_counts(path, level)[0]]
     if not chunk_keys:
         return np.zeros((0, ndim)), {name: np.zeros(0) for name in attributes}
     if points:
@@ -1115,47 +1119,71 @@ class StoreSnapshot:
 
     Coarsening adds new level folders and link arrays and rewrites small
     metadata files; it never rewrites existing vertex data. So the
-    snapshot is the set of files, a copy of every ``zarr.json`` and of the
-    existing link arrays (small next to the vertices).
+    snapshot is the set of files and folders, a copy of every
+    ``zarr.json`` and (for writers that rewrite links) of the existing
+    link arrays, small next to the vertices. ``sealed`` folders were not
+    listed: the writer promised not to touch them.
     """
 
     root: Path
     files: set[str]
+    dirs: set[str]
+    sealed: set[str]
     backup: Path
 
 
 def snapshot(path: str | os.PathLike[str], *, links: bool = True) -> StoreSnapshot:
     """Record the store's files and copy its metadata (and, with ``links``, its link arrays).
 
-    ``links=False`` suits a writer that only adds link families and never
-    rewrites an existing link cell (the vectorized engine).
+    ``links=False`` suits a writer that only adds arrays (new levels, new
+    link families) and never writes a cell of an existing array (the
+    vectorized engine): existing chunk folders (``c``) are then sealed,
+    not listed, which keeps this to the metadata files (31,000 files
+    listed and 1.3 s for a 10,000-streamline store, before).
     """
     import tempfile
 
     root = Path(path).resolve()
     backup = Path(tempfile.mkdtemp(prefix="nzv-snapshot-"))
-    files: set[str] = set()
-    for f in root.rglob("*"):
-        if not f.is_file():
-            continue
-        rel = f.relative_to(root)
-        files.add(str(rel))
-        if f.name == "zarr.json" or (links and ("links" in rel.parts or "cross_chunk_links" in rel.parts)):
-            dest = backup / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(f, dest)
-    return StoreSnapshot(root=root, files=files, backup=backup)
+    snap = StoreSnapshot(root=root, files=set(), dirs=set(), sealed=set(), backup=backup)
+    stack = [(str(root), "")]
+    while stack:
+        folder, rel_folder = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                rel = f"{rel_folder}{entry.name}"
+                if entry.is_dir(follow_symlinks=False):
+                    snap.dirs.add(rel)
+                    if not links and entry.name == "c":
+                        snap.sealed.add(rel)
+                    else:
+                        stack.append((entry.path, rel + "/"))
+                    continue
+                snap.files.add(rel)
+                parts = rel.split("/")
+                if entry.name == "zarr.json" or (links and ("links" in parts or "cross_chunk_links" in parts)):
+                    dest = backup / rel
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(entry.path, dest)
+    return snap
 
 
 def restore(snap: StoreSnapshot) -> None:
-    """Put the store back as it was at ``snapshot``: new files go, saved files come back."""
-    kept_dirs = {str(parent) for rel in snap.files for parent in Path(rel).parents}
-    for f in sorted(snap.root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        rel = str(f.relative_to(snap.root))
-        if f.is_file() and rel not in snap.files:
-            f.unlink()
-        elif f.is_dir() and rel not in kept_dirs and not any(f.iterdir()):
-            f.rmdir()
+    """Put the store back as it was at ``snapshot``: new files and folders go, saved files come back."""
+    stack = [(str(snap.root), "")]
+    while stack:
+        folder, rel_folder = stack.pop()
+        with os.scandir(folder) as entries:
+            found = list(entries)
+        for entry in found:
+            rel = f"{rel_folder}{entry.name}"
+            if entry.is_dir(follow_symlinks=False):
+                if rel not in snap.dirs:
+                    shutil.rmtree(entry.path)
+                elif rel not in snap.sealed:
+                    stack.append((entry.path, rel + "/"))
+            elif rel not in snap.files:
+                os.unlink(entry.path)
     for saved in snap.backup.rglob("*"):
         if saved.is_file():
             dest = snap.root / saved.relative_to(snap.backup)
@@ -1371,19 +1399,27 @@ def level_layout(path: str | os.PathLike[str], level: int) -> LevelLayout:
     )
 
 
-def level_object_rows(path: str | os.PathLike[str], level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def level_object_rows(
+    path: str | os.PathLike[str], level: int, layout: LevelLayout | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every object of a level as the sequence of vertex rows its manifest walks.
 
     Returns ``(ids, offsets, rows)``: object ``k`` (id ``ids[k]``, in
     object-index row order) visits ``rows[offsets[k]:offsets[k+1]]``.
-    Rows are level rows (chunk-major, as links address them).
+    Rows are level rows (chunk-major, as links address them). Passing the
+    level's ``layout`` saves re-sizing every chunk (a read of each).
     """
     from zarr_vectors import building as b
     from zarr_vectors.core import arrays as A
 
     group, ndim = _level(path, level)
     ids, manifests = A.read_object_manifest_rows(group)
-    offsets_by_chunk, keys, _ = _chunk_offsets(group, ndim)
+    if layout is None:
+        offsets_by_chunk, keys, _ = _chunk_offsets(group, ndim)
+    else:
+        keys = [tuple(int(c) for c in k) for k in layout.chunk_keys.tolist()]
+        starts = np.r_[0, np.cumsum(layout.chunk_counts)[:-1]].astype(np.int64).tolist()
+        offsets_by_chunk = dict(zip(keys, starts, strict=True))
     ckeys = [".".join(map(str, k)) for k in keys]
     # every fragment of the level as (first row, row count), or an explicit row list
     frag_start: list[np.ndarray] = []
