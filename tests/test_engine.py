@@ -101,7 +101,7 @@ def test_vectorized_levels_read_back_through_upstream_readers(level0_stores, tmp
     assert ds.level(2).objects.count == kept
     points = tmp_path / "points.zv"
     shutil.copytree(level0_stores["tutorial_points"], points)
-    pyramid.build_pyramid(points, [(2.0, 1.0)], chunk_scale="auto")
+    pyramid.build_pyramid(points, [(2.0, 1.0)])  # default chunk_scale: "auto" with this engine
     from zarr_vectors.types.points import read_points
 
     got = read_points(str(points), level=1)
@@ -111,6 +111,10 @@ def test_vectorized_levels_read_back_through_upstream_readers(level0_stores, tmp
         2 * c for c in store.open_info(points).levels[0].chunk_shape
     )
     assert store.validate(points) == []
+    grid1 = tmp_path / "grid1.zv"
+    shutil.copytree(level0_stores["tutorial_points"], grid1)
+    pyramid.build_pyramid(grid1, [(2.0, 1.0)], engine="upstream")  # upstream's builder keeps level 0's grid
+    assert store.open_info(grid1).levels[1].chunk_shape == store.open_info(grid1).levels[0].chunk_shape
 
 
 @pytest.mark.parametrize(

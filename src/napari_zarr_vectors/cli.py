@@ -216,9 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--engine", default="auto", choices=pyramid.ENGINES)
     build.add_argument(
         "--chunk-scale",
-        default=1,
+        default=None,
         type=lambda v: v if v == "auto" else int(v),
-        help="1 keeps level 0's chunk grid; 'auto' grows coarse chunks with the coarsen factor",
+        help="1 keeps level 0's chunk grid; 'auto' grows coarse chunks with the coarsen factor "
+        "(default: auto with the vectorized engine, 1 with upstream's)",
     )
     build.add_argument("--strategy", default="random", help="sparsity strategy: random, spatial_coverage, ...")
     build.add_argument("--seed", type=int, default=None)

@@ -145,7 +145,7 @@ def plan_build(
     cross_level_storage: str = "explicit",
     source_level: int = 0,
     engine: str = "auto",
-    chunk_scale: Any = 1,
+    chunk_scale: Any = None,
 ) -> BuildPlan:
     """Check everything before anything is written; raise PyramidError naming what to change."""
     info = store.open_info(path)
@@ -164,6 +164,8 @@ def plan_build(
             f"method {CROSS_OBJECT!r} is built by the vectorized engine, for point clouds, polylines and "
             f"streamlines; this store holds {info.kind}s and engine is {engine!r}. Use method='per_object'."
         )
+    if chunk_scale is None:  # the vectorized engine's default: fewer, fuller coarse chunks
+        chunk_scale = "auto" if engine == "vectorized" else 1
     scales = _chunk_scales(chunk_scale, norm)
     if info.kind in store.POINT_KINDS and any(s != 1 for _, s in norm):
         raise PyramidError(
@@ -333,7 +335,7 @@ def build_pyramid(
     cross_level_depth: int = 1,
     cross_level_storage: str = "explicit",
     engine: str = "auto",
-    chunk_scale: Any = 1,
+    chunk_scale: Any = None,
     client: Any = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
@@ -344,7 +346,8 @@ def build_pyramid(
     the vectorized engine (``engine.py``) and other kinds with upstream's
     coarsener; ``"upstream"`` forces the latter. ``chunk_scale`` grows
     each new level's chunks over the level below ("auto": by the coarsen
-    factor). ``client``: a dask ``distributed.Client`` that computes the
+    factor; None, the default: "auto" with the vectorized engine, 1 with
+    upstream's, which keeps level 0's grid). ``client``: a dask ``distributed.Client`` that computes the
     level-0 slabs (vectorized engine).
 
     On cancel (``cancel()`` true, checked between levels and steps) or any
@@ -382,7 +385,7 @@ def coarsen_level(
     sparsity_seed: int | None = None,
     cross_level_storage: str = "explicit",
     engine: str = "auto",
-    chunk_scale: Any = 1,
+    chunk_scale: Any = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> dict[str, Any]:
