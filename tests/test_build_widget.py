@@ -77,6 +77,8 @@ def test_widget_builds_with_progress_and_a_live_event_loop(make_napari_viewer, q
     assert widget.summary_table.rowCount() == 3
     assert layer.metadata[METADATA_KEY]["levels"] == [0, 1, 2]
     assert set(store.vertex_attribute_names(point_store, 2)) >= {"intensity", "label"}
+    info = store.open_info(point_store)  # coarse chunks grew with the coarsen factor (the default)
+    assert info.levels[2].chunk_shape == tuple(4 * c for c in info.levels[0].chunk_shape)
     assert zv.open(str(point_store)).validate(level=2).errors == []
 
     # remove the coarsest level from the widget
@@ -84,6 +86,21 @@ def test_widget_builds_with_progress_and_a_live_event_loop(make_napari_viewer, q
     assert store.list_levels(point_store) == [0, 1]
     assert widget.summary_table.rowCount() == 2
     assert layer.metadata[METADATA_KEY]["levels"] == [0, 1]
+
+
+def test_widget_can_keep_level_0s_chunk_grid(make_napari_viewer, qtbot, point_store):
+    viewer = make_napari_viewer()
+    widget = BuildPyramidWidget(viewer)
+    widget.set_store(str(point_store))
+    widget.chunks.setFocus()
+    qtbot.keyClick(widget.chunks, Qt.Key_Down)  # the keyboard picks "keep level 0's grid"
+    assert widget.build_kwargs()["chunk_scale"] == 1
+    qtbot.mouseClick(widget.coarsen_one_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=120_000)
+    assert widget.status.text() == "done"
+    info = store.open_info(point_store)
+    assert len(info.levels) == 2 and info.levels[1].chunk_shape == info.levels[0].chunk_shape
+    assert zv.open(str(point_store)).validate(level=1).errors == []
 
 
 def test_widget_cancel_leaves_store_as_it_was(make_napari_viewer, qtbot, point_store, tree_digest):

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 DEFAULT_ROW = (2.0, 1.0)
 NO_SEED = "random each time"
+# "coarse chunks" choices -> build_pyramid's chunk_scale (None: the engine's default, "auto" for
+# point clouds and lines; upstream's builder, used for graphs and meshes, keeps level 0's grid)
+CHUNK_CHOICES = {"grow with coarsen (default)": None, "keep level 0's grid": 1}
 
 
 class _ProgressRelay(QObject):
@@ -123,6 +126,13 @@ class BuildPyramidWidget(QWidget):
         self.storage.addItems(list(pyramid.LINK_STORAGES))
         self.storage.setCurrentText("explicit")
         form.addRow("link storage", self.storage)
+        self.chunks = QComboBox()
+        self.chunks.addItems(list(CHUNK_CHOICES))
+        self.chunks.setToolTip(
+            "Coarse levels' chunk grid: grown with the coarsen factor (fewer, fuller chunks; faster to "
+            "build and to view) or level 0's grid on every level, as zarr-vectors' own builder makes it."
+        )
+        form.addRow("coarse chunks", self.chunks)
         layout.addLayout(form)
 
         # --- run
@@ -301,6 +311,7 @@ class BuildPyramidWidget(QWidget):
             "sparsity_seed": None if self.seed.value() < 0 else int(self.seed.value()),
             "cross_level_depth": int(self.depth.value()),
             "cross_level_storage": self.storage.currentText(),
+            "chunk_scale": CHUNK_CHOICES[self.chunks.currentText()],
         }
 
     def build(self) -> None:
