@@ -93,9 +93,12 @@ def child(case: str, run: str, path: str) -> None:
     )
 
 
-def added_files(base: Path, built: Path) -> list[tuple[str, int]]:
-    """(relative path, size) of every file in ``built`` that ``base`` does not have."""
-    have = {str(f.relative_to(base)) for f in base.rglob("*") if f.is_file()}
+def file_names(root: Path) -> set[str]:
+    return {str(f.relative_to(root)) for f in root.rglob("*") if f.is_file()}
+
+
+def added_files(have: set[str], built: Path) -> list[tuple[str, int]]:
+    """(relative path, size) of every file in ``built`` whose name is not in ``have``."""
     return [
         (rel, f.stat().st_size)
         for f in built.rglob("*")
@@ -134,6 +137,7 @@ def main() -> None:
     try:
         for case in [args.only] if args.only else list(CASES):
             base = level0(case)
+            base_files = file_names(base)
             results: dict[str, list[dict]] = {r: [] for r in RUNS}
             for rep in range(args.repeats):
                 for run in RUNS if rep % 2 == 0 else RUNS[::-1]:
@@ -148,7 +152,7 @@ def main() -> None:
                         text=True,
                     ).stdout
                     result = json.loads(out.strip().splitlines()[-1])
-                    result["floor"] = io_floor(added_files(base, copy), work / "floor")
+                    result["floor"] = io_floor(added_files(base_files, copy), work / "floor")
                     results[run].append(result)
                     shutil.rmtree(copy)
             up = statistics.median(r["seconds"] for r in results["upstream"])

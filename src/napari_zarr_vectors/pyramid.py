@@ -502,7 +502,7 @@ def _aggregate_columns(
 def _slab_task(
     path: str,
     level: int,
-    keys: list[tuple[int, ...]] | None,
+    keys: list[tuple[int, ...]],
     counts: list[int],
     weights: np.ndarray | None,
     grid: engine.BinGrid,

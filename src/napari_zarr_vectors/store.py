@@ -894,7 +894,7 @@ def iter_rows(
     """
     batches = row_batches(path, level, batch_vertices)
     for keys, counts in batches:
-        yield read_row_batch(path, level, keys if len(batches) > 1 else None, counts, attributes)
+        yield read_row_batch(path, level, keys, counts, attributes, whole=len(batches) == 1)
 
 
 def row_batches(
@@ -1407,19 +1407,17 @@ def level_object_rows(
     Returns ``(ids, offsets, rows)``: object ``k`` (id ``ids[k]``, in
     object-index row order) visits ``rows[offsets[k]:offsets[k+1]]``.
     Rows are level rows (chunk-major, as links address them). Passing the
-    level's ``layout`` saves re-sizing every chunk (a read of each).
+    level's ``layout`` (when the caller has it) saves re-sizing every chunk.
     """
     from zarr_vectors import building as b
     from zarr_vectors.core import arrays as A
 
+    layout = layout or level_layout(path, level)
     group, ndim = _level(path, level)
     ids, manifests = A.read_object_manifest_rows(group)
-    if layout is None:
-        offsets_by_chunk, keys, _ = _chunk_offsets(group, ndim)
-    else:
-        keys = [tuple(int(c) for c in k) for k in layout.chunk_keys.tolist()]
-        starts = np.r_[0, np.cumsum(layout.chunk_counts)[:-1]].astype(np.int64).tolist()
-        offsets_by_chunk = dict(zip(keys, starts, strict=True))
+    keys = [tuple(int(c) for c in k) for k in layout.chunk_keys.tolist()]
+    starts = np.r_[0, np.cumsum(layout.chunk_counts)[:-1]].astype(np.int64).tolist()
+    offsets_by_chunk = dict(zip(keys, starts, strict=True))
     ckeys = [".".join(map(str, k)) for k in keys]
     # every fragment of the level as (first row, row count), or an explicit row list
     frag_start: list[np.ndarray] = []
