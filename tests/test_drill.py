@@ -172,8 +172,55 @@ def test_locate_finds_keys_from_positions(linked):
     pos = d.positions(1, x)
     located = d.locate(1, pos)
     np.testing.assert_array_equal(d.positions(1, located), pos)
-    with pytest.raises(drill.DrillError, match="No vertex of level 1"):
-        d.locate(1, pos[:1] + 7.0)
+    np.testing.assert_array_equal(d.locate(1, pos, tolerance=0), located)  # exact matches need no tolerance
+    with pytest.raises(drill.DrillError, match="No vertex of level 1 within tolerance 0.5 of position"):
+        d.locate(1, pos[:1] + 7.0, tolerance=0.5)
+
+
+def _brute_nearest(d: drill.Drill, level: int, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every vertex of ``level`` as keys and positions, and each query's Euclidean distance to the nearest."""
+    coords, counts = store.chunk_vertex_counts(d.path, level)
+    keys = np.array([(*c, r) for c, n in zip(coords.tolist(), counts.tolist(), strict=True) for r in range(n)])
+    pos = d.positions(level, keys)
+    return keys, np.sqrt(((query[:, None, :] - pos[None]) ** 2).sum(-1)).min(1)
+
+
+def test_locate_finds_the_nearest_vertex_within_half_a_bin_diagonal(tmp_path):
+    path = tmp_path / "near.zv"
+    samples.make_point_cloud(path, 5_000, extent=400.0, chunk=100.0, bin_size=25.0, factors=[(2.0, 1.0)] * 2)
+    d = drill.Drill(path)
+    # level 2: bins of 100, one metanode near the middle of each; queries anywhere, chunk borders included
+    rng = np.random.default_rng(1)
+    query = np.r_[rng.uniform(0, 400, (40, 3)), [[100.0, 200.0, 300.0], [199.99, 200.01, 0.0]]]
+    all_keys, nearest = _brute_nearest(d, 2, query)
+    tol = 0.5 * np.sqrt(3) * 100.0
+    ok = nearest <= tol
+    assert ok.sum() > 20
+    found = d.locate(2, query[ok])
+    got = np.sqrt(((d.positions(2, found) - query[ok]) ** 2).sum(1))
+    np.testing.assert_allclose(got, nearest[ok], rtol=1e-9)  # the nearest one (ties aside)
+    assert {tuple(k) for k in found.tolist()} <= {tuple(k) for k in all_keys.tolist()}
+    # the docs' example: the middle of the cube finds the level-2 metanode of the bin around it
+    middle = d.positions(2, d.locate(2, [[200.0, 200.0, 200.0]]))[0]
+    assert np.all(np.abs(middle - 150.0) <= 100.0)
+    # a tolerance larger than a chunk searches every chunk within it
+    far = np.array([[-300.0, 50.0, 50.0]])
+    _, far_nearest = _brute_nearest(d, 0, far)
+    key = d.locate(0, far, tolerance=far_nearest[0] + 1.0)
+    np.testing.assert_allclose(np.linalg.norm(d.positions(0, key) - far), far_nearest)
+    assert d.locate(0, far, tolerance=np.inf).tolist() == key.tolist()
+    # nothing within: the message names the position, the tolerance and how near the nearest is
+    with pytest.raises(drill.DrillError, match=r"within tolerance 86.6025 of position \(-300.0, 50.0, 50.0\)") as e:
+        d.locate(2, far)
+    assert "(none is nearer than that)" in str(e.value) and str(path) in str(e.value)
+    near = query[ok][:1] + 1.0
+    tight = 0.5 * float(np.linalg.norm(d.positions(2, d.locate(2, near)) - near))
+    with pytest.raises(drill.DrillError, match=r"\(the nearest is [0-9.]+ away\): pass a larger tolerance"):
+        d.locate(2, near, tolerance=tight)
+    with pytest.raises(drill.DrillError, match=r"and 1 more positions"):
+        d.locate(2, np.r_[far, far + 1.0, [[200.0, 200.0, 200.0]]])
+    with pytest.raises(ValueError, match="tolerance must be a distance >= 0"):
+        d.locate(2, query[:1], tolerance=-1.0)
 
 
 def test_a_store_without_links_says_how_to_rebuild(tmp_path):

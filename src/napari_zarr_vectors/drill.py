@@ -132,40 +132,76 @@ class Drill:
         return out
 
     def locate(self, level: int, positions: np.ndarray, tolerance: float | None = None) -> np.ndarray:
-        """Keys of the vertices of ``level`` at ``positions`` (store order).
+        """Keys of the vertices of ``level`` nearest to ``positions`` (store order).
 
-        Each position is looked up in its own chunk, then (float rounding at
-        a chunk border) in the neighbouring ones.  A position farther than
-        ``tolerance`` (default: a thousandth of the level's bin) from every
-        vertex raises DrillError.
+        Each position gets the nearest vertex (Euclidean distance) within
+        ``tolerance``, default half the diagonal of the level's bin: the
+        distance from a bin's centre to its corners, so a position near the
+        middle of a metanode's bin finds that metanode.  A vertex's exact
+        position finds that vertex.  Only the chunks that can hold a vertex
+        that near are read: the position's own chunk first, then the others
+        meeting the box around the nearest distance so far.  A position with no
+        vertex within ``tolerance`` raises DrillError naming it and the tolerance.
         """
         positions = np.asarray(positions, dtype=np.float64).reshape(-1, self.ndim)
         lv = self.info.level(level)
-        tol = 1e-3 * float(min(lv.bin_shape)) if tolerance is None else float(tolerance)
-        cells = np.floor(positions / np.asarray(lv.chunk_shape, dtype=np.float64)).astype(np.int64)
+        if tolerance is None:
+            tol = 0.5 * float(np.linalg.norm(np.asarray(lv.bin_shape, dtype=np.float64)))
+        else:
+            tol = float(tolerance)
+            if not tol >= 0:
+                raise ValueError(f"tolerance must be a distance >= 0, got {tolerance!r}")
+        chunk = np.asarray(lv.chunk_shape, dtype=np.float64)
+        reader = self._reader(level)
         keys = np.full((len(positions), self.ndim + 1), -1, np.int64)
         best = np.full(len(positions), np.inf)
-        for offsets in (_neighbours(self.ndim)[:1], _neighbours(self.ndim)[1:]):
-            todo = np.flatnonzero(best > tol)
-            wanted = {tuple(cells[i] + o) for i in todo for o in offsets}
-            buffers = self._reader(level).vertex_chunks(wanted)
-            for i in todo:
-                for o in offsets:
-                    cell = tuple(int(v) for v in cells[i] + o)
-                    buf = buffers.get(cell)
-                    if buf is None or not len(buf):
-                        continue
-                    d = np.abs(buf - positions[i]).max(1)
-                    j = int(np.argmin(d))
-                    if d[j] < best[i]:
-                        best[i], keys[i] = d[j], (*cell, j)
-            if np.all(best <= tol):
-                return keys
-        bad = positions[int(np.argmax(best))]
-        raise DrillError(
-            f"No vertex of level {level} at {tuple(np.round(bad, 3))} in store '{self.path}': "
-            "select points of a layer showing that level."
-        )
+        own = np.floor(positions / chunk).astype(np.int64)
+        self._nearest(reader, positions, [{tuple(c)} for c in own.tolist()], keys, best)
+        # float32 rounding can put a vertex a hair outside its chunk: widen each box by that much
+        slack = 1e-6 * (np.abs(positions) + chunk)
+        radius = np.minimum(best, tol)[:, None] + slack
+        lo, hi = np.floor((positions - radius) / chunk), np.floor((positions + radius) / chunk)  # +-inf stay floats
+        more = np.flatnonzero(np.any((lo != own) | (hi != own), axis=1))
+        if len(more):
+            present = reader.chunks_present()
+            wanted = []
+            for i in more.tolist():
+                meet = present[np.all((present >= lo[i]) & (present <= hi[i]), axis=1)]
+                wanted.append({tuple(c) for c in meet.tolist()} - {tuple(own[i])})
+            self._nearest(reader, positions[more], wanted, keys, best, rows=more)
+        far = np.flatnonzero(best > tol)
+        if len(far):
+            i = int(far[0])
+            nearest = f"the nearest is {best[i]:g} away" if np.isfinite(best[i]) else "none is nearer than that"
+            others = f" (and {len(far) - 1} more positions)" if len(far) > 1 else ""
+            raise DrillError(
+                f"No vertex of level {level} within tolerance {tol:g} of position "
+                f"{tuple(float(v) for v in np.round(positions[i], 3))}{others} in store '{self.path}' "
+                f"({nearest}): pass a larger tolerance, or select points of a layer showing that level."
+            )
+        return keys
+
+    @staticmethod
+    def _nearest(
+        reader: store.LevelReader,
+        positions: np.ndarray,
+        cells: list[set],
+        keys: np.ndarray,
+        best: np.ndarray,
+        rows: np.ndarray | None = None,
+    ) -> None:
+        """Improve ``keys``/``best`` (at ``rows``, default all) with the nearest vertex in each position's ``cells``."""
+        rows = np.arange(len(positions)) if rows is None else rows
+        buffers = reader.vertex_chunks(set().union(*cells))
+        for p, wanted, r in zip(positions, cells, rows.tolist(), strict=True):
+            for cell in wanted:
+                buf = buffers.get(tuple(int(v) for v in cell))
+                if buf is None or not len(buf):
+                    continue
+                d = np.sqrt(((buf - p) ** 2).sum(1))
+                j = int(np.argmin(d))
+                if d[j] < best[r]:
+                    best[r], keys[r] = d[j], (*cell, j)
 
     def parents(self, level: int, keys: np.ndarray, delta: int = 1, *, objects: bool = False) -> Vertices:
         """The metanodes at ``level + delta`` that the keyed vertices of ``level`` belong to."""
@@ -284,12 +320,6 @@ def _join(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.zeros((0, 2), np.int64)
     idx = np.repeat(lo - np.cumsum(np.r_[0, n[:-1]]), n) + np.arange(n.sum())
     return np.unique(np.column_stack([np.repeat(a[:, 0], n), b[idx, 1]]), axis=0).astype(np.int64)
-
-
-def _neighbours(ndim: int) -> list[np.ndarray]:
-    """The zero offset first, then the 3**ndim - 1 neighbouring chunk offsets."""
-    grid = np.stack(np.meshgrid(*[[0, -1, 1]] * ndim, indexing="ij"), -1).reshape(-1, ndim)
-    return list(grid)
 
 
 _drills: OrderedDict[tuple[str, tuple[int, int]], Drill] = OrderedDict()
