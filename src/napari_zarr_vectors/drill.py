@@ -24,8 +24,11 @@ import numpy as np
 from . import store
 
 
-class DrillError(Exception):
-    """A drill cannot be made; the message says why and what to do."""
+class DrillError(store.StoreError):
+    """A drill cannot be made; the message says why and what to do.
+
+    A ``StoreError`` (so a ``ValueError``), as every argument or store problem of the public API is.
+    """
 
 
 def no_links_message(path: str, level: int, delta: int) -> str:
@@ -59,7 +62,22 @@ class Vertices:
 
 
 def _as_keys(keys: np.ndarray | list, ndim: int) -> np.ndarray:
-    return np.asarray(keys, dtype=np.int64).reshape(-1, ndim + 1)
+    """Keys as an ``(N, ndim + 1)`` int64 array, or a DrillError saying what a key is."""
+    try:
+        arr = np.asarray(keys)
+        if arr.dtype.kind not in "iu" and not (arr.dtype.kind == "f" and np.all(np.mod(arr, 1) == 0)):
+            raise TypeError
+        arr = arr.astype(np.int64)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or arr.ndim not in (1, 2) or (arr.ndim == 2 and arr.shape[1] != ndim + 1) or arr.size % (ndim + 1):
+        shape = "?" if arr is None else arr.shape
+        raise DrillError(
+            f"Drill keys must be whole numbers, {ndim + 1} per vertex (its {ndim} chunk coordinates, then its "
+            f"row in the chunk), as an (N, {ndim + 1}) array; got {type(keys).__name__} of shape {shape}. "
+            "Take keys from Drill.locate or from a previous drill's .keys."
+        )
+    return arr.reshape(-1, ndim + 1)
 
 
 def _index_of(needles: np.ndarray, haystack: np.ndarray) -> np.ndarray:
@@ -223,7 +241,7 @@ class Drill:
 
     def _step(self, level: int, keys: np.ndarray, delta: int, objects: bool) -> Vertices:
         if delta == 0:
-            raise ValueError("delta must not be 0")
+            raise DrillError("delta must be a whole number of levels, 1 or more: 0 would stay on the same level.")
         target = level + delta
         if target not in self._deltas:
             raise DrillError(
@@ -337,10 +355,61 @@ def drill_for(path: str | os.PathLike[str]) -> Drill:
 
 
 def parents(path: str | os.PathLike[str], level: int, keys: np.ndarray, delta: int = 1) -> Vertices:
-    """The metanodes at ``level + delta`` of the keyed vertices of ``level`` (see ``Drill.parents``)."""
+    """The metanodes at ``level + delta`` of the keyed vertices of ``level`` (see ``Drill.parents``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The store.
+    level : int
+        The level the keyed vertices belong to.
+    keys : array_like of int, shape (N, D + 1)
+        One vertex per row: its chunk's grid coordinates, then its row in
+        that chunk (``Drill.locate`` or a previous result's ``keys``).
+    delta : int, optional
+        How many levels up to go (default 1); direct ``+delta`` links are
+        used when stored, else single steps are composed.
+
+    Returns
+    -------
+    Vertices
+        The distinct parents at ``level + delta``: their ``keys``,
+        ``positions`` (store axis order), ``pairs`` (query row, result row)
+        for every link, and ``objects`` (owning object ids; None for point clouds).
+
+    Raises
+    ------
+    DrillError
+        A key of the wrong shape, a level the store lacks, or a store with
+        no cross-level links; the message says what to do.
+    """
     return drill_for(path).parents(level, keys, delta, objects=True)
 
 
 def children(path: str | os.PathLike[str], level: int, keys: np.ndarray, delta: int = 1) -> Vertices:
-    """The vertices at ``level - delta`` of the keyed metanodes of ``level`` (see ``Drill.children``)."""
+    """The vertices at ``level - delta`` of the keyed metanodes of ``level`` (see ``Drill.children``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The store.
+    level : int
+        The level the keyed metanodes belong to.
+    keys : array_like of int, shape (N, D + 1)
+        One metanode per row: its chunk's grid coordinates, then its row in that chunk.
+    delta : int, optional
+        How many levels down to go (default 1; ``level`` reaches level 0).
+
+    Returns
+    -------
+    Vertices
+        The distinct children at ``level - delta``, with ``keys``,
+        ``positions``, ``pairs`` (query row, result row) and ``objects``.
+
+    Raises
+    ------
+    DrillError
+        A key of the wrong shape, a level the store lacks, or a store with
+        no cross-level links; the message says what to do.
+    """
     return drill_for(path).children(level, keys, delta, objects=True)
