@@ -187,7 +187,9 @@ def _brute_nearest(d: drill.Drill, level: int, query: np.ndarray) -> tuple[np.nd
 
 def test_locate_finds_the_nearest_vertex_within_half_a_bin_diagonal(tmp_path):
     path = tmp_path / "near.zv"
-    samples.make_point_cloud(path, 5_000, extent=400.0, chunk=100.0, bin_size=25.0, factors=[(2.0, 1.0)] * 2)
+    points = np.random.default_rng(0).uniform(0, 400, (5_000, 3)).astype(np.float32)  # every level-2 bin filled
+    store.write_point_cloud(path, points, chunk_shape=(100.0,) * 3, bin_shape=(25.0,) * 3)
+    pyramid.build_pyramid(path, [(2.0, 1.0)] * 2)
     d = drill.Drill(path)
     # level 2: bins of 100, one metanode near the middle of each; queries anywhere, chunk borders included
     rng = np.random.default_rng(1)
@@ -200,9 +202,9 @@ def test_locate_finds_the_nearest_vertex_within_half_a_bin_diagonal(tmp_path):
     got = np.sqrt(((d.positions(2, found) - query[ok]) ** 2).sum(1))
     np.testing.assert_allclose(got, nearest[ok], rtol=1e-9)  # the nearest one (ties aside)
     assert {tuple(k) for k in found.tolist()} <= {tuple(k) for k in all_keys.tolist()}
-    # the docs' example: the middle of the cube finds the level-2 metanode of the bin around it
-    middle = d.positions(2, d.locate(2, [[200.0, 200.0, 200.0]]))[0]
-    assert np.all(np.abs(middle - 150.0) <= 100.0)
+    # the docs' example: the middle of a bin finds that bin's metanode (its points' centroid)
+    middle = d.positions(2, d.locate(2, [[250.0, 250.0, 250.0]]))[0]
+    assert np.all((middle >= 200.0) & (middle < 300.0))
     # a tolerance larger than a chunk searches every chunk within it
     far = np.array([[-300.0, 50.0, 50.0]])
     _, far_nearest = _brute_nearest(d, 0, far)
@@ -218,7 +220,7 @@ def test_locate_finds_the_nearest_vertex_within_half_a_bin_diagonal(tmp_path):
     with pytest.raises(drill.DrillError, match=r"\(the nearest is [0-9.]+ away\): pass a larger tolerance"):
         d.locate(2, near, tolerance=tight)
     with pytest.raises(drill.DrillError, match=r"and 1 more positions"):
-        d.locate(2, np.r_[far, far + 1.0, [[200.0, 200.0, 200.0]]])
+        d.locate(2, np.r_[far, far + 1.0, [[250.0, 250.0, 250.0]]])
     with pytest.raises(ValueError, match="tolerance must be a distance >= 0"):
         d.locate(2, query[:1], tolerance=-1.0)
 
