@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -35,6 +36,108 @@ _COMPANIONS: weakref.WeakKeyDictionary[Any, DensityCompanion] = weakref.WeakKeyD
 DENSITY_3D_VOXELS = 256**3
 
 
+#: Longest the interpreter's exit waits for reads in flight (then it exits anyway; a read is ~0.1-1 s).
+SHUTDOWN_WAIT_S = 20.0
+#: Workers started by this plugin that may still run, each with what cancels it.
+_LIVE_WORKERS: dict[Any, Callable[[], None] | None] = {}
+_closing = False
+
+
+def start_worker(
+    fn: Callable[..., Any],
+    *args: Any,
+    returned: Callable[[Any], None] | None = None,
+    errored: Callable[[Exception], None] | None = None,
+    finished: Callable[[], None] | None = None,
+    cancel: Callable[[], None] | None = None,
+) -> Any:
+    """Start ``fn(*args)`` on a napari thread worker that the interpreter's exit waits for.
+
+    A worker still reading when a script ends would otherwise run while
+    Python shuts down its executors (zarr's reads then fail with "cannot
+    schedule new futures" or wait forever) and emit to Qt objects already
+    deleted (abort, exit code 134).  ``cancel`` asks the work to stop early
+    at exit.  Errors go to ``errored`` only (not re-raised in the event loop).
+    Returns None, starting nothing, once the interpreter is exiting.
+    """
+    from napari.qt.threading import create_worker
+
+    if _closing:
+        return None
+    _register_exit_hook()
+    worker = create_worker(fn, *args, _start_thread=False, _ignore_errors=True)
+    for signal, slot in ((worker.returned, returned), (worker.errored, errored), (worker.finished, finished)):
+        if slot is not None:
+            signal.connect(slot)
+    worker.finished.connect(lambda w=worker: _LIVE_WORKERS.pop(w, None))
+    _LIVE_WORKERS[worker] = cancel
+    worker.start()
+    return worker
+
+
+def wait_for_workers(timeout: float = SHUTDOWN_WAIT_S) -> bool:
+    """Cancel and wait for every worker this plugin started; no new ones start afterwards.
+
+    Runs when the interpreter exits, before Python stops its thread-pool
+    executors.  Waits on Qt's thread pool itself, since the ``finished``
+    signals are delivered only by an event loop that no longer runs.
+    Returns False if some worker was still running at ``timeout``.
+    """
+    global _closing
+    _closing = True
+    for f in list(_FOLLOWERS.values()):
+        f.detached = True  # no further plans; its timer never fires again without an event loop
+    for cancel in list(_LIVE_WORKERS.values()):
+        if cancel is not None:
+            with contextlib.suppress(Exception):
+                cancel()
+    if not _LIVE_WORKERS:
+        return True
+    from qtpy.QtCore import QThreadPool
+
+    return bool(QThreadPool.globalInstance().waitForDone(int(timeout * 1000)))
+
+
+_hook_registered = False
+
+
+def _register_exit_hook() -> None:
+    """Wait for our workers when the interpreter exits, before its executors shut down.
+
+    ``atexit`` runs too late: ``concurrent.futures`` refuses new work from
+    a hook in ``threading``'s own exit list, which runs first.  Hooks there
+    run newest first, so ours, registered after ``concurrent.futures`` is
+    imported, runs before that refusal.
+    """
+    global _hook_registered
+    if _hook_registered:
+        return
+    import concurrent.futures.thread  # noqa: F401  registers its hook first, so ours runs before it
+
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        if register is not None:
+            register(wait_for_workers)
+        else:  # pragma: no cover - CPython has had it since 3.9
+            import atexit
+
+            atexit.register(wait_for_workers)
+    except RuntimeError:  # the interpreter is already exiting
+        return
+    _hook_registered = True
+
+
+def real_viewer(viewer: Any) -> Any:
+    """The viewer itself behind napari's ``PublicOnlyProxy`` (what dock widgets are handed).
+
+    Everything that keys on a viewer (the watched set, ``followers(viewer)``,
+    ``wait_settled``) keys on this, so a proxy and the viewer it wraps are one.
+    """
+    while viewer is not None and hasattr(type(viewer), "__wrapped__"):
+        viewer = viewer.__wrapped__
+    return viewer
+
+
 def follower_of(layer: Any) -> LayerFollower | None:
     """The follower attached to ``layer``, if any."""
     return _FOLLOWERS.get(layer)
@@ -44,6 +147,7 @@ def followers(viewer: Any | None = None) -> list[LayerFollower]:
     """Every live follower (of one viewer's layers, when given)."""
     out = [f for f in _FOLLOWERS.values() if not f.detached]
     if viewer is not None:
+        viewer = real_viewer(viewer)
         out = [f for f in out if f.viewer is viewer]
     return out
 
@@ -86,6 +190,7 @@ def _followable(layer: Any) -> bool:
 
 def watch_viewer(viewer: Any) -> None:
     """Attach a follower to each of our layers added to ``viewer`` from now on (once per viewer)."""
+    viewer = real_viewer(viewer)
     if viewer is None or viewer in _WATCHED_VIEWERS:
         return
     _WATCHED_VIEWERS.add(viewer)
@@ -113,7 +218,7 @@ class LayerFollower:
         from qtpy.QtCore import QTimer
 
         meta = layer.metadata[METADATA_KEY]
-        self.viewer = viewer
+        self.viewer = viewer = real_viewer(viewer)
         self._layer = weakref.ref(layer)
         self.layer_type = type(layer).__name__.lower()
         self.path = str(Path(meta["path"]).resolve())
@@ -252,21 +357,24 @@ class LayerFollower:
             self.detach()
 
     def _start(self) -> None:
-        from napari.qt.threading import create_worker
-
         layer = self.layer
         if layer is None or self.detached:
             self.detach()
             return
         generation = self.lod.request()
         view = self.view()
-        # _ignore_errors: our errored handler reports; without it superqt also re-raises in the event loop
-        worker = create_worker(self._work, view, generation, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(self._apply)
-        worker.errored.connect(self._failed)
-        worker.finished.connect(lambda w=worker: self._finished(w))
-        self._workers.add(worker)
-        worker.start()
+        holder: list[Any] = []
+        worker = start_worker(
+            self._work,
+            view,
+            generation,
+            returned=self._apply,
+            errored=self._failed,
+            finished=lambda: self._finished(holder[0]) if holder else None,
+        )
+        if worker is not None:
+            holder.append(worker)
+            self._workers.add(worker)
 
     def _work(self, view: lod.View, generation: int) -> tuple[lod.Region, Payload] | None:
         region = self.lod.update(view, generation)
@@ -364,6 +472,8 @@ def swap(layer: Any, payload: Payload, follower: LayerFollower | None = None) ->
             layer.edge_width = [width] * len(payload.data)
             layer.features = payload.features
     layer.refresh()
+    if payload.layer_type == "points":
+        layer.events.current_size()  # blocked above with the rest: the size slider shows the size in effect
 
 
 # ---------------------------------------------------------------- density images
@@ -377,6 +487,7 @@ def _density_meta(layer: Any) -> dict | None:
 def companions(viewer: Any | None = None) -> list[DensityCompanion]:
     """Every live density companion (of one viewer's layers, when given)."""
     out = [c for c in _COMPANIONS.values() if not c.detached]
+    viewer = real_viewer(viewer)
     return [c for c in out if viewer is None or c.viewer is viewer]
 
 
@@ -394,7 +505,7 @@ class DensityCompanion:
     """
 
     def __init__(self, viewer: Any, layer: Any) -> None:
-        self.viewer = viewer
+        self.viewer = viewer = real_viewer(viewer)
         self._layer = weakref.ref(layer)
         self.lazy = _density_meta(layer)["lazy"]
         self.detached = False
@@ -454,14 +565,9 @@ class DensityCompanion:
         layer = self.layer
         if layer is None or self.detached or not layer.visible or self.lazy.ready or self._worker is not None:
             return
-        from napari.qt.threading import create_worker
-
-        worker = create_worker(self.lazy.compute, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(self._apply)
-        worker.errored.connect(self._failed)
-        worker.finished.connect(self._finished)
-        self._worker = worker
-        worker.start()
+        self._worker = start_worker(
+            self.lazy.compute, returned=self._apply, errored=self._failed, finished=self._finished
+        )
 
     def _finished(self) -> None:
         self._worker = None
