@@ -12,6 +12,10 @@ from ._follow import watch_viewer
 
 PathLike = str | os.PathLike[str]
 
+PLUGIN_NAME = "napari-zarr-vectors"
+#: napari's reader preferences match a folder as its real path plus a separator.
+STORE_FOLDER_PATTERNS = tuple(f"*{suffix}{os.sep}" for suffix in store.STORE_SUFFIXES)
+
 
 def _claims(path: PathLike) -> bool:
     """Ours when the metadata says so, or when a .zv/.zarrvectors folder has a (maybe broken) zarr.json.
@@ -30,7 +34,30 @@ def get_reader(path: PathLike | list[PathLike]) -> Callable[[Any], list] | None:
     paths = path if isinstance(path, list) else [path]
     if not paths or not all(_claims(p) for p in paths):
         return None
+    prefer_this_reader_for_stores()
     return read_stores
+
+
+def prefer_this_reader_for_stores() -> None:
+    """Make napari open ``*.zv`` / ``*.zarrvectors`` folders with this plugin from now on, without asking.
+
+    Any folder can be offered to every reader that accepts folders, and
+    napari's builtin reader accepts them all, so napari would ask which
+    reader to use for each store folder (its dialog remembers one folder
+    at a time).  napari's builtin reader cannot read these folders, so
+    this preference gets in no other reader's way.  It is set the first
+    time this plugin reads a store or opens a sample, only for patterns
+    the user has no preference for; Preferences > Plugins changes it.
+    """
+    try:
+        from napari.settings import get_settings
+    except ImportError:  # pragma: no cover - napari is a dependency
+        return
+    plugins = get_settings().plugins
+    prefs = dict(plugins.extension2reader)
+    missing = {pattern: PLUGIN_NAME for pattern in STORE_FOLDER_PATTERNS if pattern not in prefs}
+    if missing:
+        plugins.extension2reader = {**prefs, **missing}
 
 
 def read_stores(path: PathLike | list[PathLike]) -> list:
@@ -83,11 +110,6 @@ def _current_viewer() -> Any:
     except ImportError:  # pragma: no cover - napari is a dependency
         return None
     return napari.current_viewer()
-
-
-def _follow_camera() -> None:
-    """Our layers in the current viewer will follow its camera through the pyramid."""
-    watch_viewer(_current_viewer())
 
 
 def _notify_error(message: str) -> None:

@@ -193,6 +193,22 @@ def direction_colors(directions: np.ndarray) -> np.ndarray:
     return np.concatenate([0.15 + 0.85 * rgb, np.ones((len(d), 1), np.float32)], axis=1)
 
 
+def drawable_paths(
+    parts: Sequence[np.ndarray], part_columns: Mapping[str, np.ndarray]
+) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+    """The parts a Shapes path or line can draw (two distinct vertices or more), in napari order, with their columns.
+
+    On a coarse level a short polyline can fall into a single bin and
+    become one metanode; napari's Shapes refuses such a path ("needs at
+    least two unique vertices"), so it is left out, as the Vectors layer
+    leaves it out (it has no segment).  docs/viewing.md says so.
+    """
+    keep = np.array([len(p) >= 2 and bool(np.any(p != p[0])) for p in parts], dtype=bool)
+    kept = [_flip(p) for p, k in zip(parts, keep, strict=True) if k]
+    columns = {k: np.asarray(v)[keep] for k, v in part_columns.items() if len(v) == len(parts)}
+    return kept, columns
+
+
 def shapes_layer(
     info: StoreInfo,
     level: int,
@@ -202,15 +218,16 @@ def shapes_layer(
     name: str,
     budget: int,
 ) -> LayerDataTuple:
+    paths, columns = drawable_paths(parts, part_columns)
     kwargs = _common_kwargs(info, level, name, budget)
     kwargs.update(
         shape_type=shape_type,
-        features=_features(part_columns, len(parts)),
+        features=_features(columns, len(paths)),
         edge_width=_edge_width(info, level),
         edge_color="#ffb74d",
         face_color="transparent",
     )
-    return ([_flip(p) for p in parts], kwargs, "shapes")
+    return (paths, kwargs, "shapes")
 
 
 def _part_columns(data: LevelData) -> dict[str, np.ndarray]:
@@ -385,7 +402,8 @@ def region_payload(
         return Payload("vectors", region.level, vec, _features(columns, len(vec)), style, n)
     if layer_type == "shapes":
         style["shape_type"] = shape_type
-        return Payload("shapes", region.level, [_flip(p) for p in parts], _features(cols, len(parts)), style, n)
+        paths, columns = drawable_paths(parts, cols)
+        return Payload("shapes", region.level, paths, _features(columns, len(paths)), style, n)
     raise ValueError(f"no level-of-detail swap for {layer_type} layers")
 
 
