@@ -180,17 +180,37 @@ def test_deep_zoom_level_maths():
 
 @pytest.fixture(scope="module")
 def wide_plane(tmp_path_factory):
-    """A 2D store filling 4224 x 3168 units, exported at 1 unit a pixel."""
+    """A 2D store whose bounds are exactly [0, 4224] x [0, 3168] (it has a vertex at each corner)."""
     rng = np.random.default_rng(5)
     pos = rng.uniform((0, 0), (4224, 3168), (200_000, 2)).astype(np.float32)
+    pos[:4] = [(0, 0), (4224, 0), (0, 3168), (4224, 3168)]
     path = tmp_path_factory.mktemp("dz") / "wide.zv"
     with store.atomic_store(path) as tmp:
         store.write_point_cloud(tmp, pos, chunk_shape=(1024.0, 1024.0), bin_shape=(64.0, 64.0))
     return path
 
 
+def test_density_size_follows_numpy_histogram(wide_plane):
+    """A span of W at pixel 1 is W pixels, the upper edge in the last one: 4224 x 3168, not 4225 x 3169."""
+    lo, hi = store.open_info(wide_plane).bounds
+    assert lo.tolist() == [0, 0] and hi.tolist() == [4224, 3168]
+    d = density.compute_density(wide_plane, pixel_size=1.0)
+    assert d.arrays[0].shape == (3168, 4224)
+    pos, _ = store.read_rows(wide_plane, 0)
+    want, _, _ = np.histogram2d(pos[:, 1], pos[:, 0], bins=(3168, 4224), range=((0, 3168), (0, 4224)))
+    np.testing.assert_array_equal(d.arrays[0], want)
+    assert d.counted == len(pos) == 200_000  # the corner vertices are counted, in the corner pixels
+    assert d.arrays[0][-1, -1] >= 1 and d.arrays[0][0, -1] >= 1 and d.arrays[0][-1, 0] >= 1
+    assert [a.shape for a in d.arrays[:2]] == [(3168, 4224), (1584, 2112)]
+    assert all(int(a.sum()) == 200_000 for a in d.arrays)
+    # explicit bounds stay half-open: the same span, the vertices on the upper edges left out
+    inner = density.compute_density(wide_plane, pixel_size=1.0, bounds=((0, 0), (4224, 3168)))
+    assert inner.arrays[0].shape == (3168, 4224)
+    assert inner.counted == int(np.all(pos < [4224, 3168], axis=1).sum()) <= 200_000 - 3
+
+
 def test_deep_zoom_export_tiles(wide_plane, tmp_path):
-    dzi = density.export_deep_zoom(wide_plane, tmp_path / "web", pixel_size=1.0, bounds=((0, 0), (4224, 3168)))
+    dzi = density.export_deep_zoom(wide_plane, tmp_path / "web", pixel_size=1.0)
     assert dzi == tmp_path / "web" / "wide.dzi"
     desc = density.read_descriptor(dzi)
     assert desc == {"TileSize": 256, "Overlap": 1, "Format": "png", "Width": 4224, "Height": 3168}

@@ -45,6 +45,8 @@ REDUCES = ("sum", "mean")
 COUNT_ATTRIBUTE = "count"
 DZI_NAMESPACE = "http://schemas.microsoft.com/deepzoom/2008"
 DZI_FORMATS = ("png", "jpg", "jpeg")
+#: How far (in pixels) past a closed grid's right edge a vertex still falls in the last pixel (float rounding).
+EDGE_TOLERANCE = 1e-9
 
 
 class DensityError(StoreError):
@@ -111,6 +113,8 @@ class DensityGrid:
 
     ``axes`` are the store axes kept (all but the projected one), in store
     order; ``shapes`` are the pyramid level shapes in napari order.
+    ``closed``: the last pixel along each axis also holds its right edge,
+    as ``numpy.histogram``'s last bin does (a grid over a store's own bounds).
     """
 
     origin: tuple[float, ...]
@@ -118,6 +122,7 @@ class DensityGrid:
     axes: tuple[int, ...]
     shapes: tuple[tuple[int, ...], ...]
     projected: int | None = None
+    closed: bool = False
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -134,7 +139,8 @@ class DensityGrid:
         e = np.asarray(positions, dtype=np.float64)[:, axes]
         e -= np.asarray(self.origin)[axes]
         e /= np.asarray(self.pixel)[axes]
-        inside = np.all((e >= 0) & (e < size0), axis=1)
+        below = (e <= size0 + EDGE_TOLERANCE) if self.closed else (e < size0)
+        inside = np.all((e >= 0) & below, axis=1)
         if not inside.all():
             e = e[inside]
 
@@ -192,7 +198,9 @@ def density_grid(
     Pixels are aligned on multiples of the pixel size from 0, as the
     store's bins are, so a pixel never straddles a bin edge when the
     pixel divides the bin.  ``bounds`` (store order, half-open) defaults
-    to the store's bounds (closed: the last vertex gets a pixel).
+    to the store's bounds, closed as ``numpy.histogram``'s range is: a
+    span of W pixels gives W pixels, and a vertex on the upper bound falls
+    in the last one (bounds [0, 4224] at pixel 1: 4224 pixels, not 4225).
     """
     info.level(level)
     proj = _axis_index(info, axis)
@@ -201,21 +209,31 @@ def density_grid(
     if pixel_size is None:
         pixel = np.asarray(info.levels[0].bin_shape, dtype=float) * PIXEL_FRACTION
     else:
-        pixel = np.broadcast_to(np.asarray(pixel_size, dtype=float), (info.ndim,)).copy()
+        try:
+            pixel = np.broadcast_to(np.asarray(pixel_size, dtype=float), (info.ndim,)).copy()
+        except (TypeError, ValueError):
+            raise DensityError(
+                f"pixel_size must be a positive number, or one per axis ({info.ndim}), got {pixel_size!r}."
+            ) from None
     if not np.all(np.isfinite(pixel)) or np.any(pixel <= 0):
         raise DensityError(f"pixel_size must be positive, got {pixel_size!r}.")
     if bounds is None:
         lo, hi = (np.asarray(b, dtype=float) for b in info.bounds)
         closed = True
     else:
-        lo, hi = (np.asarray(b, dtype=float).reshape(info.ndim) for b in bounds)
+        try:
+            lo, hi = (np.asarray(b, dtype=float).reshape(info.ndim) for b in bounds)
+        except (TypeError, ValueError):
+            raise DensityError(
+                f"bounds must be (lower corner, upper corner) with {info.ndim} numbers each, got {bounds!r}."
+            ) from None
         closed = False
         if np.any(hi <= lo):
             raise DensityError(f"bounds must have every upper edge above the lower one, got {bounds!r}.")
     origin = np.floor(lo / pixel) * pixel
     span = (hi - origin) / pixel
-    size = np.floor(span) + 1 if closed else np.ceil(span - 1e-9)
-    size = np.maximum(size.astype(np.int64), 1)
+    # W pixels for a span of W (numpy.histogram); closed grids keep the upper edge in the last pixel
+    size = np.maximum(np.ceil(span - EDGE_TOLERANCE).astype(np.int64), 1)
     axes = tuple(a for a in range(info.ndim) if a != proj)
     shape0 = tuple(int(size[a]) for a in reversed(axes))
     pixels = math.prod(shape0)
@@ -231,6 +249,7 @@ def density_grid(
         axes=axes,
         shapes=tuple(georaster_shapes(shape0)),
         projected=proj,
+        closed=closed,
     )
 
 
@@ -349,12 +368,39 @@ def density_pyramid(
 ) -> list[np.ndarray]:
     """A store level's density raster and its GeoRaster image pyramid, finest first.
 
-    Counts per pixel of level-0 vertices (of a coarse level, each
-    metavertex counts its ``count`` attribute when it has one), 3D or a 2D
-    projection along ``axis`` (index or name, e.g. ``"z"``), at
-    ``pixel_size`` (default a quarter of the base bin).  With ``weight``,
-    the sum (``reduce="sum"``) or mean (``"mean"``, NaN where empty) of
-    that vertex attribute per pixel instead.  Arrays are in napari axis order.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The store.
+    level : int, optional
+        The store level to count (default 0). A coarse level's metavertex
+        counts as its ``count`` attribute when it has one, else as 1.
+    axis : int or str, optional
+        Project a 3D store along this axis (index or name, e.g. ``"z"``)
+        for a 2D raster; None (default) keeps every axis.
+    pixel_size : float or sequence of float, optional
+        Pixel edge in store units, one for all axes or one per axis
+        (default: a quarter of the base level's bin). Pixels lie on
+        multiples of it from 0; a span of W pixels gives W pixels.
+    weight : str, optional
+        A vertex attribute to sum or average per pixel instead of counting.
+    reduce : str, optional
+        With ``weight``: ``"sum"`` (default) or ``"mean"`` (NaN where empty).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Level 0 first, then floor-halved levels over the same extent down
+        to a 1-pixel side, in napari axis order (the store's reversed):
+        uint32 counts, or float64 sums / means with ``weight``.
+
+    Raises
+    ------
+    DensityError
+        A bad argument (unknown axis, attribute, reduce, a pixel size
+        giving over 2**28 pixels, ...); a ``StoreError``, so a ``ValueError``.
+    StoreError
+        ``path`` is not a readable Zarr Vectors store.
     """
     return compute_density(path, level=level, axis=axis, pixel_size=pixel_size, weight=weight, reduce=reduce).arrays
 
@@ -480,6 +526,26 @@ def log_colormap(name: str = "magma", span: float = 1000.0) -> Any:
     return Colormap(colors=base.map(t), controls=log_controls(256, span), name=f"{base.name} (log)")
 
 
+def check_colormap(name: str) -> None:
+    """A DensityError naming close matches when ``name`` is not a colormap napari knows."""
+    import difflib
+
+    from napari.utils.colormaps import AVAILABLE_COLORMAPS, ensure_colormap
+
+    try:
+        ensure_colormap(name)
+        return
+    except (KeyError, ValueError, TypeError):
+        pass
+    names = sorted(str(n) for n in AVAILABLE_COLORMAPS)
+    close = difflib.get_close_matches(str(name), names, n=3)
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    raise DensityError(
+        f"colormap {name!r} is unknown{hint}; use a napari colormap name such as "
+        "'magma' (the default), 'viridis', 'inferno', 'gray' or 'turbo'."
+    )
+
+
 def colorize(values: np.ndarray, vmax: float, colormap: str = "magma") -> np.ndarray:
     """uint8 RGB of ``values`` on a log scale from 0 to ``vmax`` (NaN and 0 get the first colour)."""
     from napari.utils.colormaps import ensure_colormap
@@ -513,8 +579,31 @@ def _descriptor(width: int, height: int, tile_size: int, overlap: int, fmt: str)
     return ElementTree.tostring(root, encoding="UTF-8", xml_declaration=True)
 
 
+def _check_out_dir(out: Path) -> None:
+    """A DensityError when ``out`` cannot be the output folder: a file, or inside a folder that is missing."""
+    if out.exists():
+        if not out.is_dir():
+            raise DensityError(
+                f"out_dir '{out}' is a file, not a folder: a Deep Zoom image is written into a folder "
+                "(as NAME.dzi and NAME_files/). Choose a folder, or a new name for one to be made."
+            )
+        if not os.access(out, os.W_OK):
+            raise DensityError(f"out_dir '{out}' is not writable; choose a folder you can write to.")
+        return
+    parent = out.absolute().parent
+    if not parent.is_dir():
+        what = "is a file, not a folder" if parent.exists() else "does not exist"
+        raise DensityError(
+            f"out_dir '{out}' cannot be made: the folder it would go in, '{parent}', {what}. "
+            "Create that folder first, or choose an output folder inside an existing one."
+        )
+    if not os.access(parent, os.W_OK):
+        raise DensityError(f"out_dir '{out}' cannot be made: folder '{parent}' is not writable.")
+
+
 def _refuse_existing(out: Path, name: str) -> tuple[Path, Path]:
     """The descriptor and tile folder paths of ``name`` in ``out``; an error if either exists already."""
+    _check_out_dir(out)
     dzi, files = out / f"{name}.dzi", out / f"{name}_files"
     for target in (dzi, files):
         if target.exists():
@@ -556,6 +645,7 @@ def write_deep_zoom(
         raise DensityError(f"format must be one of {', '.join(DZI_FORMATS)}, got {format!r}.")
     if overlap < 0 or overlap >= tile_size:
         raise DensityError(f"overlap must be between 0 and tile_size - 1, got {overlap}.")
+    check_colormap(colormap)
     out = Path(out_dir)
     dzi, files = _refuse_existing(out, name)
     height, width = raster.shape
@@ -636,8 +726,51 @@ def export_deep_zoom(
     """Write a store's 2D density (a 3D store projected along ``axis``) as a Deep Zoom image.
 
     Any Deep Zoom viewer (OpenSeadragon, for one) shows the ``.dzi`` it
-    returns.  ``name`` defaults to the store's name.  ``progress(phase,
-    done, total)`` reports "vertices" read, then "tiles" written.
+    returns. Arguments and the output folder are checked before any
+    vertex is counted; tiles are written beside the target and renamed
+    into place when complete.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The store.
+    out_dir : str or os.PathLike
+        The folder that receives ``NAME.dzi`` and ``NAME_files/``; made if
+        missing, but the folder it goes in must exist.
+    axis : int or str, optional
+        The axis a 3D store is projected along (required for 3D; e.g. ``"z"``).
+    pixel_size : float or sequence of float, optional
+        Pixel edge in store units (default: a quarter of the base bin).
+    tile_size : int, optional
+        Tile edge in pixels (default 256).
+    overlap : int, optional
+        Extra pixels on each inner tile edge (default 1).
+    format : str, optional
+        ``"png"`` (default) or ``"jpg"``.
+    colormap : str, optional
+        A napari colormap name (default ``"magma"``), log-scaled.
+    level, weight, reduce
+        What to count, as for ``density_pyramid``.
+    name : str, optional
+        The output's name (default: the store's name without its suffix).
+    bounds : (sequence of float, sequence of float), optional
+        Half-open (lower, upper) corners to export, store axis order
+        (default: the store's own bounds, closed).
+    progress : callable, optional
+        ``progress(phase, done, total)``: "vertices" read, then "tiles" written.
+
+    Returns
+    -------
+    pathlib.Path
+        The ``.dzi`` descriptor written.
+
+    Raises
+    ------
+    DensityError
+        A bad argument, an unknown colormap, an output that exists already
+        or a folder that cannot hold it; nothing is written.
+    StoreError
+        ``path`` is not a readable Zarr Vectors store.
     """
     info = store.open_info(path)
     if info.ndim == 3 and axis is None:
@@ -646,7 +779,11 @@ def export_deep_zoom(
             "a Deep Zoom image is 2D."
         )
     name = name or info.name
-    _refuse_existing(Path(out_dir), name)  # say so before the counting, not after
+    # say so before the counting, not after
+    check_colormap(colormap)
+    if str(format).lower() not in DZI_FORMATS:
+        raise DensityError(f"format must be one of {', '.join(DZI_FORMATS)}, got {format!r}.")
+    _refuse_existing(Path(out_dir), name)
     dens = compute_density(
         path,
         level=level,
