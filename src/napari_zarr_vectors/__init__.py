@@ -4,6 +4,7 @@ The public Python API; everything else is internal.
 """
 
 from .density import density_pyramid, export_deep_zoom
+from .drill import children, parents
 from .lod import DEFAULT_VERTEX_BUDGET, choose_level
 from .pyramid import (
     BuildCancelled,
@@ -33,12 +34,14 @@ __all__ = [
     "StoreError",
     "StoreInfo",
     "build_pyramid",
+    "children",
     "choose_level",
     "coarsen_level",
     "density_pyramid",
     "export_deep_zoom",
     "list_resolution_levels",
     "open_info",
+    "parents",
     "pyramid_summary",
     "read_level",
     "remove_resolution_level",

@@ -1,4 +1,4 @@
-"""The ``napari-zarr-vectors`` command: ``demo``, ``info``, ``build`` and ``export-dzi``.
+"""The ``napari-zarr-vectors`` command: ``demo``, ``info``, ``build``, ``remove`` and ``export-dzi``.
 
 ``demo --screenshot PNG`` works without a screen: when there is no
 display it re-runs itself under ``xvfb-run`` (Debian package ``xvfb``).
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
 from collections.abc import Sequence
@@ -40,12 +41,69 @@ def _reexec_under_xvfb(argv: Sequence[str]) -> int:
     return 0  # pragma: no cover - execve does not return
 
 
+# The Python names that library messages use, as each command spells them. Identifiers (with an
+# underscore) are replaced wherever they appear; plain words only as ``word=value`` or when they
+# open a sentence ("format must be one of ..."), so prose such as "no axis 'w'" stays prose.
+_CLI_NAMES: dict[str, dict[str, str]] = {
+    "build": {
+        "factors": "--factors",
+        "agg_mode": "--agg",
+        "agg_overrides": "--agg-override",
+        "method": "--method",
+        "sparsity_strategy": "--strategy",
+        "sparsity_seed": "--seed",
+        "cross_level_depth": "--depth",
+        "cross_level_storage": "--storage",
+        "engine": "--engine",
+        "chunk_scale": "--chunk-scale",
+        "suggest_factors": "--suggest",
+        "coarsen_level": "build",
+        "remove_resolution_level": "napari-zarr-vectors remove STORE LEVEL",
+    },
+    "export-dzi": {
+        "out_dir": "OUT",
+        "axis": "--axis",
+        "pixel_size": "--pixel-size",
+        "tile_size": "--tile-size",
+        "overlap": "--overlap",
+        "format": "--format",
+        "colormap": "--colormap",
+        "level": "--level",
+        "weight": "--weight",
+        "reduce": "--reduce",
+    },
+    "remove": {"level_index": "LEVEL", "remove_resolution_level": "napari-zarr-vectors remove STORE LEVEL"},
+}
+
+
+def cli_message(message: str, command: str) -> str:
+    """A library message with its Python argument names replaced by ``command``'s options."""
+    message = re.sub(r"remove_resolution_level\(path, (\d+)\)", r"napari-zarr-vectors remove STORE \1", message)
+    for name, option in _CLI_NAMES.get(command, {}).items():
+        value = r"(?:'([^']*)'|\"([^\"]*)\"|([\w.+-]+))"
+        message = re.sub(
+            rf"(?<![\w-]){name}={value}", lambda m, o=option: f"{o} {next(g for g in m.groups() if g)}", message
+        )
+        message = re.sub(rf"(?<![\w-]){name}\[(\d+)\]", lambda m, o=option: f"{o} value {int(m[1]) + 1}", message)
+        message = re.sub(rf"(?<![\w-]){name}\['([^']*)'\] = '([^']*)'", rf"{option} \1=\2", message)
+        if "_" in name:
+            message = re.sub(rf"(?<![\w-]){name}(?![\w])", option, message)
+        else:
+            message = re.sub(rf"(^|[.;:] ){name}(?= )", rf"\g<1>{option}", message)
+    return message
+
+
+def _fail(exc: BaseException, command: str, *, newline: bool = False) -> int:
+    """Print a library error as the command's message (no traceback); the exit status 1."""
+    print(f"{chr(10) if newline else ''}error: {cli_message(str(exc), command)}", file=sys.stderr)
+    return 1
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     try:
         info = store.open_info(args.store)
-    except store.StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except (store.StoreError, OSError) as exc:
+        return _fail(exc, "info")
     print(f"store:  {info.path}")
     print(f"kind:   {info.kind}  ({info.ndim}D, axes {', '.join(info.axis_names)})")
     lo, hi = info.bounds
@@ -90,6 +148,9 @@ def _text_progress(p: pyramid.BuildProgress) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     factors = args.factors
+    if args.suggest is not None and not args.suggest > 1:
+        print(f"error: --suggest {args.suggest:g}: give a coarsen factor above 1, e.g. --suggest 2", file=sys.stderr)
+        return 2
     try:
         if args.suggest:
             factors = pyramid.suggest_factors(args.store, args.suggest)
@@ -114,10 +175,20 @@ def cmd_build(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: the store is as it was", file=sys.stderr)
         return 130
-    except store.StoreError as exc:
-        print(f"\nerror: {exc}", file=sys.stderr)
-        return 1
+    except (store.StoreError, OSError) as exc:
+        return _fail(exc, "build", newline=True)
     return cmd_info(args)
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    try:
+        pyramid.remove_resolution_level(args.store, args.level)
+        info = store.open_info(args.store)
+    except (store.StoreError, OSError) as exc:
+        return _fail(exc, "remove")
+    levels = ", ".join(str(lv.index) for lv in info.levels)
+    print(f"removed level {args.level} of {info.path}; its levels are now {levels}")
+    return 0
 
 
 def _phase_progress(phase: str, done: int, total: int) -> None:
@@ -146,9 +217,8 @@ def cmd_export_dzi(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: nothing was written", file=sys.stderr)
         return 130
-    except store.StoreError as exc:
-        print(f"\nerror: {exc}", file=sys.stderr)
-        return 1
+    except (store.StoreError, OSError) as exc:
+        return _fail(exc, "export-dzi", newline=not args.quiet)
     d = density.read_descriptor(dzi)
     levels = density.deep_zoom_levels(d["Width"], d["Height"], d["TileSize"])
     print(f"wrote {dzi}: {d['Width']} x {d['Height']} px, {len(levels)} levels, {d['Format']} tiles")
@@ -226,6 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--depth", type=int, default=1, help="cross-level link depth: 0, N, or -1 for all")
     build.add_argument("--storage", default="explicit", choices=pyramid.LINK_STORAGES)
     build.add_argument("--quiet", action="store_true", help="no progress bar")
+    remove = sub.add_parser(
+        "remove",
+        help="remove the coarsest level of a pyramid (and the links into it)",
+        description="Remove a store's coarsest level; only it can go, so no level loses its parent, and "
+        "level 0 (the data) never goes. Example: napari-zarr-vectors remove tracts.zv 3",
+    )
+    remove.add_argument("store", help="path to a .zv / .zarrvectors store")
+    remove.add_argument("level", type=int, metavar="LEVEL", help="the level to remove: the store's coarsest")
     dzi = sub.add_parser(
         "export-dzi",
         help="write a store's 2D density as a Deep Zoom image (.dzi + tiles) for web viewers",
@@ -254,6 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_info(args)
     if args.command == "build":
         return cmd_build(args)
+    if args.command == "remove":
+        return cmd_remove(args)
     if args.command == "export-dzi":
         if args.axis is not None and args.axis.lstrip("-").isdigit():
             args.axis = int(args.axis)

@@ -37,6 +37,25 @@ def choose_level(
     metadata count already fits, finest first, so its cost stays small.
     When no level fits, the coarsest one is returned: showing something
     beats showing nothing.
+
+    Parameters
+    ----------
+    counts : sequence of (int, int)
+        ``(level_index, vertex_count)`` per level, e.g. from ``open_info(path).levels``.
+    budget : int, optional
+        The most vertices to show (default ``DEFAULT_VERTEX_BUDGET``, 250,000).
+    drawn : callable, optional
+        ``drawn(level_index)`` -> vertices that level really draws.
+
+    Returns
+    -------
+    int
+        The chosen level index.
+
+    Raises
+    ------
+    ValueError
+        ``counts`` is empty or ``budget`` is below 1.
     """
     if not counts:
         raise ValueError("choose_level needs at least one level")

@@ -34,6 +34,8 @@ ENGINES = ("auto", "vectorized", "upstream")
 ENGINE_KINDS = store.POINT_KINDS + store.POLYLINE_KINDS
 SOURCE_OBJECT_ATTRIBUTE = "source_object_id"
 SLAB_VERTICES = 2_000_000
+#: The most ``chunk_scale="auto"`` grows a level's chunks by (a larger coarsen factor still coarsens).
+MAX_AUTO_CHUNK_SCALE = 1024
 COUNT_ATTRIBUTE = "count"
 _OUR_PREFIX = "napari-zarr-vectors:"
 
@@ -42,11 +44,19 @@ CancelFn = Callable[[], bool]
 
 
 class PyramidError(StoreError):
-    """A pyramid request is invalid or the build failed; the message says what to change."""
+    """A pyramid request is invalid or the build failed; the message says what to change.
+
+    A ``StoreError``, so a ``ValueError``: ``except ValueError`` catches a bad ``factors=``.
+    """
 
 
-class BuildCancelled(PyramidError):
-    """The build was cancelled; the store is as it was before."""
+class BuildCancelled(Exception):
+    """The build was cancelled; the store is as it was before.
+
+    Not a ``PyramidError`` (nor a ``ValueError``): a cancel is what the caller
+    asked for, not a bad argument or a failed build, so ``except ValueError``
+    or ``except PyramidError`` around a build does not swallow it.
+    """
 
 
 @dataclass(frozen=True)
@@ -81,8 +91,14 @@ def available_methods() -> list[str]:
 
 def normalize_factors(factors: Any) -> list[tuple[float, float]]:
     """``[(coarsen, sparsity), ...]`` as floats, or a PyramidError saying which entry is wrong."""
-    if factors is None or isinstance(factors, str | bytes) or not len(factors):
-        raise PyramidError("factors must be a non-empty list of (coarsen, sparsity) pairs, e.g. [(2, 1), (2, 4)].")
+    example = "e.g. [(2, 1), (2, 4)] for two levels, or [(2, 1)] for one"
+    if factors is None or isinstance(factors, str | bytes | Mapping) or not isinstance(factors, Sequence | np.ndarray):
+        raise PyramidError(
+            f"factors must be a list of (coarsen, sparsity) pairs, one per new level ({example}); "
+            f"got {type(factors).__name__} {factors!r}."
+        )
+    if not len(factors):
+        raise PyramidError(f"factors must be a non-empty list of (coarsen, sparsity) pairs ({example}).")
     out = []
     for i, pair in enumerate(factors):
         try:
@@ -193,6 +209,7 @@ def plan_build(
         raise PyramidError(
             f"cross_level_storage {cross_level_storage!r} is unknown; choose one of {', '.join(LINK_STORAGES)}."
         )
+    _refuse_redundant_levels(info, norm, source_level)
     levels = store.list_levels(info.path)
     if source_level != levels[-1]:
         raise PyramidError(
@@ -218,6 +235,36 @@ def plan_build(
     )
 
 
+def _refuse_redundant_levels(info: store.StoreInfo, factors: list[tuple[float, float]], source_level: int) -> None:
+    """A PyramidError when a coarsening level follows one whose bins already span the store's whole extent.
+
+    Past that level every bin holds the data's whole width along every
+    axis, so coarsening further only repeats it (and 200 requested levels
+    would grow bins and chunks beyond what the format's integers hold).
+    """
+    lo, hi = info.bounds
+    extent = np.asarray(hi, float) - np.asarray(lo, float)
+    try:
+        bins = np.asarray(info.level(source_level).bin_shape, float)
+    except StoreError:
+        return  # plan_build names a missing source level itself
+    for i, (coarsen, _) in enumerate(factors):
+        if coarsen > 1 and np.all(bins >= extent):
+            level = source_level + i
+            shown = " x ".join(f"{v:g}" for v in bins)
+            across = " x ".join(f"{v:.4g}" for v in extent)
+            raise PyramidError(
+                f"factors asks for {len(factors)} new levels, but level {level}'s bins ({shown}) already span the "
+                f"store's whole extent ({across}), so the levels after it would only repeat it. Ask for at most "
+                f"{i} coarsening levels here (suggest_factors proposes how many)."
+                if i
+                else f"Level {level}'s bins ({shown}) already span the store's whole extent ({across}): "
+                "coarsening it further would only repeat it. Keep coarsen factors at 1 (thinning only) or build "
+                "from a finer level."
+            )
+        bins = bins * coarsen
+
+
 def _chunk_scales(chunk_scale: Any, factors: list[tuple[float, float]]) -> tuple[int, ...]:
     """Per new level, the whole number its chunks grow by over the level below.
 
@@ -228,7 +275,7 @@ def _chunk_scales(chunk_scale: Any, factors: list[tuple[float, float]]) -> tuple
     upstream does.
     """
     if chunk_scale == "auto":
-        return tuple(max(1, int(math.floor(c + 1e-9))) for c, _ in factors)
+        return tuple(min(MAX_AUTO_CHUNK_SCALE, max(1, int(math.floor(c + 1e-9)))) for c, _ in factors)
     values = [chunk_scale] * len(factors) if isinstance(chunk_scale, int | np.integer) else list(chunk_scale)
     if len(values) != len(factors) or not all(isinstance(v, int | np.integer) and v >= 1 for v in values):
         raise PyramidError(
@@ -342,17 +389,72 @@ def build_pyramid(
 ) -> dict[str, Any]:
     """Build coarse levels after level 0 with aggregated attributes; returns ``pyramid_summary``.
 
-    ``engine="auto"`` builds point clouds, polylines and streamlines with
-    the vectorized engine (``engine.py``) and other kinds with upstream's
-    coarsener; ``"upstream"`` forces the latter. ``chunk_scale`` grows
-    each new level's chunks over the level below ("auto": by the coarsen
-    factor; None, the default: "auto" with the vectorized engine, 1 with
-    upstream's, which keeps level 0's grid). ``client``: a dask ``distributed.Client`` that computes the
-    level-0 slabs (vectorized engine).
+    Everything is checked before anything is written. On cancel or any
+    error, every level this call created is removed and the store is as it was.
 
-    On cancel (``cancel()`` true, checked between levels and steps) or any
-    error, every level this call created is removed and the store is as
-    it was; BuildCancelled / PyramidError say what happened.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A store with level 0 only (extend a pyramid with ``coarsen_level``).
+    factors : sequence of (float, float)
+        One ``(coarsen, sparsity)`` pair per new level, each a ratio to the
+        level below: coarsen 2 doubles the bin along every axis; sparsity 4
+        keeps one object in four (of those that survived the level below;
+        point clouds must use 1). E.g. ``[(2, 1), (2, 4)]``.
+    agg_mode : str, optional
+        How every numeric level-0 vertex attribute is reduced over the
+        level-0 vertices a coarse vertex stands for: ``"mean"`` (default),
+        ``"sum"``, ``"count"``, ``"min"``, ``"max"`` or ``"mode"``. Any
+        ``"count"`` also writes an attribute ``count``.
+    agg_overrides : mapping of str to str, optional
+        Per-attribute modes that replace ``agg_mode``, e.g. ``{"label": "mode"}``.
+    method : str, optional
+        ``"per_object"`` (default: object ids kept across levels),
+        ``"cross_object_metanode"`` (a fresh dense id space per level; the
+        vectorized engine only), or a method registered with zarr-vectors.
+    sparsity_strategy : str, optional
+        Which objects survive thinning: ``"random"`` (default),
+        ``"spatial_coverage"`` (in proportion in every region), or a
+        strategy registered with zarr-vectors (``available_strategies()``).
+    sparsity_seed : int, optional
+        Seed for the strategy; the same seed keeps the same survivors.
+    cross_level_depth : int, optional
+        Cross-level links to write: 1 (default) between adjacent levels,
+        N also +-2..N, -1 between all levels, 0 none (no drill-down then).
+    cross_level_storage : str, optional
+        ``"explicit"`` (default: ``+N`` at the finer level and ``-N`` at
+        the coarser), ``"implicit"`` (``+N`` only, half the space) or ``"none"``.
+    engine : str, optional
+        ``"auto"`` (default: the vectorized engine for point clouds,
+        polylines and streamlines, upstream's coarsener for other kinds),
+        ``"vectorized"`` or ``"upstream"``.
+    chunk_scale : "auto", int or sequence of int, optional
+        How much each new level's chunks grow over the level below:
+        ``"auto"`` by the coarsen factor (rounded down), 1 keeps level 0's
+        grid, or one whole number per level. None (default): ``"auto"``
+        with the vectorized engine, 1 with upstream's.
+    client : distributed.Client, optional
+        A dask client that reads and bins the level-0 slabs (vectorized engine).
+    progress : callable, optional
+        Called with a ``BuildProgress`` after every step.
+    cancel : callable, optional
+        Called between steps; returning True stops the build and restores the store.
+
+    Returns
+    -------
+    dict
+        ``pyramid_summary(path)`` of the built store: per level its vertices,
+        objects, bin shape, bytes and ratio to level 0, and the overhead.
+
+    Raises
+    ------
+    PyramidError
+        A bad argument (named, with what to change) or a failed build; a
+        ``ValueError``. The store is unchanged.
+    StoreError
+        ``path`` is not a readable, writable Zarr Vectors store.
+    BuildCancelled
+        ``cancel()`` returned True; the store is unchanged.
     """
     plan = plan_build(
         path,
@@ -389,7 +491,42 @@ def coarsen_level(
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> dict[str, Any]:
-    """Add one level after the coarsest, with aggregated attributes and +-1 links."""
+    """Add one level after the coarsest, with aggregated attributes and +-1 links.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The store.
+    source_level : int
+        The store's coarsest level, the one coarsened.
+    target_level : int
+        The new level: ``source_level + 1``.
+    coarsen_factor : float, optional
+        Bin growth over ``source_level`` along every axis (default 2).
+    sparsity_factor : float, optional
+        Keep one object in this many (default 1: all; point clouds must use 1).
+    method, agg_mode, agg_overrides, sparsity_strategy, sparsity_seed, engine, chunk_scale
+        As for ``build_pyramid``; vertex attributes are aggregated from level 0.
+    cross_level_storage : str, optional
+        ``"explicit"`` (default), ``"implicit"`` or ``"none"`` for the +-1
+        links between the two levels.
+    progress, cancel : callable, optional
+        As for ``build_pyramid``.
+
+    Returns
+    -------
+    dict
+        ``pyramid_summary(path)`` after the level is added.
+
+    Raises
+    ------
+    PyramidError
+        A bad argument or a failed build (the store is then unchanged).
+    StoreError
+        ``path`` is not a readable, writable Zarr Vectors store.
+    BuildCancelled
+        ``cancel()`` returned True; the store is unchanged.
+    """
     if target_level != source_level + 1:
         raise PyramidError(f"target_level must be source_level + 1 ({source_level + 1}), got {target_level}.")
     plan = plan_build(
@@ -448,10 +585,25 @@ def run(
             if aggregator is not None:
                 aggregator.abandon()  # no write may still be running when the store is restored
             store.restore(snap)
-            if isinstance(exc, PyramidError | KeyboardInterrupt):
+            if isinstance(exc, PyramidError | BuildCancelled | KeyboardInterrupt):
                 raise
+            damage = _diagnose(plan)  # a level with chunks gone fails deep inside with a cryptic error
+            if damage is not None:
+                raise PyramidError(f"{damage} The build was undone; the store is unchanged.") from exc
             raise PyramidError(f"Building a pyramid for '{plan.path}' failed, the store is unchanged: {exc}") from exc
         store.discard(snap)
+
+
+def _diagnose(plan: BuildPlan) -> str | None:
+    """What is damaged in the levels a failed build read (chunks gone from disk), or None."""
+    for level in sorted({0, plan.first_source}):
+        try:
+            store.check_level_chunks(plan.path, level)
+        except StoreError as exc:
+            return str(exc)
+        except Exception:  # the diagnosis must never hide the build's own error
+            return None
+    return None
 
 
 def _coarsen_all(plan: BuildPlan, report: Callable, check_cancel: Callable, aggregator: _Aggregator | None) -> None:
@@ -580,6 +732,8 @@ def _vectorized(plan: BuildPlan, report: Callable, check_cancel: Callable, clien
     """
     path, first = plan.path, plan.first_source
     layout = store.level_layout(path, first)
+    if len(layout.chunk_counts) and not layout.chunk_counts.all():  # a listed chunk with no vertices: gone
+        store.check_level_chunks(path, first)
     ndim, attrs = layout.ndim, list(plan.modes)
     chunks_of = {first: (layout.chunk_keys, np.r_[0, np.cumsum(layout.chunk_counts)].astype(np.int64))}
     n_src = int(layout.chunk_counts.sum())
@@ -795,27 +949,105 @@ def _links(plan: BuildPlan) -> None:
 
 
 def list_resolution_levels(path: str | os.PathLike[str]) -> list[int]:
+    """The store's resolution levels, finest (0) first.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The store.
+
+    Returns
+    -------
+    list of int
+        Level indices on disk, sorted: ``[0, 1, 2]`` for a three-level pyramid.
+
+    Raises
+    ------
+    StoreError
+        ``path`` is not a Zarr Vectors store, or its metadata is damaged.
+    """
     return store.list_levels(path)
 
 
 def remove_resolution_level(path: str | os.PathLike[str], level_index: int) -> None:
-    """Remove a level; only the coarsest can go, so the pyramid never has a hole."""
-    levels = store.list_levels(path)
+    """Remove the coarsest level (only it can go, so the pyramid never has a hole), and the links into it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The store.
+    level_index : int
+        The level to remove: the store's coarsest, and never 0 (level 0
+        is the data itself).
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    PyramidError
+        ``level_index`` is 0, not a level of the store, or not the coarsest.
+    StoreError
+        ``path`` is not a Zarr Vectors store, its metadata is damaged, or
+        it is read-only. Every check runs before anything is changed.
+    """
+    info = store.open_info(path)
+    levels = [lv.index for lv in info.levels]
+    if isinstance(level_index, bool) or not isinstance(level_index, int | np.integer):
+        raise PyramidError(
+            f"level_index must be a whole number, one of the store's levels {levels}; got {level_index!r}."
+        )
+    coarse = levels[1:]
+    if level_index == 0:
+        raise PyramidError(
+            f"Level 0 of '{info.path}' holds the data itself and cannot be removed; only coarse levels can. "
+            + (
+                f"The coarsest is level {levels[-1]}: remove_resolution_level(path, {levels[-1]}) removes it, "
+                "then the next one can go."
+                if coarse
+                else "This store has no coarse levels."
+            )
+        )
+    if level_index not in levels:
+        raise PyramidError(f"Store '{info.path}' has no resolution level {level_index}; it has levels {levels}.")
     if level_index != levels[-1]:
         raise PyramidError(
             f"Only the coarsest level ({levels[-1]}) can be removed, so no level is left without "
-            f"its parent; remove levels {levels[-1]} down to {level_index} in turn."
+            f"its parent; remove levels {levels[-1]} down to {level_index} in turn, starting with "
+            f"remove_resolution_level(path, {levels[-1]})."
         )
-    store.remove_level(path, level_index)
+    store.remove_level(info.path, int(level_index))
     # links at the level below that pointed into it are dangling now
-    below = levels[-2] if len(levels) > 1 else 0
-    for delta in store.link_deltas(path, below):
+    below = levels[-2]
+    for delta in store.link_deltas(info.path, below):
         if delta > 0:
-            store.remove_link_family(path, below, delta)
+            store.remove_link_family(info.path, below, delta)
 
 
 def pyramid_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Per level: vertices, objects, bin shape, bytes on disk, ratio to level 0; the overhead; the density pyramid."""
+    """Per level: vertices, objects, bin shape, bytes on disk, ratio to level 0; the overhead; the density pyramid.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The store.
+
+    Returns
+    -------
+    dict
+        ``path``, ``kind``, ``levels`` (one dict per level: ``level``,
+        ``vertices``, ``objects``, ``bin_shape``, ``bytes``,
+        ``vertex_ratio`` to level 0, vertex ``attributes``),
+        ``storage_overhead`` (coarse levels' bytes over level 0's) and
+        ``density`` (the default density pyramid's shapes and overhead,
+        from metadata only).
+
+    Raises
+    ------
+    StoreError
+        ``path`` is not a readable Zarr Vectors store.
+    """
     info = store.open_info(path)
     base = info.levels[0]
     names = store.level_attribute_names(info.path, [lv.index for lv in info.levels])
@@ -854,9 +1086,32 @@ def suggest_factors(
     bins across the data extent fit in one chunk's bins, or whose occupied-
     bin estimate (bins across the extent, capped by level 0's count) is at
     most ``vertex_floor``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The store.
+    coarsen : float, optional
+        The coarsen factor of every suggested level (default 2; must be > 1).
+    vertex_floor : int, optional
+        Stop once a level's estimated vertex count is at most this (default 500).
+    max_levels : int, optional
+        Never suggest more levels than this (default 12).
+
+    Returns
+    -------
+    list of (float, float)
+        ``[(coarsen, 1.0)] * k``, ready for ``build_pyramid``'s ``factors``.
+
+    Raises
+    ------
+    PyramidError
+        ``coarsen`` is not above 1.
+    StoreError
+        ``path`` is not a readable Zarr Vectors store.
     """
-    if coarsen <= 1:
-        raise PyramidError(f"coarsen must be > 1 to suggest levels, got {coarsen}.")
+    if isinstance(coarsen, bool) or not isinstance(coarsen, int | float | np.number) or not coarsen > 1:
+        raise PyramidError(f"coarsen must be a number > 1 to suggest levels (2 halves each axis), got {coarsen!r}.")
     info = store.open_info(path)
     lo, hi = info.bounds
     extent = np.maximum(hi - lo, 1e-9)

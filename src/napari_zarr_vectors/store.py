@@ -28,10 +28,17 @@ LINE_KINDS = ("line",)
 GRAPH_KINDS = ("graph", "skeleton")
 MESH_KINDS = ("mesh",)
 ALL_KINDS = POINT_KINDS + POLYLINE_KINDS + LINE_KINDS + GRAPH_KINDS + MESH_KINDS
+#: The most of a root zarr.json ever read: a store's is a few kB (about 1 kB a level), so a
+#: larger file is not a store's metadata, and parsing a huge one costs several times its size.
+MAX_METADATA_BYTES = 16 * 2**20
 
 
-class StoreError(Exception):
-    """A store cannot be opened, read or written; the message says why and what to do."""
+class StoreError(ValueError):
+    """A store cannot be opened, read or written; the message says why and what to do.
+
+    A ``ValueError``: every bad argument of the public API (and every damaged
+    store) raises one of its subclasses, so ``except ValueError`` catches them.
+    """
 
 
 @dataclass(frozen=True)
@@ -116,20 +123,62 @@ def split_parts(positions: np.ndarray, offsets: np.ndarray | None) -> list[np.nd
 # ---------------------------------------------------------------- opening
 
 
+def _json_kind(value: Any) -> str:
+    """A JSON value's kind, as a user editing zarr.json would call it."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number" if isinstance(value, int | float) else type(value).__name__)
+
+
 def _read_root_json(path: Path) -> dict[str, Any]:
+    """The root zarr.json as a dict whose ``attributes`` is a dict; a StoreError naming any problem.
+
+    Reads at most ``MAX_METADATA_BYTES``, so a huge or hostile file costs
+    neither the memory to parse it nor a RecursionError.
+    """
     meta = path / "zarr.json"
     try:
-        return json.loads(meta.read_text())
+        with meta.open("rb") as f:
+            raw = f.read(MAX_METADATA_BYTES + 1)
     except FileNotFoundError:
         raise StoreError(
             f"'{path}' is not a Zarr Vectors store: it has no zarr.json. "
             "Open a directory written by zarr-vectors (a .zv or .zarrvectors store)."
         ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except OSError as exc:
+        raise StoreError(
+            f"Store '{path}': its zarr.json cannot be read ({exc}). Check the file's permissions, or restore it."
+        ) from None
+    if len(raw) > MAX_METADATA_BYTES:
+        size = meta.stat().st_size
+        raise StoreError(
+            f"Store '{path}' has a zarr.json of {size:,} bytes; a Zarr Vectors store's root zarr.json is a few "
+            f"kB (at most {MAX_METADATA_BYTES:,} bytes are read). It is not a store's root metadata or it is "
+            "damaged; restore it from a copy."
+        )
+    try:
+        root = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise StoreError(
             f"Store '{path}' has a corrupt zarr.json ({exc}). "
             "The store's root metadata cannot be read; restore it from a copy."
         ) from None
+    except RecursionError:
+        raise StoreError(
+            f"Store '{path}' has a corrupt zarr.json: its JSON is nested too deeply to be metadata. "
+            "Restore it from a copy."
+        ) from None
+    if not isinstance(root, dict):
+        raise StoreError(
+            f"Store '{path}' has a corrupt zarr.json: it holds {_json_kind(root)}, not a JSON object. "
+            "Restore it from a copy."
+        )
+    attrs = root.get("attributes")
+    if attrs is not None and not isinstance(attrs, dict):
+        raise StoreError(
+            f"Store '{path}' has a corrupt zarr.json: its \"attributes\" is {_json_kind(attrs)}, not an object "
+            "of named attributes. Restore zarr.json from a copy."
+        )
+    return root
 
 
 def has_store_suffix(path: str | os.PathLike[str]) -> bool:
@@ -141,42 +190,117 @@ def is_store(path: str | os.PathLike[str]) -> bool:
 
     Never raises: readers use it to decide whether to claim a path.
     """
-    p = Path(path)
-    if not p.is_dir():
-        return False
     try:
-        meta = json.loads((p / "zarr.json").read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        p = Path(path)
+        if not p.is_dir():
+            return False
+        meta = _read_root_json(p)
+    except (StoreError, OSError, TypeError, ValueError):
         return False
-    return isinstance(meta, dict) and "zarr_vectors" in (meta.get("attributes") or {})
+    return "zarr_vectors" in (meta.get("attributes") or {})
 
 
-def _scene_transform(attrs: Mapping[str, Any], ndim: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _shown(value: Any, limit: int = 120) -> str:
+    """A metadata value as JSON for a message, cut to ``limit`` characters."""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (metadata this plugin only reads if well formed)."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _numbers(p: Path, value: Any, ndim: int, what: str) -> np.ndarray:
+    """``value`` as ``ndim`` finite floats, or a StoreError naming the metadata field ``what``."""
+    ok = isinstance(value, list | tuple) and len(value) == ndim
+    ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    out = np.asarray(value, dtype=float) if ok else np.zeros(0)
+    if not ok or not np.all(np.isfinite(out)):
+        raise StoreError(
+            f"Store '{p}': its zarr.json's {what} is {_shown(value)}; it must be a list of {ndim} finite numbers "
+            f"(one per axis). Fix that entry in zarr.json, or restore the file from a copy."
+        )
+    return out
+
+
+def _scene_transform(
+    attrs: Mapping[str, Any], ndim: int, path: Path = Path(".")
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Scale and translation from the OME scene transforms (identity when absent)."""
     scale = np.ones(ndim)
     translate = np.zeros(ndim)
-    scene = ((attrs.get("ome") or {}).get("attributes") or {}).get("scene") or {}
-    for tr in scene.get("coordinateTransformations") or []:
+    scene = _mapping(_mapping(_mapping(attrs.get("ome")).get("attributes")).get("scene"))
+    transforms = scene.get("coordinateTransformations")
+    where = "attributes.ome.attributes.scene.coordinateTransformations"
+    for i, tr in enumerate(transforms if isinstance(transforms, list) else []):
         if not isinstance(tr, Mapping):
             continue
-        if tr.get("type") == "scale" and len(tr.get("scale", ())) == ndim:
-            s = np.asarray(tr["scale"], float)
-            scale, translate = scale * s, translate * s
-        elif tr.get("type") == "translation" and len(tr.get("translation", ())) == ndim:
-            translate = translate + np.asarray(tr["translation"], float)
+        kind = tr.get("type")
+        values = tr.get(kind) if kind in ("scale", "translation") else None
+        if not isinstance(values, list | tuple) or len(values) != ndim:
+            continue  # a transform for other axes (or of another type) is not ours to apply
+        v = _numbers(path, values, ndim, f"{where}[{i}].{kind}")
+        if kind == "scale":
+            if np.any(v == 0):
+                raise StoreError(
+                    f"Store '{path}': its zarr.json's {where}[{i}].scale is {list(values)}; a scale of 0 "
+                    "collapses an axis. Fix that entry in zarr.json (1 means unscaled)."
+                )
+            scale, translate = scale * v, translate * v
+        else:
+            translate = translate + v
     return tuple(scale.tolist()), tuple(translate.tolist())
+
+
+def _bounds(p: Path, raw: Any, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+    """``attributes.zarr_vectors.bounds`` as (min, max) arrays, or a StoreError saying what it must be."""
+    try:
+        lo, hi = (_numbers(p, corner, ndim, "bounds") for corner in raw)
+        if np.all(lo <= hi):
+            return lo, hi
+    except (StoreError, TypeError, ValueError):
+        pass
+    raise StoreError(
+        f"Store '{p}': its zarr.json's attributes.zarr_vectors.bounds is {_shown(raw)}; it must be "
+        f"[[min per axis], [max per axis]], two lists of {ndim} finite numbers with each min <= max. "
+        "Restore zarr.json from a copy (the bounds say where the data lies: the viewer and density images need them)."
+    )
 
 
 def _declared_levels(attrs: Mapping[str, Any]) -> list[str]:
     """Level names the root metadata lists (multiscales datasets and OME level nodes)."""
     names: list[str] = []
-    for ms in attrs.get("multiscales") or []:
-        if isinstance(ms, Mapping):
-            names += [str(d.get("path")) for d in ms.get("datasets") or [] if isinstance(d, Mapping)]
-    for node in (attrs.get("ome") or {}).get("nodes") or []:
+    multiscales = attrs.get("multiscales")
+    for ms in multiscales if isinstance(multiscales, list) else []:
+        datasets = _mapping(ms).get("datasets")
+        if isinstance(datasets, list):
+            names += [str(d.get("path")) for d in datasets if isinstance(d, Mapping)]
+    nodes = _mapping(attrs.get("ome")).get("nodes")
+    for node in nodes if isinstance(nodes, list) else []:
         if isinstance(node, Mapping) and node.get("type") == "zv:level":
             names.append(str(node.get("name")))
     return [n for n in names if n.isdigit()]
+
+
+def _store_root(p: Path) -> tuple[dict[str, Any], Mapping[str, Any]]:
+    """The root ``attributes`` and ``attributes.zarr_vectors`` of a store, or a StoreError saying what it is not."""
+    if not p.is_dir():
+        raise StoreError(f"'{p}' does not exist or is not a directory.")
+    root = _read_root_json(p)
+    attrs = root.get("attributes") or {}
+    zmeta = attrs.get("zarr_vectors")
+    if not isinstance(zmeta, Mapping):
+        raise StoreError(
+            f"'{p}' is a Zarr group but not a Zarr Vectors store (its zarr.json has no attributes.zarr_vectors)."
+        )
+    if root.get("zarr_format") != 3:
+        raise StoreError(
+            f"Store '{p}': its zarr.json says zarr_format {_shown(root.get('zarr_format'))}, but Zarr Vectors "
+            "stores are Zarr v3 (zarr_format 3). Write the data into a new store with zarr-vectors, or restore "
+            "zarr.json from a copy."
+        )
+    return attrs, zmeta
 
 
 def _open_dataset(path: Path) -> Any:
@@ -191,19 +315,27 @@ def _open_dataset(path: Path) -> Any:
 def open_info(path: str | os.PathLike[str]) -> StoreInfo:
     """Describe a store from its metadata, without reading vertices.
 
-    Raises StoreError naming the store and the problem (not a store,
-    corrupt metadata, a level listed but missing on disk, ...).
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The store folder (``.zv`` or ``.zarrvectors``).
+
+    Returns
+    -------
+    StoreInfo
+        Its geometry kind, dimensionality, axis names, bounds, levels
+        (vertex and object counts, bin and chunk shapes), attribute names
+        and OME scene scale / translation.
+
+    Raises
+    ------
+    StoreError
+        Naming the store and the problem (not a store, corrupt or
+        malformed metadata, a level listed but missing on disk, ...) and
+        what to do. A ``ValueError``.
     """
     p = Path(path).resolve()
-    if not p.is_dir():
-        raise StoreError(f"'{p}' does not exist or is not a directory.")
-    root = _read_root_json(p)
-    attrs = root.get("attributes") or {}
-    zmeta = attrs.get("zarr_vectors")
-    if not isinstance(zmeta, Mapping):
-        raise StoreError(
-            f"'{p}' is a Zarr group but not a Zarr Vectors store (its zarr.json has no attributes.zarr_vectors)."
-        )
+    attrs, zmeta = _store_root(p)
     ds = _open_dataset(p)
     try:
         kinds = tuple(ds.kinds)
@@ -252,8 +384,8 @@ def open_info(path: str | os.PathLike[str]) -> StoreInfo:
     axis_names = tuple(str(a.get("name", f"axis{i}")) for i, a in enumerate(ds.axes))
     if len(axis_names) != ndim:
         axis_names = tuple(f"axis{i}" for i in range(ndim))
-    lo, hi = ds.bounds
-    scale, translate = _scene_transform(attrs, ndim)
+    lo, hi = _bounds(p, zmeta.get("bounds"), ndim)
+    scale, translate = _scene_transform(attrs, ndim, p)
     return StoreInfo(
         path=str(p),
         kind=kind,
@@ -311,8 +443,33 @@ def read_level(
 
     Points go through upstream's fast typed reader (~15x faster than the
     Dataset facade on 500k points, measured); other kinds use the facade.
-    ``vertex_attributes`` / ``object_attributes`` name what to read
-    (``None`` reads every attribute the level has).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The store.
+    level : int
+        The resolution level to read.
+    kind : str, optional
+        The store's geometry kind when the caller knows it (saves opening its metadata).
+    bbox : (sequence of float, sequence of float), optional
+        Read only the vertices in this (lower, upper) box, store axis order.
+    vertex_attributes, object_attributes : sequence of str, optional
+        The attributes to read; None (default) reads every one the level has.
+    object_ids : sequence of int, optional
+        Polylines and streamlines: read only these objects.
+
+    Returns
+    -------
+    LevelData
+        ``positions`` (store axis order), attributes, and per kind the
+        part ``offsets`` and ``part_objects``, ``edges`` or ``faces``.
+
+    Raises
+    ------
+    StoreError
+        The store or level cannot be read (the message names why), or a
+        whole-level read finds chunks missing on disk (it names them).
     """
     p = Path(path).resolve()
     try:
@@ -337,7 +494,21 @@ def _read_points(p: Path, level: int, bbox: Any, names: Sequence[str] | None) ->
         names = tuple(zv.open(str(p)).level(level).attribute_names("vertex"))
     raw = read_points(str(p), level=level, bbox=_as_bbox(bbox), attribute_names=list(names))
     attrs = {k: np.asarray(v) for k, v in (raw.get("vertex_attributes") or {}).items()}
+    n = len(raw["positions"])
+    if bbox is None and (any(len(v) != n for v in attrs.values()) or n != _metadata_vertex_count(p, level, n)):
+        check_level_chunks(p, level)  # a whole read that comes up short: name the chunk that is gone
     return LevelData(kind="point_cloud", level=level, positions=np.asarray(raw["positions"]), vertex_attributes=attrs)
+
+
+def _metadata_vertex_count(p: Path, level: int, default: int) -> int:
+    """The vertex count a level's own metadata records (``default`` when it records none)."""
+    from zarr_vectors import building as b
+
+    try:
+        count = b.read_level_metadata(_root(p), level).vertex_count
+    except Exception:
+        return default
+    return default if count is None else int(count)
 
 
 def _join_segments(part: Any, ndim: int) -> np.ndarray:
@@ -566,6 +737,45 @@ def atomic_store(target: str | os.PathLike[str]) -> Iterator[Path]:
         raise StoreError(f"Writing '{target}' failed, nothing was written: {exc}") from exc
 
 
+def _rows_text(rows: Sequence[int], limit: int = 10) -> str:
+    """``rows 3, 17 and 99`` (the first ``limit``, then how many more)."""
+    shown = [f"{r:,}" for r in rows[:limit]]
+    more = len(rows) - len(shown)
+    word = "row" if len(rows) == 1 else "rows"
+    if more:
+        return f"{word} {', '.join(shown)} and {more:,} more"
+    return f"{word} {', '.join(shown[:-1])} and {shown[-1]}" if len(shown) > 1 else f"{word} {shown[0]}"
+
+
+def _check_finite(
+    path: str | os.PathLike[str], parts: Sequence[np.ndarray], what: tuple[str, str], part: str = ""
+) -> None:
+    """Refuse NaN or infinite coordinates, naming the rows (per ``part``, e.g. "path", when there are parts).
+
+    ``what`` is the vertices' name, singular and plural.
+    """
+    bad = [np.flatnonzero(~np.isfinite(np.asarray(a, dtype=float)).all(axis=-1)) for a in parts]
+    n_bad = sum(len(b) for b in bad)
+    if not n_bad:
+        return
+    verb, noun = ("has", what[0]) if n_bad == 1 else ("have", what[1])
+    if not part:  # "1 of 6 points has ..."
+        total = len(parts[0])
+        where = f"{n_bad:,} of {total:,} {what[1]} {verb} NaN or infinite coordinates ({_rows_text(bad[0].tolist())})"
+    else:
+        hit = [(i, b) for i, b in enumerate(bad) if len(b)]
+        listed = "; ".join(f"{part} {i}: {_rows_text(b.tolist(), 5)}" for i, b in hit[:5])
+        more = f"; and {len(hit) - 5:,} more {part}s" if len(hit) > 5 else ""
+        where = (
+            f"{n_bad:,} {noun} in {len(hit):,} of {len(parts):,} {part}s {verb} NaN or infinite coordinates "
+            f"({listed}{more})"
+        )
+    raise StoreError(
+        f"Cannot write '{path}': {where}. A store's vertices need finite positions: remove those rows or give "
+        "them coordinates, then save again; nothing was written."
+    )
+
+
 def _store_dtype(arrays: Sequence[np.ndarray]) -> str:
     """float32 when every coordinate survives the cast exactly, else float64."""
     for a in arrays:
@@ -597,6 +807,7 @@ def write_point_cloud(
     positions = np.asarray(positions)
     if positions.ndim != 2 or positions.shape[1] < 2 or len(positions) == 0:
         raise StoreError(f"Cannot write '{path}': points must be a non-empty (N, D>=2) array, got {positions.shape}.")
+    _check_finite(path, [positions], ("point", "points"))
     chunk, bins = _layout(positions, chunk_shape, bin_shape)
     with atomic_store(path) as tmp:
         b.write_points(
@@ -625,6 +836,7 @@ def write_polyline_store(
     polylines = [np.asarray(p) for p in polylines]
     if not polylines:
         raise StoreError(f"Cannot write '{path}': there are no paths to write.")
+    _check_finite(path, polylines, ("vertex", "vertices"), "path")
     allpos = np.concatenate(polylines)
     chunk, bins = _layout(allpos, chunk_shape, bin_shape)
     with atomic_store(path) as tmp:
@@ -656,6 +868,7 @@ def write_mesh_store(
     faces = np.asarray(faces, dtype=np.int64)
     if len(vertices) == 0 or len(faces) == 0:
         raise StoreError(f"Cannot write '{path}': the surface has no vertices or no faces.")
+    _check_finite(path, [vertices], ("surface vertex", "surface vertices"))
     chunk, bins = _layout(vertices, chunk_shape, bin_shape)
     with atomic_store(path) as tmp:
         b.write_mesh(
@@ -707,33 +920,75 @@ def list_levels(path: str | os.PathLike[str]) -> list[int]:
     """Resolution levels on disk, sorted."""
     from zarr_vectors import building as b
 
-    return sorted(int(i) for i in b.list_resolution_levels(_root(path)))
+    _store_root(Path(path).resolve())  # a clear message for what is not a store, before upstream's
+    try:
+        return sorted(int(i) for i in b.list_resolution_levels(_root(path)))
+    except Exception as exc:  # upstream's own StoreError, KeyError, ... all mean "cannot open"
+        raise StoreError(f"Store '{path}' cannot be opened by zarr-vectors: {exc}") from exc
+
+
+def unwritable(path: str | os.PathLike[str], trees: Iterable[str] = (), folders: Iterable[str] = ()) -> Path | None:
+    """The first file or folder a change could not make, or None.
+
+    Covers the store folder and its root zarr.json, every folder and
+    zarr.json below each of ``trees`` (relative paths, e.g. a level to
+    delete: a folder's entries can only be removed when it is writable),
+    and each of ``folders`` with its own zarr.json. Checked before a
+    change, so a read-only store is refused while it is still whole.
+    """
+    root = Path(path).resolve()
+    candidates = [root, root / "zarr.json"]
+    for rel in folders:
+        candidates += [root / rel, root / rel / "zarr.json"]
+    for rel in trees:
+        for folder, _, files in os.walk(root / rel):
+            candidates.append(Path(folder))
+            candidates += [Path(folder) / f for f in files if f == "zarr.json"]
+    return next((c for c in candidates if c.exists() and not os.access(c, os.W_OK)), None)
 
 
 def remove_level(path: str | os.PathLike[str], level: int) -> None:
-    """Remove one resolution level (never level 0)."""
+    """Remove one resolution level (never level 0); a read-only store is refused before anything changes."""
     from zarr_vectors import building as b
 
+    levels = list_levels(path)
     if level == 0:
         raise StoreError(f"Store '{path}': level 0 holds the data itself and cannot be removed.")
-    if level not in list_levels(path):
-        raise StoreError(f"Store '{path}' has no resolution level {level}; it has {list_levels(path)}.")
-    b.remove_resolution_level(_root(path, "r+"), level)
-    _drop_level_from_root_metadata(Path(path).resolve(), level)
+    if level not in levels:
+        raise StoreError(f"Store '{path}' has no resolution level {level}; it has {levels}.")
+    below = [str(v) for v in levels if v < level][-1:]  # its links into this level go too
+    links = [f"{v}/{family}" for v in below for family in ("links", "cross_chunk_links")]
+    blocked = unwritable(path, trees=[str(level), *links], folders=below)
+    if blocked is not None:
+        raise StoreError(
+            f"Store '{path}' is read-only ('{blocked}' cannot be changed), so level {level} cannot be removed; "
+            "nothing was changed. Make the store writable (or copy it somewhere you can write) and try again."
+        )
+    try:
+        b.remove_resolution_level(_root(path, "r+"), level)
+        _drop_level_from_root_metadata(Path(path).resolve(), level)
+    except PermissionError as exc:
+        raise StoreError(
+            f"Store '{path}': removing level {level} was refused by the file system ({exc}); the level may be "
+            "partly removed. Make the store writable, then remove the level again."
+        ) from exc
 
 
 def _drop_level_from_root_metadata(root: Path, level: int) -> None:
     """Upstream 0.9.2 leaves a removed level listed in ``multiscales`` and the OME nodes; drop it."""
     meta_path = root / "zarr.json"
-    meta = json.loads(meta_path.read_text())
+    meta = _read_root_json(root)
     attrs = meta.get("attributes") or {}
-    for ms in attrs.get("multiscales") or []:
+    multiscales = attrs.get("multiscales")
+    for ms in multiscales if isinstance(multiscales, list) else []:
         if isinstance(ms, dict) and isinstance(ms.get("datasets"), list):
-            ms["datasets"] = [d for d in ms["datasets"] if str(d.get("path")) != str(level)]
+            ms["datasets"] = [d for d in ms["datasets"] if str(_mapping(d).get("path")) != str(level)]
     ome = attrs.get("ome")
     if isinstance(ome, dict) and isinstance(ome.get("nodes"), list):
         ome["nodes"] = [
-            n for n in ome["nodes"] if not (n.get("type") == "zv:level" and str(n.get("name")) == str(level))
+            n
+            for n in ome["nodes"]
+            if not (_mapping(n).get("type") == "zv:level" and str(_mapping(n).get("name")) == str(level))
         ]
     tmp = meta_path.with_name(".zarr.json.tmp")
     tmp.write_text(json.dumps(meta, indent=2))
@@ -989,6 +1244,48 @@ def chunk_vertex_counts(path: str | os.PathLike[str], level: int) -> tuple[np.nd
     starts = np.asarray([offsets[k] for k in keys], dtype=np.int64)
     counts = np.diff(np.r_[starts, total])
     return np.asarray(keys, dtype=np.int64).reshape(len(keys), -1), counts
+
+
+def missing_chunks(path: str | os.PathLike[str], level: int) -> list[tuple[str, tuple[int, ...]]]:
+    """``(array, chunk)`` pairs a level's manifests list but whose data is gone (or empty) on disk.
+
+    Reads every vertex, fragment and vertex-attribute cell of the level, so
+    it is a diagnosis for when a read or build has gone wrong, not a check
+    for every open.
+    """
+    from zarr_vectors import building as b
+
+    group, _ = _level(path, level)
+    arrays = [a for a in (b.VERTICES, b.VERTEX_FRAGMENTS) if group.array_exists(a)]
+    if b.VERTEX_ATTRIBUTES in group:
+        arrays += [f"{b.VERTEX_ATTRIBUTES}/{n}" for n in sorted(group[b.VERTEX_ATTRIBUTES].children())]
+    keys = sorted(set().union(*(group.list_chunks(a) for a in arrays))) if arrays else []
+    found = []
+    with group.batched_reads([(a, keys) for a in arrays]):
+        for array in arrays:
+            listed = set(group.list_chunks(array))
+            for key in keys:
+                try:
+                    blob = group.read_bytes(array, key) if key in listed else b""
+                except Exception:
+                    blob = b""
+                if not blob:
+                    found.append((array, tuple(int(c) for c in key.split("."))))
+    return found
+
+
+def check_level_chunks(path: str | os.PathLike[str], level: int) -> None:
+    """A StoreError naming the chunks of ``level`` whose data is missing on disk (nothing when all are there)."""
+    gone = missing_chunks(path, level)
+    if not gone:
+        return
+    names = [f"{array} chunk ({', '.join(map(str, c))})" for array, c in gone[:5]]
+    more = f" and {len(gone) - 5:,} more" if len(gone) > 5 else ""
+    raise StoreError(
+        f"Store '{Path(path).resolve()}': level {level} is missing data on disk: {'; '.join(names)}{more}. "
+        "The level's metadata lists it, but the file is gone or empty. Restore the store (or that level's "
+        "files) from a copy; until then the level cannot be read whole nor a pyramid built from it."
+    )
 
 
 def vertex_attribute_names(path: str | os.PathLike[str], level: int) -> tuple[str, ...]:
