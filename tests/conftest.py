@@ -144,7 +144,7 @@ def two_million_points(tmp_path_factory) -> Path:
     from napari_zarr_vectors import samples
 
     path = tmp_path_factory.mktemp("lod") / "two_million.zv"
-    return samples.make_point_cloud(
+    return samples.make_uniform_point_cloud(
         path, n=2_000_000, extent=2000.0, chunk=200.0, bin_size=2.0, factors=[(2.0, 1.0)] * 3, ndim=2
     )
 
@@ -155,7 +155,7 @@ def small_points_2d(tmp_path_factory) -> Path:
     from napari_zarr_vectors import samples
 
     path = tmp_path_factory.mktemp("lod") / "small_2d.zv"
-    return samples.make_point_cloud(
+    return samples.make_uniform_point_cloud(
         path, n=200_000, extent=1000.0, chunk=100.0, bin_size=5.0, factors=[(2.0, 1.0)] * 3, ndim=2
     )
 

@@ -5,7 +5,7 @@ import sys
 import imageio.v3 as iio
 import numpy as np
 
-from napari_zarr_vectors import cli, store
+from napari_zarr_vectors import cli, layers, store
 
 
 def test_info_prints_levels(upstream_stores, capsys):
@@ -36,11 +36,15 @@ def test_demo_screenshot_shows_the_point_cloud(tmp_path):
         timeout=600,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    assert (tmp_path / "cache" / "synthetic_points.zv").is_dir()
+    assert (tmp_path / "cache" / "v2" / "synthetic_points.zv").is_dir()  # samples.sample_path: version 2
     image = iio.imread(out)[..., :3].astype(int)
-    # the points are coloured through viridis by their (aggregated) intensity, on black
     coloured = (image.max(-1) > 60) & (image.max(-1) - image.min(-1) > 40)
     assert coloured.mean() > 0.05, f"only {coloured.mean():.1%} of the screenshot shows points"
+    # coloured by label, one colour per structure: the sample's ten structures, not one colour for all
+    palette = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in layers.LABEL_PALETTE])
+    nearest = np.abs(image[coloured][:, None, :] - palette[None]).sum(-1)
+    shares = np.bincount(nearest.argmin(1)[nearest.min(1) < 30], minlength=len(palette)) / coloured.sum()
+    assert np.sum(shares > 0.01) >= 6, f"label colours seen (share of coloured pixels): {shares.round(3)}"
 
 
 def _small_point_store(path):

@@ -96,14 +96,19 @@ def test_drill_straight_to_level_zero(make_napari_viewer, qtbot):
     path = samples.sample_store("synthetic_points.zv")
     viewer, widget = _viewer_and_widget(make_napari_viewer, qtbot)
     layer = _open_locked(viewer, qtbot, path, 3)
-    layer.selected_data = {0}
     bins = np.asarray(store.open_info(path).level(3).bin_shape)
-    metanode = np.asarray(layer.data[0])[::-1]
+    level0, _ = store.read_rows(path, 0)
+    level0_bins, per_bin = np.unique(np.floor(level0 / bins), axis=0, return_counts=True)
+    metanodes = np.asarray(layer.data)[:, ::-1]
+    fullest = {tuple(b): int(c) for b, c in zip(level0_bins, per_bin, strict=True)}
+    pick = int(np.argmax([fullest.get(tuple(np.floor(m / bins)), 0) for m in metanodes]))
+    layer.selected_data = {pick}  # the metanode standing for the most points: the sample is not uniform
+    metanode = metanodes[pick]
     widget.target.setCurrentText("level 0")
     _click(qtbot, widget, widget.down_button)
     hl = _highlight(viewer)
     assert hl.metadata["zarr_vectors_drill"]["level"] == 0
-    assert len(hl.data) > 1000
+    assert len(hl.data) == fullest[tuple(np.floor(metanode / bins))] > 1000  # all the points of its bin
     assert np.all(np.floor(np.asarray(hl.data)[:, ::-1] / bins) == np.floor(metanode / bins))
 
 

@@ -162,3 +162,36 @@ def test_streamlines_follow_as_vectors(make_napari_viewer, qtbot, tmp_path, monk
     assert follower.level < coarse
     assert 0 < follower.vertex_count <= 50_000
     assert layer.edge_color.shape == (len(layer.data), 4)
+
+
+def test_size_slider_shows_the_size_drawn(make_napari_viewer, qtbot, small_points_2d):
+    """The swap sets sizes with the layer's events blocked; the layer controls still show the new size."""
+    viewer = make_napari_viewer()
+    *_, layer = viewer.open(str(small_points_2d), plugin=PLUGIN)
+    follower = _follow.follower_of(layer)
+    settle(qtbot, follower)
+    follower.lock(3)
+    settle(qtbot, follower)
+    follower.lock(1)  # a finer level: smaller markers
+    settle(qtbot, follower)
+    slider = viewer.window._qt_viewer.controls.widgets[layer]._current_size_slider_control.size_slider
+    assert follower.swaps >= 2 and np.allclose(layer.size, layer.current_size)
+    assert abs(slider.value() - layer.current_size) <= 0.5, (slider.value(), layer.current_size)
+
+
+def test_a_label_keeps_its_colour_through_level_swaps(make_napari_viewer, qtbot, tmp_path):
+    path = samples.make_point_cloud(tmp_path / "cells.zv", 40_000, extent=1000.0, chunk=100.0, bin_size=10.0, ndim=2)
+    viewer = make_napari_viewer()
+    *_, layer = viewer.open(str(path), plugin=PLUGIN)
+    follower = _follow.follower_of(layer)
+    colours = {}
+    for level in (3, 1, 0):
+        follower.lock(level)
+        settle(qtbot, follower)
+        assert follower.level == level
+        labels = layer.features["label"].to_numpy()
+        for value in np.unique(labels):
+            shown = np.unique(layer.face_color[labels == value].round(3), axis=0)
+            assert len(shown) == 1  # one colour per label
+            assert np.allclose(colours.setdefault(int(value), shown[0]), shown[0]), (level, value)
+    assert len(colours) == samples.N_CELLS + samples.N_FIBRES

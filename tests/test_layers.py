@@ -1,8 +1,8 @@
-"""layers.py without a viewer: level choice for polylines counts what is drawn."""
+"""layers.py without a viewer: level choice for polylines counts what is drawn; how points are coloured."""
 
 import numpy as np
 
-from napari_zarr_vectors import layers, store
+from napari_zarr_vectors import layers, samples, store
 
 
 def test_polyline_budget_counts_drawn_vertices(upstream_stores):
@@ -35,3 +35,32 @@ def test_direction_colours_follow_the_axis():
     assert colors.shape == (4, 4)
     assert colors[0].argmax() == 0 and colors[1, :3].argmax() == 1 and colors[2, :3].argmax() == 2
     assert np.allclose(colors[3, :3], colors[3, 0])  # a zero-length segment is grey
+
+
+def test_points_are_coloured_by_label_one_colour_per_value_at_every_level(tmp_path):
+    path = samples.make_point_cloud(tmp_path / "cells.zv", 20_000, extent=1000.0, chunk=100.0, bin_size=10.0, ndim=2)
+    info = store.open_info(path)
+    seen = {}
+    for level in (3, 0):
+        (_, (data, kwargs, kind)) = layers.layers_for_store(path, level=level)
+        face = kwargs["face_color"]
+        assert kind == "points" and face["color_properties"] == "label" and face["color_mode"] == "cycle"
+        mapping = face["categorical_colormap"]["colormap"]
+        for value, colour in mapping.items():
+            assert colour == layers.LABEL_PALETTE[value % len(layers.LABEL_PALETTE)]
+            assert seen.setdefault(value, colour) == colour  # the same colour at every level
+        assert set(np.unique(kwargs["features"]["label"])) <= set(mapping)
+    assert set(seen) == set(range(1, samples.N_CELLS + samples.N_FIBRES + 1))  # every structure
+    assert len(info.levels) == 4
+
+
+def test_a_label_averaged_on_coarse_levels_or_with_many_values_is_not_a_label():
+    n = 1000
+    rng = np.random.default_rng(0)
+    ints = rng.integers(0, 8, n).astype(np.int32)
+    assert layers._label_attribute({"intensity": rng.uniform(0, 1, n), "label": ints}) == "label"
+    assert layers._label_attribute({"label": ints.astype(np.float64) + 0.5}) is None  # a mean: not a label
+    assert layers._label_attribute({"id": np.arange(n)}) is None  # more than MAX_LABELS values
+    assert layers._label_attribute({"one": np.zeros(n, np.int32)}) is None  # nothing to tell apart
+    colours = layers.label_colors("label", np.array([0, 1, 17]))["categorical_colormap"]["colormap"]
+    assert colours == {0: layers.BACKGROUND_COLOR, 1: layers.LABEL_PALETTE[1], 17: layers.LABEL_PALETTE[1]}

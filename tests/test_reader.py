@@ -62,9 +62,9 @@ def test_upstream_store_opens_as_layers(make_napari_viewer, qtbot, upstream_stor
         assert density_image.multiscale and not density_image.visible
         assert len(pts.data) == ref.vertex_count == info.level(level).vertex_count
         assert set(pts.features.columns) == {"intensity", "label"}
-        # coloured through a colormap by the float attribute
+        # coloured by the integer `label` (16 values), one colour per value, before the float `intensity`
         assert pts.face_color.shape == (len(pts.data), 4)
-        assert len(np.unique(pts.face_color[:, :3], axis=0)) > 10
+        assert len(np.unique(pts.face_color[:, :3], axis=0)) == len(np.unique(pts.features["label"])) > 10
         # napari order is the reverse of the store's (x, y, z)
         np.testing.assert_allclose(np.sort(pts.data[:, 2]), np.sort(ref.positions[:, 0]))
     elif kind in ("polyline", "streamline", "line"):

@@ -226,6 +226,18 @@ def cmd_export_dzi(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The window size of ``demo --screenshot``, so the picture is the same on every machine.
+DEMO_WINDOW = (1280, 760)
+
+
+def _demo_view(viewer: object) -> None:
+    """The sample from a little above and to the side, filling most of the canvas."""
+    viewer.reset_view()
+    if viewer.dims.ndisplay == 3:
+        viewer.scene.camera.angles = (5.0, 25.0, 140.0)
+    viewer.scene.camera.zoom *= 0.85
+
+
 def cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.screenshot and not _has_display() and not os.environ.get(_UNDER_XVFB):
         return _reexec_under_xvfb(argv)
@@ -236,23 +248,27 @@ def cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     print(f"Opening {path}", flush=True)
 
     import napari
+    from qtpy.QtWidgets import QApplication
+
+    from ._follow import wait_settled
 
     viewer = napari.Viewer(show=True, title="napari-zarr-vectors demo")
-    viewer.open(str(path), plugin="napari-zarr-vectors")
+    saved_geometry = viewer.window.geometry()
     if args.screenshot:
-        from qtpy.QtWidgets import QApplication
-
+        viewer.window.resize(*DEMO_WINDOW)
+    viewer.open(str(path), plugin="napari-zarr-vectors")
+    # the Levels dock says which level is drawn, how many vertices, and the budget that chose it
+    viewer.window.add_plugin_dock_widget("napari-zarr-vectors", "Levels")
+    for _ in range(5):
+        QApplication.processEvents()
+    _demo_view(viewer)
+    if args.screenshot:
+        wait_settled(viewer)  # the layer opens coarse and refines to what fits the budget in view
         for _ in range(5):
             QApplication.processEvents()
-        viewer.reset_view()
-        if viewer.dims.ndisplay == 3:
-            viewer.scene.camera.angles = (5.0, 25.0, 140.0)
-        viewer.scene.camera.zoom *= 0.6
-        from ._follow import wait_settled
-
-        wait_settled(viewer)  # the layer opens coarse and refines to what fits the budget in view
         out = Path(args.screenshot).absolute()
         viewer.screenshot(str(out), canvas_only=not args.window, flash=False)
+        viewer.window.set_geometry(*saved_geometry)  # napari saves the geometry on close: leave the user's
         viewer.close()
         print(f"Saved screenshot to {out}")
         return 0

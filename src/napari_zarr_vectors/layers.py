@@ -86,6 +86,13 @@ def _marker_size(info: StoreInfo, level: int) -> float:
 
 
 def points_layer(info: StoreInfo, data: LevelData, name: str, budget: int) -> LayerDataTuple:
+    """A Points layer coloured by a label attribute if the store has one, else by a float attribute.
+
+    Labels are the better default: a coarse vertex's label (kept with
+    ``mode``) is the structure most of its points belong to, so a label
+    has one colour at every level and zooming changes no colours. A mean
+    is a narrower, different quantity at each level.
+    """
     kwargs = _common_kwargs(info, data.level, name, budget)
     features = _features(data.vertex_attributes, data.vertex_count)
     kwargs.update(
@@ -93,8 +100,11 @@ def points_layer(info: StoreInfo, data: LevelData, name: str, budget: int) -> La
         size=_marker_size(info, data.level),
         border_width=0,
     )
+    labels = _label_attribute(data.vertex_attributes)
     colour_by = _color_attribute(data.vertex_attributes)
-    if colour_by is not None:
+    if labels is not None:
+        kwargs["face_color"] = label_colors(labels, _level0_values(info, data, labels))
+    elif colour_by is not None:
         kwargs.update(face_color=colour_by, face_colormap="viridis")
         limits = _level0_range(info, data, colour_by)
         if limits is not None:
@@ -104,13 +114,50 @@ def points_layer(info: StoreInfo, data: LevelData, name: str, budget: int) -> La
     return (_flip(data.positions), kwargs, "points")
 
 
-def _level0_range(info: StoreInfo, data: LevelData, name: str, sample: int = 8) -> tuple[float, float] | None:
-    """Contrast limits that still hold at level 0, from a few of its chunks.
+#: An integer attribute with at most this many values is a label: one colour per value.
+MAX_LABELS = 64
+#: Label colours, bright on napari's black canvas (after Sasha Trubetskoy's 20 distinct colours).
+LABEL_PALETTE = (
+    "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#42d4f4", "#f032e6", "#bfef45",
+    "#fabed4", "#469990", "#dcbeff", "#9a6324", "#fffac8", "#aaffc3", "#ffd8b1", "#a9a9ff",
+)  # fmt: skip
+#: Label 0 is background, as in napari's Labels layers: drawn dim.
+BACKGROUND_COLOR = "#505050"
 
-    A coarse level holds means, narrower than the raw values: limits from
-    it alone would saturate the colours once the camera zooms to level 0.
+
+def _label_attribute(columns: Mapping[str, np.ndarray]) -> str | None:
+    """The first integer attribute with 2..MAX_LABELS values at the level shown.
+
+    A coarse level that averaged it (``mean``) holds floats, so only a
+    pyramid that kept labels as labels (``mode``, ``min``, ``max``)
+    colours by them.
     """
-    values = [np.asarray(data.vertex_attributes[name], dtype=float)]
+    for k, v in columns.items():
+        v = np.asarray(v)
+        if v.ndim == 1 and v.dtype.kind in "iu" and 1 < len(np.unique(v[:100_000])) <= MAX_LABELS:
+            return k
+    return None
+
+
+def label_colors(name: str, values: np.ndarray) -> dict[str, Any]:
+    """Napari ``face_color`` for label attribute ``name``: a fixed colour per label value.
+
+    Value ``v`` gets ``LABEL_PALETTE[v % len]`` (0 the background
+    colour), whatever level is shown; a value not among ``values`` gets
+    the next palette colour when a finer level brings it in.
+    """
+    seen = np.unique(np.asarray(values).astype(np.int64))
+    mapping = {int(v): BACKGROUND_COLOR if v == 0 else LABEL_PALETTE[int(v) % len(LABEL_PALETTE)] for v in seen}
+    return {
+        "color_properties": name,
+        "color_mode": "cycle",
+        "categorical_colormap": {"colormap": mapping, "fallback_color": list(LABEL_PALETTE)},
+    }
+
+
+def _level0_values(info: StoreInfo, data: LevelData, name: str, sample: int = 8) -> np.ndarray:
+    """Attribute ``name`` at the level shown and in a few level-0 chunks (point stores)."""
+    values = [np.asarray(data.vertex_attributes[name])]
     if data.level != 0 and info.kind in store.POINT_KINDS:
         try:
             coords, counts = store.chunk_vertex_counts(info.path, 0)
@@ -118,10 +165,19 @@ def _level0_range(info: StoreInfo, data: LevelData, name: str, sample: int = 8) 
             picks = [keys[i] for i in np.linspace(0, len(keys) - 1, min(sample, len(keys))).astype(int)]
             sizes = dict(zip(keys, (int(c) for c in counts[counts > 0]), strict=True))
             got = store.read_point_chunks(info.path, 0, picks, [name], counts=sizes)
-            values += [np.asarray(a[name], dtype=float) for _, a in got.values() if name in a]
+            values += [np.asarray(a[name]) for _, a in got.values() if name in a]
         except StoreError:
-            pass  # the coarse level's own range is still a fine start
-    v = np.concatenate(values)
+            pass  # the level shown alone is still a fine start
+    return np.concatenate(values)
+
+
+def _level0_range(info: StoreInfo, data: LevelData, name: str, sample: int = 8) -> tuple[float, float] | None:
+    """Contrast limits that still hold at level 0, from a few of its chunks.
+
+    A coarse level holds means, narrower than the raw values: limits from
+    it alone would saturate the colours once the camera zooms to level 0.
+    """
+    v = _level0_values(info, data, name, sample).astype(float)
     v = v[np.isfinite(v)]
     if not len(v) or v.min() == v.max():
         return None

@@ -1,4 +1,4 @@
-"""Synthetic sample stores (the tutorial's point cloud and streamlines), cached on disk.
+"""Synthetic sample stores (a structured point cloud and the tutorial's streamlines), cached on disk.
 
 Each is written once, with its pyramid, into a cache folder and reused.
 Building happens in a temporary sibling that is renamed into place only
@@ -38,9 +38,31 @@ def make_point_cloud(
     seed: int = 0,
     ndim: int = 3,
 ) -> Path:
-    """Uniform points in a square or cube with ``intensity`` (float32) and ``label`` (int32), plus a pyramid.
+    """A point cloud with structure (``structured_points``) in a square or cube, plus a pyramid.
 
-    The pyramid carries both attributes on every level (intensity mean, label mode).
+    ``intensity`` (float32) and ``label`` (int32) on every level: intensity
+    aggregated by mean, label by mode. For evenly spread points use
+    ``make_uniform_point_cloud``.
+    """
+    positions, attrs = structured_points(n, extent=extent, seed=seed, ndim=ndim)
+    return _write_points(path, positions, attrs, chunk, bin_size, factors)
+
+
+def make_uniform_point_cloud(
+    path: str | os.PathLike[str],
+    n: int = 500_000,
+    *,
+    extent: float = 2000.0,
+    chunk: float = 200.0,
+    bin_size: float = 50.0,
+    factors: list[tuple[float, float]] | None = POINT_FACTORS,
+    seed: int = 0,
+    ndim: int = 3,
+) -> Path:
+    """Uniform points with random ``intensity`` (float32) and ``label`` (int32), plus a pyramid.
+
+    Every bin of every level is occupied at about the same density, which
+    level-of-detail tests and benchmarks rely on; there is nothing to see.
     """
     rng = np.random.default_rng(seed)
     positions = rng.uniform(0, extent, (n, ndim)).astype(np.float32)
@@ -48,6 +70,18 @@ def make_point_cloud(
         "intensity": rng.uniform(0, 1, n).astype(np.float32),
         "label": rng.integers(0, 16, n).astype(np.int32),
     }
+    return _write_points(path, positions, attrs, chunk, bin_size, factors)
+
+
+def _write_points(
+    path: str | os.PathLike[str],
+    positions: np.ndarray,
+    attrs: dict[str, np.ndarray],
+    chunk: float,
+    bin_size: float,
+    factors: list[tuple[float, float]] | None,
+) -> Path:
+    ndim = positions.shape[1]
     with store.atomic_store(path) as tmp:
         store.write_point_cloud(
             tmp, positions, attributes=attrs, chunk_shape=(chunk,) * ndim, bin_shape=(bin_size,) * ndim
@@ -55,6 +89,79 @@ def make_point_cloud(
         if factors:
             pyramid.build_pyramid(tmp, factors, agg_mode="mean", agg_overrides={"label": "mode"})
     return Path(path).absolute()
+
+
+#: The structured cloud's shares of points: cell membranes, cell nuclei, fibres.
+MEMBRANE, NUCLEUS, FIBRE = 0.5, 0.15, 0.35
+N_CELLS, N_FIBRES = 6, 4
+
+
+def structured_points(
+    n: int, *, extent: float = 2000.0, seed: int = 0, ndim: int = 3
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Positions and attributes of a cloud with structure that a pyramid keeps and a viewer shows.
+
+    ``N_CELLS`` cells, each a thin spherical membrane (a circle in 2D)
+    around a dense Gaussian nucleus, and ``N_FIBRES`` smooth fibres
+    winding between them, inside ``[0, extent)``. ``label`` (int32) names
+    the structure: 1..N_CELLS the cells, then the fibres. Every point of a
+    structure carries its label, so the most common label in a coarse bin
+    (``mode``) is the structure that fills it. ``intensity`` (float32,
+    0..1) is a smooth field over space plus a little noise, so a coarse
+    bin's mean stays close to its points' values.
+    """
+    rng = np.random.default_rng(seed)
+    n_membrane, n_nucleus, n_fibre = rng.multinomial(n, [MEMBRANE, NUCLEUS, FIBRE])
+    centres, radii = _cells(rng, extent, ndim)
+
+    cell = rng.integers(0, N_CELLS, n_membrane)
+    direction = rng.normal(size=(n_membrane, ndim))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    shell = radii[cell] + rng.normal(0, 0.004 * extent, n_membrane)
+    membrane = centres[cell] + direction * shell[:, None]
+    nucleus_cell = rng.integers(0, N_CELLS, n_nucleus)
+    nucleus = centres[nucleus_cell] + rng.normal(size=(n_nucleus, ndim)) * 0.22 * radii[nucleus_cell, None]
+
+    # each fibre: a straight line plus a few low-frequency sines per axis, so a smooth curve
+    fibre = rng.integers(0, N_FIBRES, n_fibre)
+    t = rng.uniform(0, 1, n_fibre)
+    curve = np.zeros((n_fibre, ndim))
+    for f in range(N_FIBRES):
+        mine = fibre == f
+        start, end = rng.uniform(0.1, 0.9, ndim), rng.uniform(0.1, 0.9, ndim)
+        path = start + np.outer(t[mine], end - start)
+        for k in (1, 2, 3):
+            path += np.sin(np.pi * k * t[mine])[:, None] * rng.normal(0, 0.12 / k, ndim)
+        curve[mine] = np.clip(path, 0.03, 0.97) * extent
+    curve += rng.normal(0, 0.005 * extent, (n_fibre, ndim))
+
+    top = np.nextafter(np.float32(extent), np.float32(0))
+    positions = np.clip(np.concatenate([membrane, nucleus, curve]), 0, top).astype(np.float32)
+    label = np.concatenate([cell + 1, nucleus_cell + 1, N_CELLS + 1 + fibre]).astype(np.int32)
+    order = rng.permutation(n)  # structures interleaved, as an instrument would record them
+    positions, label = positions[order], label[order]
+    u = positions / extent
+    field = 0.5 + 0.3 * np.sin(2 * np.pi * (0.8 * u[:, 0] + 0.3)) * np.cos(2 * np.pi * (0.6 * u[:, 1] - 0.1))
+    if ndim > 2:
+        field += 0.15 * np.cos(2 * np.pi * u[:, 2])
+    intensity = np.clip(field + rng.normal(0, 0.03, n), 0, 1).astype(np.float32)
+    return positions, {"intensity": intensity, "label": label}
+
+
+def _cells(rng: np.random.Generator, extent: float, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+    """``N_CELLS`` centres and radii, kept apart from each other and from the walls (overlapping if need be)."""
+    centres: list[np.ndarray] = []
+    radii: list[float] = []
+    for tries in range(100_000):
+        if len(centres) == N_CELLS:
+            break
+        r = extent * rng.uniform(0.09, 0.17)
+        c = rng.uniform(0.1 * extent + r, 0.9 * extent - r, ndim)
+        apart = all(np.linalg.norm(c - o) > r + ro + 0.03 * extent for o, ro in zip(centres, radii, strict=True))
+        if apart or tries > 10_000:
+            centres.append(c)
+            radii.append(r)
+    return np.asarray(centres), np.asarray(radii)
 
 
 def random_walks(
@@ -88,16 +195,26 @@ def make_streamlines(
 
 
 SAMPLES: dict[str, Callable[[Path], Path]] = {
-    "synthetic_points.zv": lambda p: make_point_cloud(p),
+    # bin 25: the first coarse level of these thin structures still holds ~7,000 vertices
+    "synthetic_points.zv": lambda p: make_point_cloud(p, bin_size=25.0),
     "synthetic_streamlines.zv": lambda p: make_streamlines(p),
 }
+#: Bumped when a sample's contents change, so a cache built by an older version is not reused.
+SAMPLE_VERSIONS = {"synthetic_points.zv": 2}
+
+
+def sample_path(name: str) -> Path:
+    """Where sample ``name`` is cached: ``cache_dir()/name``, or ``cache_dir()/v<N>/name`` from version 2 on."""
+    version = SAMPLE_VERSIONS.get(name, 1)
+    return cache_dir() / name if version == 1 else cache_dir() / f"v{version}" / name
 
 
 def sample_store(name: str) -> Path:
     """Path of a cached sample store, building it on first use."""
     if name not in SAMPLES:
         raise KeyError(f"unknown sample {name!r}; known: {', '.join(SAMPLES)}")
-    path = cache_dir() / name
+    path = sample_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if not store.is_store(path):
         SAMPLES[name](path)
     return path
