@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -10,9 +11,14 @@ import zarr_vectors as zv
 from qtpy.QtCore import Qt, QTimer
 from zarr_vectors import building
 
-from napari_zarr_vectors import store
+from napari_zarr_vectors import pyramid, store
+from napari_zarr_vectors._widgets._layout import unreadable
 from napari_zarr_vectors._widgets.build import BuildPyramidWidget
 from napari_zarr_vectors.layers import METADATA_KEY
+
+PLUGIN = "napari-zarr-vectors"
+#: About the width of napari's own layer-controls column (367 px here): a dock must not ask for much more.
+DOCK_WIDTH_LIMIT = 400
 
 
 @pytest.fixture
@@ -131,3 +137,61 @@ def test_widget_reports_bad_input_as_a_notification(make_napari_viewer, qtbot, p
     assert any("is not a (coarsen, sparsity) pair" in m for m in seen), seen
     assert "factors[0]" in widget.status.text()
     assert tree_digest(point_store) == before
+
+
+def _assert_readable(qtbot, widget):
+    """Once the dock is shown and laid out (a turn of the event loop), nothing in ``widget`` is cut."""
+    qtbot.waitUntil(widget.isVisible, timeout=5000)
+    with contextlib.suppress(qtbot.TimeoutError):
+        qtbot.waitUntil(lambda: not unreadable(widget), timeout=3000)
+    assert unreadable(widget) == []
+
+
+def test_build_is_disabled_for_a_store_that_has_a_pyramid(make_napari_viewer, qtbot, point_store, tree_digest):
+    pyramid.build_pyramid(point_store, [(2.0, 1.0), (2.0, 1.0)])
+    viewer = make_napari_viewer()
+    viewer.open(str(point_store), plugin=PLUGIN)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Build pyramid")
+    assert widget.store_path == str(point_store.resolve())  # taken from the selected layer
+    # build_pyramid refuses this store; the widget says so before anything is pressed
+    with pytest.raises(pyramid.PyramidError, match="already has levels"):
+        pyramid.plan_build(point_store, [(2.0, 1.0)])
+    assert not widget.build_button.isEnabled()
+    assert widget.build_reason.isVisibleTo(widget)
+    assert "already has levels 0–2" in widget.build_reason.text()
+    assert "Coarsen one more level" in widget.build_reason.text()
+    assert widget.build_button.toolTip() == widget.build_reason.text()
+    assert widget.coarsen_one_button.isEnabled() and widget.remove_level_button.isEnabled()
+    before = tree_digest(point_store)
+    qtbot.mouseClick(widget.build_button, Qt.LeftButton)  # a disabled button does nothing
+    assert widget._worker is None and widget.status.text() == ""
+    assert tree_digest(point_store) == before
+
+    for _ in range(2):  # back to level 0 alone: Build can run again
+        qtbot.mouseClick(widget.remove_level_button, Qt.LeftButton)
+    assert store.list_levels(point_store) == [0]
+    assert widget.build_button.isEnabled() and not widget.build_reason.isVisibleTo(widget)
+    assert not widget.remove_level_button.isEnabled()
+
+
+def test_build_without_a_store_says_what_to_do(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Build pyramid")
+    assert widget.store_path == ""
+    assert not widget.build_button.isEnabled() and not widget.coarsen_one_button.isEnabled()
+    assert "Choose a store first" in widget.build_reason.text()
+
+
+def test_build_dock_is_readable_at_its_default_width(make_napari_viewer, qtbot, point_store):
+    """Opened from the Plugins menu's entry: several rows of both tables and every value show whole."""
+    pyramid.build_pyramid(point_store, [(2.0, 1.0)] * 3)
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(point_store), plugin=PLUGIN)
+    dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Build pyramid")
+    assert widget.summary_table.rowCount() == 4
+    _assert_readable(qtbot, widget)
+    assert dock.width() <= DOCK_WIDTH_LIMIT
+    for table in (widget.levels_table, widget.summary_table):
+        assert table.viewport().height() >= 4 * table.verticalHeader().defaultSectionSize()
+    assert widget.summary_table.item(0, 1).text() == "60,000"
+    assert widget.summary_table.item(3, 3).text() == "400³"

@@ -165,3 +165,22 @@ def test_nothing_selected_says_what_to_do(make_napari_viewer, qtbot, small_point
     _open_locked(viewer, qtbot, small_points_2d, 2)
     _click(qtbot, widget, widget.down_button)
     assert "No points are selected" in widget.last_error
+
+
+def test_drill_dock_is_readable_at_its_default_width(make_napari_viewer, qtbot, small_points_2d):
+    """Opened from the Plugins menu's entry: the whole hint shows, and every button's text."""
+    import contextlib
+
+    from napari_zarr_vectors._widgets._layout import unreadable
+
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(small_points_2d), plugin=PLUGIN)
+    dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Drill")
+    qtbot.waitUntil(widget.isVisible, timeout=5000)
+    with contextlib.suppress(qtbot.TimeoutError):
+        qtbot.waitUntil(lambda: not unreadable(widget), timeout=3000)
+    assert unreadable(widget) == []
+    assert widget.hint.height() >= widget.hint.heightForWidth(widget.hint.width())
+    for button in (widget.down_button, widget.up_button, widget.metanodes_button, widget.object_button):
+        assert button.width() >= button.sizeHint().width(), button.text()
+    assert dock.width() <= 400

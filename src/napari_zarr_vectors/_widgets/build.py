@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,8 +22,6 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
-    QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
@@ -35,6 +34,7 @@ from qtpy.QtWidgets import (
 
 from .. import _follow, pyramid, store
 from ..layers import METADATA_KEY
+from ._layout import FittedTable, WrappingLabel, in_scroll_area
 
 if TYPE_CHECKING:
     import napari
@@ -43,7 +43,7 @@ DEFAULT_ROW = (2.0, 1.0)
 NO_SEED = "random each time"
 # "coarse chunks" choices -> build_pyramid's chunk_scale (None: the engine's default, "auto" for
 # point clouds and lines; upstream's builder, used for graphs and meshes, keeps level 0's grid)
-CHUNK_CHOICES = {"grow with coarsen (default)": None, "keep level 0's grid": 1}
+CHUNK_CHOICES = {"grow with coarsen": None, "keep level 0's grid": 1}
 
 
 class _ProgressRelay(QObject):
@@ -63,8 +63,12 @@ class BuildPyramidWidget(QWidget):
         self._relay = _ProgressRelay()
         self._relay.progressed.connect(self._on_progress)
         self._modes_for: dict[str, QComboBox] = {}
+        self._levels: list[int] | None = None  # the chosen store's levels, None until one is read
+        self._writable = False
+        self._running = False
 
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout()
+        self.scroll_area = in_scroll_area(self, layout)  # a short dock scrolls instead of squeezing the tables
         # --- store
         row = QHBoxLayout()
         self.path_edit = QLineEdit()
@@ -78,11 +82,11 @@ class BuildPyramidWidget(QWidget):
         layout.addLayout(row)
 
         # --- levels table
-        levels_box = QGroupBox("New levels (each factor is a ratio to the level below)")
+        levels_box = QGroupBox("New levels")
         lv = QVBoxLayout(levels_box)
-        self.levels_table = QTableWidget(0, 3)
+        lv.addWidget(WrappingLabel("One row per level; each factor is a ratio to the level below."))
+        self.levels_table = FittedTable(0, 3, row_numbers=True)  # row n builds level n
         self.levels_table.setHorizontalHeaderLabels(["coarsen", "sparsity", "≈ vertices"])
-        self.levels_table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
         self.levels_table.itemChanged.connect(self._on_factors_edited)
         lv.addWidget(self.levels_table)
         buttons = QHBoxLayout()
@@ -129,8 +133,8 @@ class BuildPyramidWidget(QWidget):
         self.chunks = QComboBox()
         self.chunks.addItems(list(CHUNK_CHOICES))
         self.chunks.setToolTip(
-            "Coarse levels' chunk grid: grown with the coarsen factor (fewer, fuller chunks; faster to "
-            "build and to view) or level 0's grid on every level, as zarr-vectors' own builder makes it."
+            "Coarse levels' chunk grid: grown with the coarsen factor (the default: fewer, fuller chunks; "
+            "faster to build and to view) or level 0's grid on every level, as zarr-vectors' own builder makes it."
         )
         form.addRow("coarse chunks", self.chunks)
         layout.addLayout(form)
@@ -145,22 +149,22 @@ class BuildPyramidWidget(QWidget):
         run.addWidget(self.build_button)
         run.addWidget(self.cancel_button)
         layout.addLayout(run)
+        self.build_reason = WrappingLabel("")  # why Build is disabled, when it is
+        layout.addWidget(self.build_reason)
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.status = WrappingLabel("")
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
 
         # --- existing levels
         summary_box = QGroupBox("Levels in the store")
         sv = QVBoxLayout(summary_box)
-        self.summary_table = QTableWidget(0, 5)
+        self.summary_table = FittedTable(0, 5)
         self.summary_table.setHorizontalHeaderLabels(["level", "vertices", "objects", "bin", "MB"])
-        self.summary_table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
         self.summary_table.setEditTriggers(QTableWidget.NoEditTriggers)
         sv.addWidget(self.summary_table)
-        self.overhead_label = QLabel("")
+        self.overhead_label = WrappingLabel("")
         sv.addWidget(self.overhead_label)
         more = QHBoxLayout()
         self.coarsen_one_button = QPushButton("Coarsen one more level")
@@ -178,6 +182,7 @@ class BuildPyramidWidget(QWidget):
         if self.levels_table.rowCount() == 0:
             for _ in range(3):
                 self._add_row(*DEFAULT_ROW)
+        self._update_buttons()
 
     # ------------------------------------------------------------ store
 
@@ -203,10 +208,15 @@ class BuildPyramidWidget(QWidget):
     def refresh(self) -> None:
         """Reload the level summary, attribute list and estimates for the current store."""
         if not self.store_path:
+            self._levels = None
+            self._update_buttons()
             return
         try:
             summary = pyramid.pyramid_summary(self.store_path)
         except store.StoreError as exc:
+            self._levels = None
+            self.summary_table.setRowCount(0)
+            self._update_buttons(str(exc))
             self._fail(str(exc))
             return
         self._show_summary(summary)
@@ -219,17 +229,57 @@ class BuildPyramidWidget(QWidget):
             text = f"≈ {value:,}" if isinstance(value, int) else str(value)
             self.levels_table.item(r, 2).setText(text)
         self.levels_table.blockSignals(False)
+        self.levels_table.fit()
 
     def _show_summary(self, summary: dict) -> None:
         rows = summary["levels"]
         self.summary_table.setRowCount(len(rows))
         for r, row in enumerate(rows):
-            bins = " x ".join(f"{b:g}" for b in row["bin_shape"])
+            bins = _bin_text(row["bin_shape"])
             cells = [row["level"], f"{row['vertices']:,}", f"{row['objects']:,}", bins, f"{row['bytes'] / 1e6:.1f}"]
             for c, value in enumerate(cells):
-                self.summary_table.setItem(r, c, QTableWidgetItem(str(value)))
+                item = QTableWidgetItem(str(value))
+                if c != 3:
+                    item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+                self.summary_table.setItem(r, c, item)
+        self.summary_table.fit()
         self.overhead_label.setText(f"pyramid storage overhead over level 0: {summary['storage_overhead']:.0%}")
-        self.remove_level_button.setEnabled(len(rows) > 1)
+        self._levels = [int(row["level"]) for row in rows]
+        self._writable = os.access(self.store_path, os.W_OK)
+        self._update_buttons()
+
+    def build_blocker(self) -> str | None:
+        """Why Build cannot run on the chosen store, as ``pyramid.plan_build`` would refuse it; None if it can.
+
+        Only the store's state is checked here; the factors and options are
+        checked when Build is pressed, and a mistake there is reported then.
+        """
+        if not self.store_path:
+            return "Choose a store first: select a store layer, or type or browse to its path."
+        if self._levels is None:
+            return f"'{self.store_path}' could not be read as a Zarr Vectors store."
+        if self._levels != [0]:
+            return (
+                f"This store already has levels {self._levels[0]}–{self._levels[-1]}; Build makes a pyramid "
+                "from level 0 only. Add a level with 'Coarsen one more level', or remove coarse levels first."
+            )
+        if not self._writable:
+            return "This store is not writable: copy it somewhere you can write, then build."
+        return None
+
+    def _update_buttons(self, reason: str | None = None) -> None:
+        """Enable what can run on the chosen store now; say why Build cannot."""
+        running = self._running
+        blocker = reason or self.build_blocker()
+        readable = self._levels is not None
+        self.build_button.setEnabled(not running and blocker is None)
+        self.build_button.setToolTip(blocker or "Build the levels in the table, after level 0")
+        self.build_reason.setText(blocker or "")
+        self.build_reason.setVisible(blocker is not None and not running)
+        self.coarsen_one_button.setEnabled(not running and readable and self._writable)
+        self.remove_level_button.setEnabled(not running and readable and self._writable and len(self._levels or []) > 1)
+        self.suggest_button.setEnabled(not running and readable)
+        self.cancel_button.setEnabled(running)
 
     def _show_overrides(self, names: tuple[str, ...]) -> None:
         while self.overrides_form.rowCount():
@@ -389,9 +439,8 @@ class BuildPyramidWidget(QWidget):
         self._set_running(False)
 
     def _set_running(self, running: bool) -> None:
-        for w in (self.build_button, self.coarsen_one_button, self.remove_level_button, self.suggest_button):
-            w.setEnabled(not running)
-        self.cancel_button.setEnabled(running)
+        self._running = running
+        self._update_buttons()
 
     def remove_coarsest(self) -> None:
         try:
@@ -435,6 +484,14 @@ def _gui_friendly() -> Any:
         yield
     finally:
         gc.unfreeze()
+
+
+def _bin_text(bin_shape: Any) -> str:
+    """A bin shape in few characters: ``50³`` for a cube, ``50×25`` otherwise."""
+    sides = [f"{b:g}" for b in bin_shape]
+    if len(set(sides)) == 1 and len(sides) in (2, 3):
+        return sides[0] + ("²" if len(sides) == 2 else "³")
+    return "×".join(sides)
 
 
 def _estimates(path: str, factors: list) -> list:

@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
 
 from .. import _follow, drill, store
 from ..layers import METADATA_KEY, _bin_extent, _marker_size
+from ._layout import WrappingLabel
 
 if TYPE_CHECKING:
     import napari
@@ -60,11 +61,10 @@ class DrillWidget(QWidget):
         self._worker: Any = None
 
         layout = QVBoxLayout(self)
-        self.hint = QLabel(
+        self.hint = WrappingLabel(
             "Select points (metanodes) in a store's Points layer with napari's selection tool, then "
             f"drill down ({DOWN_KEY}) or up ({UP_KEY}). For polylines, press 'Metanodes' first."
         )
-        self.hint.setWordWrap(True)
         layout.addWidget(self.hint)
         row = QHBoxLayout()
         self.down_button = QPushButton("Drill down")
@@ -91,8 +91,7 @@ class DrillWidget(QWidget):
         row3.addWidget(self.metanodes_button)
         row3.addWidget(self.object_button)
         layout.addLayout(row3)
-        self.breadcrumb = QLabel("")
-        self.breadcrumb.setWordWrap(True)
+        self.breadcrumb = WrappingLabel("")
         layout.addWidget(self.breadcrumb)
         layout.addStretch(1)
 

@@ -2,6 +2,9 @@
 
 Thin: the choice itself is ``lod.LevelOfDetail``'s; this only shows a
 follower's state and passes the user's lock and budget to it.
+
+Each layer takes two table rows: its name across the table, then its
+controls and state, so a long layer name never squeezes the numbers.
 """
 
 from __future__ import annotations
@@ -9,12 +12,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from napari.utils.notifications import show_error
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QGroupBox,
-    QHeaderView,
-    QLabel,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -23,12 +25,14 @@ from qtpy.QtWidgets import (
 )
 
 from .. import _follow
+from ._layout import FittedTable, WrappingLabel
 
 if TYPE_CHECKING:
     import napari
 
 AUTO = "auto"
-COLUMNS = ["layer", "level", "shown", "vertices", "budget"]
+COLUMNS = ["level", "shown", "vertices", "budget"]
+LEVEL, SHOWN, VERTICES, BUDGET = range(len(COLUMNS))
 
 
 class LevelsWidget(QWidget):
@@ -39,17 +43,17 @@ class LevelsWidget(QWidget):
         self.viewer = napari_viewer
         _follow.watch_viewer(napari_viewer)
         layout = QVBoxLayout(self)
-        self.table = QTableWidget(0, len(COLUMNS))
+        self.table = FittedTable(0, len(COLUMNS))  # 4 rows: two layers
         self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.table.setSelectionMode(QTableWidget.NoSelection)
         self.table.setToolTip(
             "level: 'auto' follows the camera (the finest level whose vertices in view fit the budget); "
-            "a number locks that level. shown: the level drawn now."
+            "a number locks that level. shown: the level drawn now. vertices: drawn now. "
+            "budget: the most vertices drawn; type a number and press Enter."
         )
         layout.addWidget(self.table)
-        self.hint = QLabel("Open a Zarr Vectors point or polyline store to see its levels here.")
-        self.hint.setWordWrap(True)
+        self.hint = WrappingLabel("Open a Zarr Vectors point or polyline store to see its levels here.")
         layout.addWidget(self.hint)
         self.density_box = QGroupBox("Density images")
         self.density_box.setToolTip(
@@ -71,19 +75,20 @@ class LevelsWidget(QWidget):
         QTimer.singleShot(0, self.rebuild)  # the follower attaches on the same insert event
 
     def rebuild(self) -> None:
-        """One row per live follower of this viewer."""
+        """Two rows per live follower of this viewer: the layer's name, then its level, state and budget."""
         self._rows = [f for f in _follow.followers(self.viewer) if f.layer is not None]
-        self.table.setRowCount(len(self._rows))
-        for r, f in enumerate(self._rows):
+        self.table.clear_title_rows()
+        self.table.setRowCount(2 * len(self._rows))
+        for i, f in enumerate(self._rows):
             if id(f) not in self._hooked:
                 self._hooked.add(id(f))
                 f.on_change(self._on_follower_change)
-            self.table.setItem(r, 0, QTableWidgetItem(f.layer.name))
+            self.table.set_title_row(2 * i, f.layer.name)
             combo = QComboBox()
             combo.addItems([AUTO] + [str(g) for g in self._levels_of(f)])
             combo.setCurrentText(AUTO if f.locked is None else str(f.locked))
             combo.currentTextChanged.connect(lambda text, f=f: self._lock(f, text))
-            self.table.setCellWidget(r, 1, combo)
+            self.table.setCellWidget(2 * i + 1, LEVEL, combo)
             budget = QSpinBox()
             budget.setRange(1_000, 50_000_000)
             budget.setSingleStep(50_000)
@@ -91,10 +96,21 @@ class LevelsWidget(QWidget):
             budget.setValue(int(f.budget))
             budget.setKeyboardTracking(False)  # apply on Enter or focus loss, not every keystroke
             budget.valueChanged.connect(lambda value, f=f: f.set_budget(value))
-            self.table.setCellWidget(r, 4, budget)
-            self._show_state(r, f)
+            self.table.setCellWidget(2 * i + 1, BUDGET, budget)
+            self._show_state(i, f)
         self.hint.setVisible(not self._rows)
         self._rebuild_density()
+
+    def level_box(self, i: int) -> QComboBox:
+        """Layer ``i``'s level choice: 'auto' or a level to lock."""
+        return self.table.cellWidget(2 * i + 1, LEVEL)
+
+    def budget_box(self, i: int) -> QSpinBox:
+        """Layer ``i``'s vertex budget."""
+        return self.table.cellWidget(2 * i + 1, BUDGET)
+
+    def layer_name(self, i: int) -> str:
+        return self.table.item(2 * i, 0).text()
 
     def _rebuild_density(self) -> None:
         """One check box per density image layer: ticking it shows the layer (and counts it, once)."""
@@ -146,19 +162,23 @@ class LevelsWidget(QWidget):
     def _on_follower_change(self, f: _follow.LayerFollower) -> None:
         if f not in self._rows:
             return
-        r = self._rows.index(f)
-        combo = self.table.cellWidget(r, 1)
+        i = self._rows.index(f)
+        combo = self.level_box(i)
         if combo is not None and combo.count() - 1 != len(self._levels_of(f)):
             self.rebuild()  # a build added or removed levels
             return
-        self._show_state(r, f)
+        self._show_state(i, f)
         if f.last_error:
             show_error(f"{f.layer.name}: could not load the view: {f.last_error}")
 
-    def _show_state(self, r: int, f: _follow.LayerFollower) -> None:
-        self.table.setItem(r, 2, QTableWidgetItem(str(f.level)))
-        self.table.setItem(r, 3, QTableWidgetItem(f"{f.vertex_count:,}"))
+    def _show_state(self, i: int, f: _follow.LayerFollower) -> None:
+        for column, text in ((SHOWN, str(f.level)), (VERTICES, f"{f.vertex_count:,}")):
+            item = QTableWidgetItem(text)
+            item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+            self.table.setItem(2 * i + 1, column, item)
+        self.table.fit()
 
-    def shown_text(self, row: int) -> tuple[str, str]:
-        """(level shown, vertices shown) as the table displays them."""
-        return self.table.item(row, 2).text(), self.table.item(row, 3).text()
+    def shown_text(self, i: int) -> tuple[str, str]:
+        """(level shown, vertices shown) of layer ``i``, as the table displays them."""
+        row = 2 * i + 1
+        return self.table.item(row, SHOWN).text(), self.table.item(row, VERTICES).text()

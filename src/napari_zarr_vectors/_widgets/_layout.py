@@ -1,0 +1,236 @@
+"""Layout helpers for the dock widgets: everything readable at the width napari gives a dock.
+
+Napari sets no width for a plugin's dock: the dock area takes the width
+its widgets ask for (their size hints), and shares the window's height
+among the docks stacked in it. So each widget here asks for the width its
+tables' columns need, keeps room for several table rows, and scrolls
+rather than squeezing when the height runs short.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qtpy.QtCore import QEvent, QSize, Qt
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QAbstractScrollArea,
+    QFrame,
+    QHeaderView,
+    QLabel,
+    QScrollArea,
+    QSizePolicy,
+    QStyledItemDelegate,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+#: Table rows always visible without scrolling the table.
+TABLE_ROWS = 4
+
+
+class WrappingLabel(QLabel):
+    """A word-wrapped label that keeps the height its text needs at its current width.
+
+    Dock widgets do not lay out height-for-width, so a plain wrapped
+    QLabel gets one line's height and its text is clipped.
+    """
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(text, parent)
+        self.setWordWrap(True)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt naming
+        super().setText(text)
+        self._fit()
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt naming
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        height = self.heightForWidth(self.width()) if self.text() else 0
+        if height >= 0 and height != self.minimumHeight():
+            self.setMinimumHeight(height)
+
+    def fits(self) -> bool:
+        """Is all of the text shown (its wrapped height within the label's)?"""
+        return self.heightForWidth(self.width()) <= self.height()
+
+
+class _TitleDelegate(QStyledItemDelegate):
+    """Draws a title cell as usual but asks for no width, so a title sets no column's width."""
+
+    def sizeHint(self, option: Any, index: Any) -> QSize:  # noqa: N802 - Qt naming
+        return QSize(0, super().sizeHint(option, index).height())
+
+
+class FittedTable(QTableWidget):
+    """A table that asks for the width its columns need and the height of ``rows`` rows.
+
+    Columns are as wide as their header and cells (the last one takes any
+    room left), so no value is elided; the table scrolls vertically past
+    ``rows`` rows, never horizontally.
+    """
+
+    def __init__(self, n_rows: int, n_columns: int, *, rows: int = TABLE_ROWS, row_numbers: bool = False) -> None:
+        super().__init__(n_rows, n_columns)
+        self.visible_rows = rows
+        self.verticalHeader().setVisible(row_numbers)
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Minimum)
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self._title_delegate = _TitleDelegate(self)
+        self._title_rows: set[int] = set()
+
+    def set_title_row(self, row: int, text: str) -> None:
+        """Row ``row`` as one bold cell across the table: a heading for the rows below it.
+
+        It takes the table's width and sets no column's; a longer text is
+        elided in the middle, and shown whole in its tooltip.
+        """
+        item = QTableWidgetItem(text)
+        item.setToolTip(text)
+        font = item.font()
+        font.setBold(True)
+        item.setFont(font)
+        self.setItem(row, 0, item)
+        self.setSpan(row, 0, 1, self.columnCount())
+        self.setItemDelegateForRow(row, self._title_delegate)
+        self._title_rows.add(row)
+
+    def clear_title_rows(self) -> None:
+        """Every row back to plain cells (before the rows are laid out again)."""
+        self.clearSpans()
+        for row in self._title_rows:
+            self.setItemDelegateForRow(row, None)
+        self._title_rows.clear()
+
+    def columns_width(self) -> int:
+        """Every column's header and cells, row numbers, frame, and a vertical scroll bar."""
+        header = self.horizontalHeader()
+        width = sum(
+            max(header.sectionSizeHint(c), self.sizeHintForColumn(c))
+            for c in range(self.columnCount())
+            if not self.isColumnHidden(c)
+        )
+        if self.verticalHeader().isVisible():
+            width += self.verticalHeader().sizeHint().width()
+        return width + 2 * self.frameWidth() + _scroll_bar_width(self)
+
+    def rows_height(self) -> int:
+        """The header, ``visible_rows`` rows, and the frame."""
+        rows = self.visible_rows * self.verticalHeader().defaultSectionSize()
+        return self.horizontalHeader().sizeHint().height() + rows + 2 * self.frameWidth()
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt naming
+        return QSize(self.columns_width(), self.rows_height())
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt naming
+        return self.minimumSizeHint()
+
+    def fit(self) -> None:
+        """After the contents change: columns to their contents, and a new size for the layout."""
+        self.resizeColumnsToContents()
+        self.updateGeometry()
+
+    def cut_columns(self) -> list[int]:
+        """Columns narrower than their header or cells need (none, unless the table is squeezed)."""
+        header = self.horizontalHeader()
+        return [
+            c
+            for c in range(self.columnCount())
+            if self.columnWidth(c) < max(header.sectionSizeHint(c), self.sizeHintForColumn(c))
+        ]
+
+
+class ScrollArea(QScrollArea):
+    """A frameless vertical scroll area that asks for its content's minimum width (and a scroll bar's).
+
+    So a short dock scrolls its widget instead of squeezing the tables,
+    and a narrow one never clips it.
+    """
+
+    def __init__(self, content: QWidget) -> None:
+        super().__init__()
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setWidget(content)
+        content.installEventFilter(self)
+
+    def eventFilter(self, watched: Any, event: Any) -> bool:  # noqa: N802 - Qt naming
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()  # the content's minimum width may have changed: so may ours
+        return super().eventFilter(watched, event)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt naming
+        width = self.widget().minimumSizeHint().width() + _scroll_bar_width(self) + 2 * self.frameWidth()
+        return QSize(width, super().minimumSizeHint().height())
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt naming
+        content = self.widget().sizeHint()
+        return QSize(self.minimumSizeHint().width(), content.height())
+
+
+def _scroll_bar_width(view: QAbstractScrollArea) -> int:
+    """The vertical scroll bar's width as drawn (napari's stylesheet sets it; the style's metric does not know)."""
+    bar = view.verticalScrollBar()
+    return max(bar.sizeHint().width(), bar.width() if bar.isVisible() else 0)
+
+
+def in_scroll_area(owner: QWidget, content_layout: QVBoxLayout) -> ScrollArea:
+    """Put ``content_layout`` inside a ``ScrollArea`` that fills ``owner``; returns the area."""
+    content = QWidget()
+    content.setLayout(content_layout)
+    area = ScrollArea(content)
+    outer = QVBoxLayout(owner)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(area)
+    return area
+
+
+def unreadable(widget: QWidget) -> list[str]:
+    """What a user could not read in ``widget`` as it is laid out now; empty when everything shows.
+
+    Cut table columns or cell widgets, tables showing fewer than their
+    ``visible_rows``, clipped wrapped labels, and content wider than its
+    scroll area.
+    """
+    problems = []
+    for table in widget.findChildren(FittedTable):
+        if not table.isVisible():
+            continue
+        name = table.objectName() or " / ".join(
+            table.horizontalHeaderItem(c).text() for c in range(table.columnCount()) if table.horizontalHeaderItem(c)
+        )
+        cut = table.cut_columns()
+        if cut:
+            problems.append(f"table [{name}]: columns {cut} are narrower than their contents")
+        if table.horizontalScrollBar().maximum() > 0:
+            problems.append(f"table [{name}]: the columns are wider than the table")
+        shown = table.viewport().height() / table.verticalHeader().defaultSectionSize()
+        if shown < table.visible_rows - 0.01:
+            problems.append(f"table [{name}]: {shown:.1f} rows visible, fewer than {table.visible_rows}")
+        for r in range(table.rowCount()):
+            for c in range(table.columnCount()):
+                cell = table.cellWidget(r, c)
+                if cell is not None and cell.width() < cell.minimumSizeHint().width():
+                    problems.append(f"table [{name}]: the widget in row {r}, column {c} is cut")
+    for label in widget.findChildren(WrappingLabel):
+        if label.isVisible() and label.text() and not label.fits():
+            problems.append(f"label {label.text()[:40]!r}…: the text is clipped")
+    for area in widget.findChildren(ScrollArea):
+        if area.isVisible() and area.widget().width() > area.viewport().width():
+            problems.append(
+                f"the content ({area.widget().width()} px) is wider than its scroll area "
+                f"({area.viewport().width()} px): clipped on the right"
+            )
+    return problems
