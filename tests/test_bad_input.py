@@ -490,13 +490,12 @@ def test_saving_a_layer_with_nan_coordinates(tmp_path, writer, data, words):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_saving_a_nan_layer_through_napari_keeps_the_message(tmp_path):
+def test_saving_a_nan_layer_through_napari_keeps_the_message(make_napari_viewer, tmp_path):
     """napari reads a ValueError from a writer as "not a valid writer": ours must reach the user intact."""
     import warnings
 
-    from napari.layers import Points
-
-    layer = Points(np.array([[0.0, 1.0, 2.0], [np.nan, 1.0, 2.0], [3.0, 4.0, 5.0]]))
+    viewer = make_napari_viewer()  # napari finds its plugins' writers
+    layer = viewer.add_points(np.array([[0.0, 1.0, 2.0], [np.nan, 1.0, 2.0], [3.0, 4.0, 5.0]]))
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # no "not a valid writer" instead of our message
         with pytest.raises(_writer.LayerNotSaved, match=r"1 of 3 points has NaN or infinite coordinates \(row 1\)"):
