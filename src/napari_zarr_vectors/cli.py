@@ -235,7 +235,7 @@ def _demo_view(viewer: object) -> None:
     viewer.reset_view()
     if viewer.dims.ndisplay == 3:
         viewer.scene.camera.angles = (5.0, 25.0, 140.0)
-    viewer.scene.camera.zoom *= 0.85
+    viewer.scene.camera.zoom *= 0.75
 
 
 def cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
