@@ -16,7 +16,7 @@ from napari_zarr_vectors.density import DensityError
 def cloud3d(tmp_path_factory):
     """20,000 points in a 1000-cube with a 3-level pyramid (bins 50/100/200) carrying a `count` attribute."""
     path = tmp_path_factory.mktemp("density") / "cloud.zv"
-    samples.make_point_cloud(path, 20_000, extent=1000.0, chunk=200.0, bin_size=50.0, factors=None)
+    samples.make_uniform_point_cloud(path, 20_000, extent=1000.0, chunk=200.0, bin_size=50.0, factors=None)
     pyramid.build_pyramid(path, [(2.0, 1.0), (2.0, 1.0)], agg_mode="mean", agg_overrides={"label": "count"})
     return path
 
