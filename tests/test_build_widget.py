@@ -162,6 +162,7 @@ def test_build_is_disabled_for_a_store_that_has_a_pyramid(make_napari_viewer, qt
     assert "Coarsen one more level" in widget.build_reason.text()
     assert widget.build_button.toolTip() == widget.build_reason.text()
     assert widget.coarsen_one_button.isEnabled() and widget.remove_level_button.isEnabled()
+    assert _row_labels(widget) == ["3", "4", "5"]  # the levels the rows would add, as their estimates are
     before = tree_digest(point_store)
     qtbot.mouseClick(widget.build_button, Qt.LeftButton)  # a disabled button does nothing
     assert widget._worker is None and widget.status.text() == ""
@@ -172,6 +173,12 @@ def test_build_is_disabled_for_a_store_that_has_a_pyramid(make_napari_viewer, qt
     assert store.list_levels(point_store) == [0]
     assert widget.build_button.isEnabled() and not widget.build_reason.isVisibleTo(widget)
     assert not widget.remove_level_button.isEnabled()
+    assert _row_labels(widget) == ["1", "2", "3"]
+
+
+def _row_labels(widget):
+    table = widget.levels_table
+    return [table.verticalHeaderItem(r).text() for r in range(table.rowCount())]
 
 
 def test_build_without_a_store_says_what_to_do(make_napari_viewer):

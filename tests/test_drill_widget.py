@@ -83,6 +83,7 @@ def test_drill_down_and_up_on_the_point_sample(make_napari_viewer, qtbot):
     _click(qtbot, widget, widget.up_button)  # nothing selected in the highlight: all of it goes up
     assert _as_set(np.asarray(hl.data)[:, ::-1]) == _as_set(metanode[None])
     assert widget.breadcrumb.text() == "L3 (1)"
+    assert np.allclose(hl.size, hl.current_size)  # the layer controls show the level-3 marker size
 
     # the keyboard shortcut drills down again, from the highlight
     hl.selected_data = {0}

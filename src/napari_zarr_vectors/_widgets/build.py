@@ -85,7 +85,7 @@ class BuildPyramidWidget(QWidget):
         levels_box = QGroupBox("New levels")
         lv = QVBoxLayout(levels_box)
         lv.addWidget(WrappingLabel("One row per level; each factor is a ratio to the level below."))
-        self.levels_table = FittedTable(0, 3, row_numbers=True)  # row n builds level n
+        self.levels_table = FittedTable(0, 3, row_numbers=True)  # each row labelled with the level it adds
         self.levels_table.setHorizontalHeaderLabels(["coarsen", "sparsity", "≈ vertices"])
         self.levels_table.itemChanged.connect(self._on_factors_edited)
         lv.addWidget(self.levels_table)
@@ -229,6 +229,12 @@ class BuildPyramidWidget(QWidget):
             text = f"≈ {value:,}" if isinstance(value, int) else str(value)
             self.levels_table.item(r, 2).setText(text)
         self.levels_table.blockSignals(False)
+        self._number_rows()
+
+    def _number_rows(self) -> None:
+        """Each row is labelled with the level it adds: after the store's coarsest, as the estimates are."""
+        first = self._levels[-1] + 1 if self._levels else 1
+        self.levels_table.setVerticalHeaderLabels([str(first + r) for r in range(self.levels_table.rowCount())])
         self.levels_table.fit()
 
     def _show_summary(self, summary: dict) -> None:
@@ -345,6 +351,7 @@ class BuildPyramidWidget(QWidget):
             self._update_estimates()
 
     def _update_estimates(self) -> None:
+        self._number_rows()
         if not self.store_path or not self.levels_table.rowCount():
             return
         self._show_estimates(_estimates(self.store_path, self.factors()))

@@ -268,6 +268,7 @@ class DrillWidget(QWidget):
             layer.data = data
             layer.features = features
             layer.size = kwargs["size"]
+            layer.current_size = kwargs["size"]  # what the layer controls' point size shows
             layer.metadata = kwargs["metadata"]
             layer.selected_data = set()
             return layer
