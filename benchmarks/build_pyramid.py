@@ -48,7 +48,7 @@ def level0(case: str) -> Path:
     path = samples.cache_dir() / f"bench_{case}_level0.zv"
     if not path.exists():
         if case == "points":
-            samples.make_point_cloud(path, 500_000, factors=None)
+            samples.make_uniform_point_cloud(path, 500_000, factors=None)  # the uniform cloud it always built
         else:
             samples.make_streamlines(path, 10_000, factors=None)
     return path

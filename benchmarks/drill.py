@@ -81,7 +81,7 @@ def main() -> None:
     measure("explicit ±1 (the sample)", path, args.repeats)
     with tempfile.TemporaryDirectory() as tmp:
         implicit = Path(tmp) / "implicit.zv"
-        samples.make_point_cloud(implicit, factors=None)
+        samples.make_point_cloud(implicit, factors=None, **samples.POINT_SAMPLE)  # the sample, level 0
         pyramid.build_pyramid(implicit, samples.POINT_FACTORS, cross_level_storage="implicit")
         measure("implicit +1 only", implicit, args.repeats)
 
