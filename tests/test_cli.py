@@ -93,3 +93,31 @@ def test_export_dzi_writes_a_deep_zoom_image(upstream_stores, tmp_path, capsys):
     # a 3D store needs an axis
     assert cli.main(["export-dzi", str(path), str(tmp_path / "other"), "--quiet"]) == 1
     assert "name the axis" in capsys.readouterr().err
+
+
+def test_demo_without_a_qt_binding_says_what_to_install(tmp_path):
+    """A fresh `pip install -e .` has napari but no Qt binding: the demo names the install, no traceback."""
+    import subprocess
+    import sys
+
+    hide = tmp_path / "sitecustomize.py"  # make every Qt binding unimportable in the child, as on a bare install
+    hide.write_text(
+        "import sys\n"
+        "class _NoQt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('PyQt5', 'PyQt6', 'PySide2', 'PySide6'):\n"
+        "            raise ImportError(f'no {name} here')\n"
+        "sys.meta_path.insert(0, _NoQt())\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    out = subprocess.run(
+        [sys.executable, "-m", "napari_zarr_vectors.cli", "demo", "--screenshot", str(tmp_path / "d.png")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    assert 'pip install "napari-zarr-vectors[all]"' in out.stderr
+    assert not (tmp_path / "d.png").exists()

@@ -238,7 +238,25 @@ def _demo_view(viewer: object) -> None:
     viewer.scene.camera.zoom *= 0.75
 
 
+QT_MISSING = (
+    "error: napari needs a Qt binding to open a window, and none is installed.\n"
+    "Install one with:  pip install \"napari-zarr-vectors[all]\"   (or: pip install PyQt6)"
+)
+
+
+def _qt_binding_missing() -> bool:
+    """True when qtpy finds no Qt binding (napari installs none by itself)."""
+    try:
+        import qtpy  # noqa: F401
+    except Exception:  # qtpy.QtBindingsNotFoundError, or an ImportError from a broken binding
+        return True
+    return False
+
+
 def cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    if _qt_binding_missing():  # before the sample is built, and before xvfb-run is looked for
+        print(QT_MISSING, file=sys.stderr)
+        return 2
     if args.screenshot and not _has_display() and not os.environ.get(_UNDER_XVFB):
         return _reexec_under_xvfb(argv)
     from . import samples
