@@ -121,9 +121,13 @@ def _isolated_env(monkeypatch, tmp_path_factory):
         monkeypatch.setenv("NAPARI_ZARR_VECTORS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+#: The writers' lock file (journal.LOCK): an empty file the OS locks, kept between writes; never store data.
+LOCK_FILE = ".nzv-lock"
+
+
 def _tree_digest(path: Path) -> str:
     h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+    for f in sorted(p for p in path.rglob("*") if p.is_file() and p.relative_to(path).as_posix() != LOCK_FILE):
         h.update(str(f.relative_to(path)).encode())
         h.update(f.read_bytes())
     return h.hexdigest()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -347,7 +346,6 @@ def _spatial_coverage(points: np.ndarray, target: int, rng: np.random.Generator)
     return np.flatnonzero(rank < take[inverse])
 
 
-_build_lock = threading.Lock()
 _context: dict[str, Any] = {}
 
 
@@ -566,32 +564,37 @@ def run(
         if cancel is not None and cancel():
             raise BuildCancelled(f"Build of '{plan.path}' cancelled; the store is as it was.")
 
-    with _build_lock:
-        snap = store.snapshot(plan.path, links=plan.engine != "vectorized")
-        aggregator: _Aggregator | None = None
-        try:
-            if plan.engine == "vectorized":
-                _vectorized(plan, report, check_cancel, client)
-            else:
-                if attrs:
-                    aggregator = _Aggregator(plan, report)
-                _coarsen_all(plan, report, check_cancel, aggregator)
+    aggregator: _Aggregator | None = None
+    try:
+        with store.write_session(plan.path, "build"):  # published last; undone on any failure, kill -9 included
+            try:
+                if plan.engine == "vectorized":
+                    _vectorized(plan, report, check_cancel, client)
+                else:
+                    if attrs:
+                        aggregator = _Aggregator(plan, report)
+                    _coarsen_all(plan, report, check_cancel, aggregator)
+                    if aggregator is not None:
+                        aggregator.finish()
+                    check_cancel()
+                    _links(plan)
+                report(plan.first_source + n, "links", "cross-level links written")
+            except BaseException:
                 if aggregator is not None:
-                    aggregator.finish()
-                check_cancel()
-                _links(plan)
-            report(plan.first_source + n, "links", "cross-level links written")
-        except BaseException as exc:
-            if aggregator is not None:
-                aggregator.abandon()  # no write may still be running when the store is restored
-            store.restore(snap)
-            if isinstance(exc, PyramidError | BuildCancelled | KeyboardInterrupt):
+                    aggregator.abandon()  # no write may still be running when the store is restored
                 raise
-            damage = _diagnose(plan)  # a level with chunks gone fails deep inside with a cryptic error
-            if damage is not None:
-                raise PyramidError(f"{damage} The build was undone; the store is unchanged.") from exc
-            raise PyramidError(f"Building a pyramid for '{plan.path}' failed, the store is unchanged: {exc}") from exc
-        store.discard(snap)
+    except (PyramidError, BuildCancelled, KeyboardInterrupt):
+        raise
+    except store.StoreBusy:
+        raise
+    except StoreError as exc:  # the store's own words say whether anything changed
+        said = "Nothing was changed" in str(exc) or "undone" in str(exc)
+        raise PyramidError(str(exc) if said else f"{exc} The build was undone; the store is unchanged.") from exc
+    except Exception as exc:
+        damage = _diagnose(plan)  # a level with chunks gone fails deep inside with a cryptic error
+        if damage is not None:
+            raise PyramidError(f"{damage} The build was undone; the store is unchanged.") from exc
+        raise PyramidError(f"Building a pyramid for '{plan.path}' failed, the store is unchanged: {exc}") from exc
 
 
 def _diagnose(plan: BuildPlan) -> str | None:
@@ -1017,12 +1020,13 @@ def remove_resolution_level(path: str | os.PathLike[str], level_index: int) -> N
             f"its parent; remove levels {levels[-1]} down to {level_index} in turn, starting with "
             f"remove_resolution_level(path, {levels[-1]})."
         )
-    store.remove_level(info.path, int(level_index))
-    # links at the level below that pointed into it are dangling now
-    below = levels[-2]
-    for delta in store.link_deltas(info.path, below):
-        if delta > 0:
-            store.remove_link_family(info.path, below, delta)
+    with store.write_session(info.path, "remove"):  # all or nothing: the level and the links into it
+        store.remove_level(info.path, int(level_index))
+        # links at the level below that pointed into it are dangling now
+        below = levels[-2]
+        for delta in store.link_deltas(info.path, below):
+            if delta > 0:
+                store.remove_link_family(info.path, below, delta)
 
 
 def pyramid_summary(path: str | os.PathLike[str]) -> dict[str, Any]:

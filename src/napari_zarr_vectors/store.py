@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -303,11 +304,17 @@ def _store_root(p: Path) -> tuple[dict[str, Any], Mapping[str, Any]]:
     return attrs, zmeta
 
 
+def _metadata_present(root: Path, key: str) -> bool:
+    """A metadata file on disk, or staged by this process's write session on ``root``."""
+    staging = _SESSIONS.get(str(root))
+    return (root / key).is_file() or (staging is not None and (staging.staged / key).is_file())
+
+
 def _open_dataset(path: Path) -> Any:
     import zarr_vectors as zv
 
     try:
-        return zv.open(str(path))
+        return zv.open(_target(path))
     except Exception as exc:  # upstream raises many kinds; all mean "cannot open"
         raise StoreError(f"Store '{path}' cannot be opened by zarr-vectors: {exc}") from exc
 
@@ -355,7 +362,7 @@ def open_info(path: str | os.PathLike[str]) -> StoreInfo:
     declared = sorted(set(_declared_levels(attrs)) | {str(i) for i in level_ids})
     levels = []
     for name in declared:
-        if not (p / name / "zarr.json").is_file():
+        if not _metadata_present(p, f"{name}/zarr.json"):
             raise StoreError(
                 f"Store '{p}' lists resolution level {name} but its directory "
                 f"'{p / name}' is missing or incomplete. Restore the level from a copy, "
@@ -415,7 +422,7 @@ def _read_object_attributes(path: Path, level: int, names: Sequence[str], ids: n
         return {}
     from zarr_vectors import building as b
 
-    root = b.open_store(str(path))
+    root = b.open_store(_target(path))
     group = b.get_resolution_level(root, level)
     out: dict[str, np.ndarray] = {}
     for name in names:
@@ -491,8 +498,8 @@ def _read_points(p: Path, level: int, bbox: Any, names: Sequence[str] | None) ->
     from zarr_vectors.types.points import read_points
 
     if names is None:
-        names = tuple(zv.open(str(p)).level(level).attribute_names("vertex"))
-    raw = read_points(str(p), level=level, bbox=_as_bbox(bbox), attribute_names=list(names))
+        names = tuple(zv.open(_target(p)).level(level).attribute_names("vertex"))
+    raw = read_points(_target(p), level=level, bbox=_as_bbox(bbox), attribute_names=list(names))
     attrs = {k: np.asarray(v) for k, v in (raw.get("vertex_attributes") or {}).items()}
     n = len(raw["positions"])
     if bbox is None and (any(len(v) != n for v in attrs.values()) or n != _metadata_vertex_count(p, level, n)):
@@ -533,7 +540,7 @@ def _read_polylines(
     from zarr_vectors.types.polylines import read_polylines
 
     ids_wanted = None if object_ids is None else [int(i) for i in object_ids]
-    raw = read_polylines(str(p), level=level, bbox=_as_bbox(bbox), object_ids=ids_wanted)
+    raw = read_polylines(_target(p), level=level, bbox=_as_bbox(bbox), object_ids=ids_wanted)
     ndim = int(raw.get("ndim") or 3)
     # each polyline comes back as a list of per-chunk segments; joined, they are the polyline exactly
     parts = [_join_segments(x, ndim) for x in raw["polylines"]]
@@ -547,7 +554,7 @@ def _read_polylines(
         values = np.asarray(values)
         if len(values) == len(positions):
             attrs[name] = values
-    names = zv.open(str(p)).level(level).attribute_names("object") if onames is None else onames
+    names = zv.open(_target(p)).level(level).attribute_names("object") if onames is None else onames
     return LevelData(
         kind=kind,
         level=level,
@@ -585,14 +592,14 @@ def read_point_chunks(
         counts = {tuple(int(c) for c in k): int(v) for k, v in zip(coords, n, strict=True)}
     names = list(attributes)
     try:
-        raw = read_points(str(p), level=level, chunks=keys, attribute_names=names)
+        raw = read_points(_target(p), level=level, chunks=keys, attribute_names=names)
         sizes = [int(counts.get(k, 0)) for k in keys]
         pos = np.asarray(raw["positions"])
         attrs = {k: np.asarray(v) for k, v in (raw.get("vertex_attributes") or {}).items()}
         if sum(sizes) != len(pos):
             out = {}
             for k in keys:
-                one = read_points(str(p), level=level, chunks=[k], attribute_names=names)
+                one = read_points(_target(p), level=level, chunks=[k], attribute_names=names)
                 out[k] = (np.asarray(one["positions"]), {a: np.asarray(v) for a, v in one["vertex_attributes"].items()})
             return out
     except Exception as exc:
@@ -622,7 +629,7 @@ def estimate_drawn_vertices(path: str | os.PathLike[str], level: int, *, sample:
 
     p = Path(path).resolve()
     try:
-        lv = zv.open(str(p)).level(level)
+        lv = zv.open(_target(p)).level(level)
         ids = np.asarray(lv.objects.ids())
         if len(ids) == 0:
             return 0
@@ -645,7 +652,7 @@ def _read_facade(
 ) -> LevelData:
     import zarr_vectors as zv
 
-    lv = zv.open(str(p)).level(level)
+    lv = zv.open(_target(p)).level(level)
     kw: dict[str, Any] = {}
     if bbox is not None:
         kw["bbox"] = _as_bbox(bbox)
@@ -887,7 +894,7 @@ def upstream_build_pyramid(path: str | os.PathLike[str], factors: Sequence[tuple
     """Run the upstream ``build_pyramid`` unchanged (geometry and links only)."""
     from zarr_vectors.multiresolution.coarsen import build_pyramid
 
-    return build_pyramid(str(path), factors=[tuple(map(float, f)) for f in factors], **kwargs)
+    return build_pyramid(_target(path), factors=[tuple(map(float, f)) for f in factors], **kwargs)
 
 
 def validate(path: str | os.PathLike[str], level: int = 2) -> list[str]:
@@ -902,10 +909,141 @@ def validate(path: str | os.PathLike[str], level: int = 2) -> list[str]:
 # vertex reads and attribute writes, and a snapshot to roll back to.
 
 
+#: Stores being written by this process: resolved path -> the journal's staging store to write through.
+_SESSIONS: dict[str, Any] = {}
+_SESSION_OWNERS: dict[str, int] = {}
+_SESSIONS_LOCK = threading.Lock()
+#: The format series this plugin writes (zarr-vectors is pinned to it); others are read, never changed.
+WRITABLE_ZV_SERIES = "0.9"
+
+
+def _target(path: str | os.PathLike[str] | Any) -> Any:
+    """What zarr-vectors should open for ``path``: the staging store of a write in progress here, else the path."""
+    if not isinstance(path, str | os.PathLike):
+        return path
+    key = str(Path(path).resolve())
+    return _SESSIONS.get(key, key)
+
+
+def check_writable_format(path: str | os.PathLike[str]) -> None:
+    """Refuse to change a store written in another format series than the one this plugin writes."""
+    attrs, _ = _store_root(Path(path).resolve())
+    zv_meta = _mapping(attrs.get("zarr_vectors"))
+    version = str(zv_meta.get("zv_version", "")).strip()
+    series = ".".join(version.split(".")[:2])
+    if series != WRITABLE_ZV_SERIES:
+        shown = f"format {version}" if version else "no format version (zv_version)"
+        raise StoreError(
+            f"Store '{path}' has {shown}; this plugin changes only Zarr Vectors {WRITABLE_ZV_SERIES}.x stores "
+            f"(zarr-vectors {WRITABLE_ZV_SERIES}). It can still be opened; to build or remove levels, convert it "
+            "with a matching zarr-vectors release first. Nothing was changed."
+        )
+
+
+class StoreBusy(StoreError):
+    """Another process is writing to the store (its build journal's lock is held)."""
+
+
+@contextlib.contextmanager
+def write_session(path: str | os.PathLike[str], operation: str = "build") -> Iterator[None]:
+    """Change a store all or nothing, safe against kill -9, a full disk and a second writer.
+
+    Takes the store's cross-process lock (refused at once, naming the
+    holder, when held), recovers an interrupted earlier write, journals
+    this one, and routes every zarr-vectors write for ``path`` in this
+    process through the journal's staging store, so the new metadata is
+    published last.  See ``journal.py`` and docs/safety.md.
+    """
+    from . import journal
+
+    root = Path(path).resolve()
+    key = str(root)
+    if _SESSION_OWNERS.get(key) == threading.get_ident():  # nested in this thread's own session: part of it
+        yield
+        return
+    check_writable_format(root)
+    _refuse_symlinks(root)
+    with _SESSIONS_LOCK:
+        if key in _SESSIONS:
+            raise StoreBusy(f"Store '{path}' is already being changed by this process; wait for that to finish.")
+        _SESSIONS[key] = None  # reserved
+        _SESSION_OWNERS[key] = threading.get_ident()
+    try:
+        with journal.write_session(root, operation) as staging:
+            _SESSIONS[key] = staging
+            try:
+                yield
+            finally:
+                _SESSIONS[key] = None
+    except journal.StoreLocked as exc:
+        raise StoreBusy(str(exc)) from exc
+    except journal.JournalError as exc:
+        raise StoreError(str(exc)) from exc
+    except OSError as exc:
+        raise StoreError(_os_error_message(path, exc)) from exc
+    finally:
+        with _SESSIONS_LOCK:
+            _SESSIONS.pop(key, None)
+            _SESSION_OWNERS.pop(key, None)
+
+
+def _os_error_message(path: str | os.PathLike[str], exc: OSError) -> str:
+    import errno
+
+    if exc.errno == errno.ENOSPC:
+        return f"Store '{path}': the disk is full ({exc}). The change was undone; free some space and try again."
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"Store '{path}' cannot be written ({exc}); nothing was changed. Make it writable and try again."
+    return f"Store '{path}': the change failed ({exc}) and was undone; the store is as it was."
+
+
+def _refuse_symlinks(root: Path) -> None:
+    """A link inside the store would let a write land outside it: refuse before writing anything."""
+    for folder, dirs, files in os.walk(root):
+        base = Path(folder)
+        if base.name == "c":
+            dirs[:] = []
+            continue
+        for name in dirs + files:
+            if (base / name).is_symlink():
+                raise StoreError(
+                    f"Store '{root}' contains a symbolic link ('{base / name}'); a change would write outside "
+                    "the store through it. Replace the link with a real copy of what it points to, then try again. "
+                    "Nothing was changed."
+                )
+
+
+def recover(path: str | os.PathLike[str]) -> str | None:
+    """Finish or undo an interrupted build on ``path`` (a sentence saying which), or None if there was none."""
+    from . import journal
+
+    try:
+        return journal.recover(Path(path).resolve())
+    except journal.StoreLocked as exc:
+        raise StoreBusy(str(exc)) from exc
+    except journal.JournalError as exc:
+        raise StoreError(str(exc)) from exc
+
+
+def interrupted_write(path: str | os.PathLike[str]) -> str | None:
+    """A sentence about an interrupted write left in ``path``'s journal (nobody holds its lock), else None."""
+    from . import journal
+
+    root = Path(path).resolve()
+    try:
+        if not journal.is_hot(root):
+            return None
+        holder = journal.holder_of(root)
+    except (journal.JournalError, OSError):
+        return None
+    who = holder.describe() if holder is not None else "an earlier process"
+    return f"Store '{root}' has an interrupted change by {who}; it shows as it was before that change."
+
+
 def _root(path: str | os.PathLike[str], mode: str = "r") -> Any:
     from zarr_vectors import building as b
 
-    return b.open_store(str(Path(path).resolve()), mode=mode)
+    return b.open_store(_target(path), mode=mode)
 
 
 def _level(path: str | os.PathLike[str], level: int, mode: str = "r") -> tuple[Any, int]:
@@ -965,8 +1103,9 @@ def remove_level(path: str | os.PathLike[str], level: int) -> None:
             "nothing was changed. Make the store writable (or copy it somewhere you can write) and try again."
         )
     try:
-        b.remove_resolution_level(_root(path, "r+"), level)
-        _drop_level_from_root_metadata(Path(path).resolve(), level)
+        with write_session(path, "remove"):  # the level goes in one step when the session publishes
+            b.remove_resolution_level(_root(path, "r+"), level)
+            _drop_level_from_root_metadata(Path(path).resolve(), level)
     except PermissionError as exc:
         raise StoreError(
             f"Store '{path}': removing level {level} was refused by the file system ({exc}); the level may be "
@@ -976,8 +1115,11 @@ def remove_level(path: str | os.PathLike[str], level: int) -> None:
 
 def _drop_level_from_root_metadata(root: Path, level: int) -> None:
     """Upstream 0.9.2 leaves a removed level listed in ``multiscales`` and the OME nodes; drop it."""
-    meta_path = root / "zarr.json"
-    meta = _read_root_json(root)
+    staging = _SESSIONS.get(str(root))
+    staged = None if staging is None else staging.staged / "zarr.json"
+    meta = json.loads(staged.read_text()) if staged is not None and staged.is_file() else _read_root_json(root)
+    meta_path = staged if staged is not None else root / "zarr.json"
+    meta_path.parent.mkdir(parents=True, exist_ok=True)
     attrs = meta.get("attributes") or {}
     multiscales = attrs.get("multiscales")
     for ms in multiscales if isinstance(multiscales, list) else []:
@@ -1012,7 +1154,7 @@ def coarsen_one_level(
     from zarr_vectors.multiresolution.coarsen import coarsen_level
 
     return coarsen_level(
-        str(Path(path).resolve()),
+        _target(path),
         source_level=source_level,
         target_level=target_level,
         coarsen_factor=float(coarsen_factor),
@@ -1029,7 +1171,7 @@ def finalize_links(path: str | os.PathLike[str], depth: int, storage: str) -> No
     """Upstream's post-build pass: stamps the root's link settings, composes +-N (N >= 2)."""
     from zarr_vectors.multiresolution.coarsen import _finalize_cross_level_for_store
 
-    _finalize_cross_level_for_store(str(Path(path).resolve()), cross_level_depth=depth, cross_level_storage=storage)
+    _finalize_cross_level_for_store(_target(path), cross_level_depth=depth, cross_level_storage=storage)
 
 
 def link_deltas(path: str | os.PathLike[str], level: int) -> list[int]:
@@ -1296,7 +1438,7 @@ def level_attribute_names(path: str | os.PathLike[str], levels: Sequence[int]) -
     """The vertex attribute names of several levels, opening the store once."""
     import zarr_vectors as zv
 
-    ds = zv.open(str(Path(path).resolve()))
+    ds = zv.open(_target(path))
     return {level: tuple(ds.level(level).attribute_names("vertex")) for level in levels}
 
 

@@ -13,7 +13,6 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Qt, Signal
 from qtpy.QtWidgets import (
@@ -400,7 +399,8 @@ class BuildPyramidWidget(QWidget):
         self.progress.setValue(0)
         self.status.setText("building…")
         self._set_running(True)
-        worker = create_worker(
+        # joined at interpreter exit, cancelled first, so the build's undo runs to its end
+        self._worker = _follow.start_worker(
             self._plan_and_run,
             self.store_path,
             factors,
@@ -408,12 +408,11 @@ class BuildPyramidWidget(QWidget):
             extend,
             self._relay.progressed.emit,
             self._cancel.is_set,
-            _start_thread=False,
-            # our own error handler: failures become notifications, not re-raised tracebacks
-            _connect={"returned": self._on_done, "errored": self._on_error, "finished": self._on_finished},
+            returned=self._on_done,
+            errored=self._on_error,
+            finished=self._on_finished,
+            cancel=self._cancel.set,
         )
-        self._worker = worker
-        worker.start()
 
     def cancel(self) -> None:
         self._cancel.set()

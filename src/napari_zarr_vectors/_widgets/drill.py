@@ -181,17 +181,10 @@ class DrillWidget(QWidget):
         self._run(work, lambda result: self._show(d.info, level, positions, result, from_highlight, down))
 
     def _run(self, work: Any, done: Any) -> None:
-        from napari.qt.threading import create_worker
-
         self.busy = True
         self.last_error = None
         self._set_enabled(False)
-        worker = create_worker(work, _start_thread=False, _ignore_errors=True)  # _errored reports
-        worker.returned.connect(done)
-        worker.errored.connect(self._errored)
-        worker.finished.connect(self._finished)
-        self._worker = worker
-        worker.start()
+        self._worker = _follow.start_worker(work, returned=done, errored=self._errored, finished=self._finished)
 
     def _errored(self, exc: Exception) -> None:
         if isinstance(exc, drill.DrillError | store.StoreError):

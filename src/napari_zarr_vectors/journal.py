@@ -1,0 +1,516 @@
+"""Crash-safe writes to a store: a cross-process lock, an in-store journal, metadata published last.
+
+The protocol (docs/safety.md describes it for other tools):
+
+* **Lock.** A writer holds ``<store>/.nzv-lock`` (``filelock``: an OS lock,
+  released when the process dies, even by ``kill -9``).  A second writer is
+  refused at once, naming the holder recorded in the journal.
+* **Journal.** Before the first byte changes, the writer records in
+  ``<store>/.nzv-journal/journal.json`` who it is and every folder and
+  file of the store outside chunk folders (``before``), fsynced.
+* **Staged metadata.** Every ``zarr.json`` the writer writes goes to
+  ``.nzv-journal/staged/`` instead.  Readers (this plugin, zarr-vectors,
+  zarr) find levels, arrays and link families by their ``zarr.json``, so
+  new folders are invisible and the store reads as it was published.
+  Chunk files go straight to their folders, which only new nodes have.
+* **Publish last.** When the data is written: sync it to disk, mark the
+  journal ``publishing`` (atomically, fsynced), move the staged metadata
+  into place by ``os.replace`` (new nodes first, the root ``zarr.json``
+  last), apply deferred removals, then delete the journal.
+* **Recovery.** A journal with no lock holder is a hot journal (SQLite's
+  word): the writer died.  ``writing``: roll back by deleting what is not in
+  ``before`` (all of it invisible, so every step leaves an openable store).
+  ``publishing``: the data was durable, so roll forward.  The next writer, or
+  ``recover``, does this before anything else; a reader sees the published
+  store either way.
+
+This module knows zarr's Store API, not zarr-vectors; ``store.py`` routes
+its writes through :class:`StagingStore` during a :func:`write_session`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zarr.abc.store import ByteRequest
+from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
+from zarr.storage import LocalStore as _ZarrLocalStore
+
+JOURNAL = ".nzv-journal"
+LOCK = ".nzv-lock"
+JOURNAL_FORMAT = 1
+METADATA = "zarr.json"
+#: Chunk folders are never listed in ``before``: a write session only adds nodes, so their contents are theirs.
+CHUNK_DIR = "c"
+
+
+class StoreLocked(RuntimeError):
+    """Another process (or thread) is writing to this store."""
+
+
+class JournalError(RuntimeError):
+    """A journal that cannot be read or acted on."""
+
+
+# ---------------------------------------------------------------- the staging store
+
+
+def _is_metadata(key: str) -> bool:
+    return key == METADATA or key.endswith("/" + METADATA)
+
+
+class LocalStore(_ZarrLocalStore):
+    """A zarr ``LocalStore`` whose metadata writes go to the journal's staging folder.
+
+    Named ``LocalStore`` on purpose: zarr-vectors writes and reads chunk
+    cells straight to disk only for a store of that class name (its fast
+    path), which is what chunks should do here too; metadata always goes
+    through ``get``/``set``, which this class redirects.  Reads see staged
+    metadata first (read-your-writes); removals of existing nodes are
+    deferred to publish.
+    """
+
+    def __init__(self, root: Path | str, *, staged: Path | str, read_only: bool = False) -> None:
+        super().__init__(root, read_only=read_only)
+        self.staged = Path(staged)
+        self.deferred_deletes: set[str] = set()
+        self._lock = threading.Lock()
+
+    def with_read_only(self, read_only: bool = False) -> LocalStore:
+        clone = type(self)(self.root, staged=self.staged, read_only=read_only)
+        clone.deferred_deletes = self.deferred_deletes  # one session, one set
+        clone._lock = self._lock
+        return clone
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LocalStore) and self.root == other.root and self.staged == other.staged
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # -- helpers
+    def _staged_path(self, key: str) -> Path:
+        return self.staged / key
+
+    def _hidden(self, key: str) -> bool:
+        return any(key == d or key.startswith(d.rstrip("/") + "/") for d in self.deferred_deletes)
+
+    # -- reads
+    async def get(
+        self, key: str, prototype: BufferPrototype | None = None, byte_range: ByteRequest | None = None
+    ) -> Buffer | None:
+        if self._hidden(key):
+            return None
+        if _is_metadata(key):
+            staged = self._staged_path(key)
+            if staged.is_file():
+                inner = _ZarrLocalStore(self.staged, read_only=True)
+                return await inner.get(key, prototype or default_buffer_prototype(), byte_range)
+        return await super().get(key, prototype, byte_range)
+
+    async def get_partial_values(
+        self, prototype: BufferPrototype, key_ranges: Iterable[tuple[str, ByteRequest | None]]
+    ) -> list[Buffer | None]:
+        return [await self.get(key, prototype, byte_range) for key, byte_range in key_ranges]
+
+    async def exists(self, key: str) -> bool:
+        if self._hidden(key):
+            return False
+        if _is_metadata(key) and self._staged_path(key).is_file():
+            return True
+        return await super().exists(key)
+
+    async def list(self) -> AsyncIterator[str]:
+        async for key in self.list_prefix(""):
+            yield key
+
+    async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        seen: set[str] = set()
+        async for key in super().list_prefix(prefix):
+            if not key.startswith(JOURNAL) and not key.startswith(LOCK) and not self._hidden(key):
+                seen.add(key)
+                yield key
+        base = self.staged / prefix.rstrip("/") if prefix.strip("/") else self.staged
+        if base.is_dir():
+            for p in base.rglob(METADATA):
+                key = p.relative_to(self.staged).as_posix()
+                if key not in seen and not self._hidden(key):
+                    yield key
+
+    async def list_dir(self, prefix: str) -> AsyncIterator[str]:
+        seen: set[str] = set()
+        async for name in super().list_dir(prefix):
+            if name in (JOURNAL, LOCK) or self._hidden(f"{prefix.rstrip('/')}/{name}".lstrip("/")):
+                continue
+            seen.add(name)
+            yield name
+        base = self.staged / prefix if prefix.strip("/") else self.staged
+        if base.is_dir():
+            for p in base.iterdir():
+                if p.name not in seen and not self._hidden(f"{prefix.rstrip('/')}/{p.name}".lstrip("/")):
+                    yield p.name
+
+    # -- writes
+    async def set(self, key: str, value: Buffer) -> None:
+        if _is_metadata(key):
+            self._check_writable()
+            with self._lock:
+                self._unhide(key)
+            await _ZarrLocalStore(self.staged).set(key, value)
+            return
+        await super().set(key, value)
+
+    async def set_if_not_exists(self, key: str, value: Buffer) -> None:
+        if _is_metadata(key):
+            if not await self.exists(key):
+                await self.set(key, value)
+            return
+        await super().set_if_not_exists(key, value)
+
+    def _unhide(self, key: str) -> None:
+        for d in [d for d in self.deferred_deletes if key.startswith(d.rstrip("/") + "/") or key == d]:
+            self.deferred_deletes.discard(d)
+
+    async def delete(self, key: str) -> None:
+        self._check_writable()
+        if _is_metadata(key):
+            self._staged_path(key).unlink(missing_ok=True)
+            if (self.root / key).is_file():
+                with self._lock:
+                    self.deferred_deletes.add(key)
+            return
+        if (self.root / key).exists() and _inside_existing_node(self.root, key):
+            with self._lock:
+                self.deferred_deletes.add(key)
+            return
+        await super().delete(key)
+
+    async def delete_dir(self, prefix: str) -> None:
+        self._check_writable()
+        prefix = prefix.rstrip("/")
+        staged = self.staged / prefix if prefix else self.staged
+        if staged.is_dir():
+            shutil.rmtree(staged)
+        real = self.root / prefix if prefix else self.root
+        if not real.is_dir():
+            return
+        if (real / METADATA).is_file() or _inside_existing_node(self.root, prefix):
+            with self._lock:
+                self.deferred_deletes.add(prefix)  # an existing node: removed when the session publishes
+        else:
+            shutil.rmtree(real)
+
+
+def _inside_existing_node(root: Path, key: str) -> bool:
+    """Whether ``key`` lies below a node whose ``zarr.json`` is on disk (published), other than the root."""
+    parts = key.strip("/").split("/")
+    return any((root.joinpath(*parts[:i]) / METADATA).is_file() for i in range(len(parts) - 1, 0, -1))
+
+
+# ---------------------------------------------------------------- the journal
+
+
+@dataclass
+class Holder:
+    pid: int
+    host: str
+    started: float
+    operation: str
+
+    def describe(self) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started))
+        return f"process {self.pid} on {self.host} ({self.operation}, started {when})"
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform or file system can fsync a folder
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Write JSON durably: a temp file beside ``path``, fsync, rename over it, fsync the folder."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(value, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _listing(root: Path) -> list[str]:
+    """Every folder and file below ``root``, chunk folders' contents and the journal excluded."""
+    out: list[str] = []
+    stack = [(root, "")]
+    while stack:
+        folder, rel = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                name = f"{rel}{entry.name}"
+                if not rel and entry.name in (JOURNAL, LOCK):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    out.append(name + "/")
+                    if entry.name != CHUNK_DIR:
+                        stack.append((Path(entry.path), name + "/"))
+                else:
+                    out.append(name)
+    return out
+
+
+def journal_path(root: Path) -> Path:
+    return root / JOURNAL / "journal.json"
+
+
+def read_journal(root: Path) -> dict[str, Any] | None:
+    path = journal_path(root)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise JournalError(
+            f"Store '{root}' has an unreadable build journal ({path}): {exc}. "
+            f"Move the folder '{root / JOURNAL}' aside to open the store as it was published."
+        ) from exc
+    return data if isinstance(data, dict) else None
+
+
+def holder_of(root: Path) -> Holder | None:
+    data = read_journal(root) or {}
+    h = data.get("holder")
+    if not isinstance(h, dict):
+        return None
+    try:
+        return Holder(int(h["pid"]), str(h["host"]), float(h["started"]), str(h.get("operation", "build")))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _file_lock(root: Path) -> Any:
+    from filelock import FileLock
+
+    return FileLock(str(root / LOCK), timeout=0, thread_local=False, is_singleton=False)
+
+
+def _locked_message(root: Path) -> str:
+    holder = holder_of(root)
+    who = holder.describe() if holder is not None else "another process"
+    return (
+        f"Store '{root}' is being changed by {who}; wait for it to finish. "
+        f"If that process is gone, the lock is released by the operating system and the next "
+        f"build recovers the store; on a network file system without locks, delete '{root / LOCK}' "
+        f"only once you are sure nothing writes to the store."
+    )
+
+
+def is_hot(root: Path) -> bool:
+    """A journal whose writer is gone (nobody holds the lock)."""
+    if not journal_path(root).is_file():
+        return False
+    lock = _file_lock(root)
+    try:
+        lock.acquire()
+    except Exception:
+        return False  # a live writer holds it: not hot, in progress
+    lock.release()
+    return True
+
+
+class _DeferSigint:
+    """Hold back Ctrl+C while a rollback or publish runs, and deliver it afterwards."""
+
+    def __enter__(self) -> _DeferSigint:
+        self.pending = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._hold)
+        return self
+
+    def _hold(self, signum: int, frame: Any) -> None:
+        self.pending = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        if self.pending and exc[0] is None:
+            raise KeyboardInterrupt
+
+
+def _sync_all() -> None:
+    """Make every written chunk durable before any metadata points to it."""
+    sync = getattr(os, "sync", None)
+    if sync is not None:
+        sync()
+
+
+#: A rollback repeats until a pass finds nothing new for this long: writer threads may still be flushing cells.
+QUIET_S = 0.25
+QUIET_MAX_S = 60.0
+
+
+def _rollback(root: Path, journal: dict[str, Any], *, until_quiet: bool = False) -> None:
+    """Delete what is not in the journal's ``before`` listing (invisible: no metadata points to it), then the journal.
+
+    ``until_quiet``: a writer's threads (zarr-vectors flushes cells on a
+    pool) may still be finishing cells when the error reaches us, so the
+    pass repeats until one finds nothing new, before the journal goes.
+    """
+    deadline = time.monotonic() + QUIET_MAX_S
+    while _undo_pass(root, set(journal.get("before") or [])) and until_quiet and time.monotonic() < deadline:
+        time.sleep(QUIET_S)
+    shutil.rmtree(root / JOURNAL, ignore_errors=True)
+    _fsync_dir(root)
+
+
+def _undo_pass(root: Path, before: set[str]) -> int:
+    """One pass of the rollback; how many entries it removed."""
+    stack = [(root, "")]
+    doomed: list[Path] = []
+    while stack:
+        folder, rel = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                name = f"{rel}{entry.name}"
+                if not rel and entry.name in (JOURNAL, LOCK):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    if name + "/" not in before:
+                        doomed.append(Path(entry.path))
+                    elif entry.name != CHUNK_DIR:
+                        stack.append((Path(entry.path), name + "/"))
+                elif name not in before:
+                    doomed.append(Path(entry.path))
+    for path in doomed:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    return len(doomed)
+
+
+def _staged_keys(staged: Path) -> list[str]:
+    if not staged.is_dir():
+        return []
+    return [p.relative_to(staged).as_posix() for p in staged.rglob(METADATA)]
+
+
+def _publish(root: Path, journal: dict[str, Any]) -> None:
+    """Move staged metadata into place (deepest new nodes first, the root last), then apply removals."""
+    staged = root / JOURNAL / "staged"
+    keys = _staged_keys(staged)
+    # new nodes before existing ones; deeper before shallower: a node appears only once its children are whole
+    keys.sort(key=lambda k: ((root / k).exists(), -k.count("/"), k))
+    for key in keys:
+        src, dest = staged / key, root / key
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dest)
+        _fsync_dir(dest.parent)
+    trash = root / JOURNAL / "trash"
+    for i, key in enumerate(sorted(journal.get("deferred_deletes") or [], key=lambda k: -k.count("/"))):
+        path = root / key
+        if path.is_dir():
+            trash.mkdir(parents=True, exist_ok=True)
+            os.replace(path, trash / f"{i}")  # gone from the store in one step
+        elif path.exists():
+            path.unlink()
+    shutil.rmtree(root / JOURNAL, ignore_errors=True)
+    _fsync_dir(root)
+
+
+def recover(root: str | os.PathLike[str]) -> str | None:
+    """Finish or undo an interrupted write on ``root``; a sentence saying which, or None if none was needed.
+
+    Raises StoreLocked if a live writer holds the store.
+    """
+    root = Path(root)
+    if not journal_path(root).is_file():
+        return None
+    lock = _file_lock(root)
+    try:
+        lock.acquire()
+    except Exception as exc:
+        raise StoreLocked(_locked_message(root)) from exc
+    try:
+        return _recover_locked(root)
+    finally:
+        lock.release()
+
+
+def _recover_locked(root: Path) -> str | None:
+    journal = read_journal(root)
+    if journal is None:
+        shutil.rmtree(root / JOURNAL, ignore_errors=True)
+        return None
+    holder = holder_of(root)
+    who = holder.describe() if holder is not None else "an earlier process"
+    with _DeferSigint():
+        if journal.get("state") == "publishing":
+            _publish(root, journal)
+            return f"Finished publishing an interrupted {journal.get('operation', 'build')} by {who} on '{root}'."
+        _rollback(root, journal)
+    return f"Undid an interrupted {journal.get('operation', 'build')} by {who} on '{root}'; the store is as it was."
+
+
+@contextlib.contextmanager
+def write_session(root: str | os.PathLike[str], operation: str = "build") -> Iterator[LocalStore]:
+    """Hold the store's lock, journal the write, and yield the staging store to write through.
+
+    On success the new metadata is published last; on any exception
+    (KeyboardInterrupt and kill -9 included, through recovery) the store
+    is left as it was.  A hot journal found first is recovered first.
+    """
+    root = Path(root)
+    lock = _file_lock(root)
+    try:
+        lock.acquire()
+    except Exception as exc:
+        raise StoreLocked(_locked_message(root)) from exc
+    try:
+        if journal_path(root).is_file():
+            _recover_locked(root)
+        (root / JOURNAL).mkdir(exist_ok=True)
+        staged = root / JOURNAL / "staged"
+        journal: dict[str, Any] = {
+            "format": JOURNAL_FORMAT,
+            "operation": operation,
+            "state": "writing",
+            "holder": {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started": time.time(),
+                "operation": operation,
+            },
+            "before": _listing(root),
+        }
+        write_json_atomic(journal_path(root), journal)
+        staging = LocalStore(root, staged=staged)
+        try:
+            yield staging
+        except BaseException:
+            with _DeferSigint():
+                _rollback(root, journal, until_quiet=True)
+            raise
+        with _DeferSigint():
+            _sync_all()
+            journal["state"] = "publishing"
+            journal["deferred_deletes"] = sorted(staging.deferred_deletes)
+            write_json_atomic(journal_path(root), journal)
+            _publish(root, journal)
+    finally:
+        lock.release()
