@@ -77,6 +77,13 @@ def read_stores(path: PathLike | list[PathLike]) -> list:
             out.extend(layers.layers_for_store(p, progressive=progressive))
         except store.StoreError as exc:
             _notify_error(str(exc))
+            continue
+        interrupted = store.interrupted_write(p)  # a reader never writes: it says what the next writer will do
+        if interrupted is not None:
+            _notify_warning(
+                f"{interrupted} The next build on it undoes that change first; "
+                f"`napari-zarr-vectors recover {p}` does it now."
+            )
     if not out:
         return [(None,)]
     watch_viewer(viewer)
@@ -110,6 +117,12 @@ def _current_viewer() -> Any:
     except ImportError:  # pragma: no cover - napari is a dependency
         return None
     return napari.current_viewer()
+
+
+def _notify_warning(message: str) -> None:
+    from napari.utils.notifications import show_warning
+
+    show_warning(message)
 
 
 def _notify_error(message: str) -> None:

@@ -1,4 +1,4 @@
-"""The ``napari-zarr-vectors`` command: ``demo``, ``info``, ``build``, ``remove`` and ``export-dzi``.
+"""The ``napari-zarr-vectors`` command: ``demo``, ``info``, ``build``, ``remove``, ``recover`` and ``export-dzi``.
 
 ``demo --screenshot PNG`` works without a screen: when there is no
 display it re-runs itself under ``xvfb-run`` (Debian package ``xvfb``).
@@ -240,7 +240,7 @@ def _demo_view(viewer: object) -> None:
 
 QT_MISSING = (
     "error: napari needs a Qt binding to open a window, and none is installed.\n"
-    "Install one with:  pip install \"napari-zarr-vectors[all]\"   (or: pip install PyQt6)"
+    'Install one with:  pip install "napari-zarr-vectors[all]"   (or: pip install PyQt6)'
 )
 
 
@@ -294,6 +294,16 @@ def cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_recover(args: argparse.Namespace) -> int:
+    """Finish or undo an interrupted build or removal (a hot journal), saying which."""
+    try:
+        done = store.recover(args.store)
+    except store.StoreError as exc:
+        return _fail(exc, "recover")
+    print(done or f"{args.store}: no interrupted change to recover; the store is as it was published.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-zarr-vectors",
@@ -338,6 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     remove.add_argument("store", help="path to a .zv / .zarrvectors store")
     remove.add_argument("level", type=int, metavar="LEVEL", help="the level to remove: the store's coarsest")
+    recover = sub.add_parser(
+        "recover",
+        help="finish or undo a build or removal that was interrupted (killed, power loss)",
+        description="A killed build leaves a journal in the store; readers still see the store as it was. "
+        "This undoes the interrupted build (or finishes publishing it, if only that was left). "
+        "The next build does the same by itself. Example: napari-zarr-vectors recover tracts.zv",
+    )
+    recover.add_argument("store", help="path to a .zv / .zarrvectors store")
     dzi = sub.add_parser(
         "export-dzi",
         help="write a store's 2D density as a Deep Zoom image (.dzi + tiles) for web viewers",
@@ -368,6 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_build(args)
     if args.command == "remove":
         return cmd_remove(args)
+    if args.command == "recover":
+        return cmd_recover(args)
     if args.command == "export-dzi":
         if args.axis is not None and args.axis.lstrip("-").isdigit():
             args.axis = int(args.axis)

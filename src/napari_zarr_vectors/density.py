@@ -604,6 +604,11 @@ def _check_out_dir(out: Path) -> None:
 def _refuse_existing(out: Path, name: str) -> tuple[Path, Path]:
     """The descriptor and tile folder paths of ``name`` in ``out``; an error if either exists already."""
     _check_out_dir(out)
+    if not name or name in (".", "..") or Path(name).name != name or "/" in name or "\\" in name:
+        raise DensityError(
+            f"name {name!r} is not a plain file name; the export is written inside out_dir as NAME.dzi and "
+            "NAME_files/, so the name may not contain a folder or '..'. Choose a name such as 'cells'."
+        )
     dzi, files = out / f"{name}.dzi", out / f"{name}_files"
     for target in (dzi, files):
         if target.exists():

@@ -906,7 +906,7 @@ def validate(path: str | os.PathLike[str], level: int = 2) -> list[str]:
 #
 # What the builder needs from upstream: levels, one-level coarsening, the
 # cross-level link pass, parent maps decoded from the +1 links, row-ordered
-# vertex reads and attribute writes, and a snapshot to roll back to.
+# vertex reads and attribute writes; writes go through a write session (journal.py).
 
 
 #: Stores being written by this process: resolved path -> the journal's staging store to write through.
@@ -1550,89 +1550,6 @@ def level_nbytes(path: str | os.PathLike[str], level: int) -> int:
                 elif entry.is_file(follow_symlinks=False):
                     total += entry.stat(follow_symlinks=False).st_size
     return total
-
-
-@dataclass
-class StoreSnapshot:
-    """What a pyramid build may change, kept so a failed build can be undone.
-
-    Coarsening adds new level folders and link arrays and rewrites small
-    metadata files; it never rewrites existing vertex data. So the
-    snapshot is the set of files and folders, a copy of every
-    ``zarr.json`` and (for writers that rewrite links) of the existing
-    link arrays, small next to the vertices. ``sealed`` folders were not
-    listed: the writer promised not to touch them.
-    """
-
-    root: Path
-    files: set[str]
-    dirs: set[str]
-    sealed: set[str]
-    backup: Path
-
-
-def snapshot(path: str | os.PathLike[str], *, links: bool = True) -> StoreSnapshot:
-    """Record the store's files and copy its metadata (and, with ``links``, its link arrays).
-
-    ``links=False`` suits a writer that only adds arrays (new levels, new
-    link families) and never writes a cell of an existing array (the
-    vectorized engine): existing chunk folders (``c``) are then sealed,
-    not listed, which keeps this to the metadata files (31,000 files
-    listed and 1.3 s for a 10,000-streamline store, before).
-    """
-    import tempfile
-
-    root = Path(path).resolve()
-    backup = Path(tempfile.mkdtemp(prefix="nzv-snapshot-"))
-    snap = StoreSnapshot(root=root, files=set(), dirs=set(), sealed=set(), backup=backup)
-    stack = [(str(root), "")]
-    while stack:
-        folder, rel_folder = stack.pop()
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                rel = f"{rel_folder}{entry.name}"
-                if entry.is_dir(follow_symlinks=False):
-                    snap.dirs.add(rel)
-                    if not links and entry.name == "c":
-                        snap.sealed.add(rel)
-                    else:
-                        stack.append((entry.path, rel + "/"))
-                    continue
-                snap.files.add(rel)
-                parts = rel.split("/")
-                if entry.name == "zarr.json" or (links and ("links" in parts or "cross_chunk_links" in parts)):
-                    dest = backup / rel
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(entry.path, dest)
-    return snap
-
-
-def restore(snap: StoreSnapshot) -> None:
-    """Put the store back as it was at ``snapshot``: new files and folders go, saved files come back."""
-    stack = [(str(snap.root), "")]
-    while stack:
-        folder, rel_folder = stack.pop()
-        with os.scandir(folder) as entries:
-            found = list(entries)
-        for entry in found:
-            rel = f"{rel_folder}{entry.name}"
-            if entry.is_dir(follow_symlinks=False):
-                if rel not in snap.dirs:
-                    shutil.rmtree(entry.path)
-                elif rel not in snap.sealed:
-                    stack.append((entry.path, rel + "/"))
-            elif rel not in snap.files:
-                os.unlink(entry.path)
-    for saved in snap.backup.rglob("*"):
-        if saved.is_file():
-            dest = snap.root / saved.relative_to(snap.backup)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(saved, dest)
-    discard(snap)
-
-
-def discard(snap: StoreSnapshot) -> None:
-    shutil.rmtree(snap.backup, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- drill: reading a few chunks of links and vertices

@@ -1,0 +1,307 @@
+"""A store is the old one or the new one after any interruption: real kill -9, Ctrl+C twice, a full disk, two writers.
+
+Every fault here is real: a child process is killed, interrupted, or
+runs out of space on a small tmpfs; nothing is raised inside it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_zarr_vectors import journal, layers, pyramid, samples, store
+
+FACTORS = [(2.0, 1.0), (2.0, 1.0), (2.0, 1.0)]
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from napari_zarr_vectors import pyramid
+    path = sys.argv[1]
+    print("building", flush=True)
+    t = time.perf_counter()
+    pyramid.build_pyramid(path, [(2.0, 1.0), (2.0, 1.0), (2.0, 1.0)], agg_mode="mean", agg_overrides={"label": "mode"})
+    print(f"done {time.perf_counter() - t:.3f}", flush=True)
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def level0(tmp_path_factory) -> Path:
+    """200,000 uniform 3D points with two attributes, level 0 only (a build takes ~2 s here)."""
+    path = tmp_path_factory.mktemp("crash") / "level0.zv"
+    return samples.make_uniform_point_cloud(path, n=200_000, extent=1000.0, factors=None, chunk=200.0, bin_size=20.0)
+
+
+@pytest.fixture
+def child(tmp_path) -> Path:
+    script = tmp_path / "build_child.py"
+    script.write_text(CHILD)
+    return script
+
+
+def _start(child: Path, path: Path, **kw) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, str(child), str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw
+    )
+    assert proc.stdout.readline().strip() == "building"
+    return proc
+
+
+def _levels(path: Path) -> list[int]:
+    return [lv.index for lv in store.open_info(path).levels]
+
+
+def _assert_old_or_new(path: Path, old_digest: str, tree_digest, *, new_levels: int = 4) -> str:
+    """What a reader sees is the old store or the whole new pyramid; then recovery leaves exactly one of them."""
+    info = store.open_info(path)  # a reader, before any recovery: it must open
+    seen = [lv.index for lv in info.levels]
+    assert seen in ([0], list(range(new_levels))), seen
+    for lv in info.levels:  # every listed level reads back what its metadata says (no "1,000 vertices" reading 0)
+        assert len(store.read_level(path, lv.index).positions) == lv.vertex_count
+    assert layers.layers_for_store(path, density=False)  # the plugin opens it
+    store.recover(path)
+    assert not (path / journal.JOURNAL).exists()
+    if seen == [0]:
+        assert tree_digest(path) == old_digest
+        return "old"
+    assert store.validate(path, level=3) == []
+    return "new"
+
+
+def _no_snapshots_left() -> None:
+    assert not list(Path(tempfile.gettempdir()).glob("nzv-snapshot-*"))
+
+
+def test_kill_9_at_any_moment_leaves_the_old_or_the_new_store(level0, child, tmp_path, tree_digest):
+    old = tree_digest(level0)
+    reference = tmp_path / "reference.zv"
+    shutil.copytree(level0, reference)
+    proc = _start(child, reference)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    duration = float(out.split()[-1])
+    outcomes = []
+    for i, fraction in enumerate(np.linspace(0.05, 1.1, 12)):
+        path = tmp_path / f"killed{i}.zv"
+        shutil.copytree(level0, path)
+        proc = _start(child, path)
+        time.sleep(duration * fraction)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+        outcomes.append(_assert_old_or_new(path, old, tree_digest))
+        # a new build on the recovered store is not refused and completes
+        if outcomes[-1] == "old":
+            pyramid.build_pyramid(path, FACTORS)
+            assert _levels(path) == [0, 1, 2, 3]
+        shutil.rmtree(path)
+    assert "old" in outcomes, outcomes  # the kills really landed mid-build
+    _no_snapshots_left()
+
+
+def test_a_reader_during_a_build_sees_only_published_states(level0, child, tmp_path):
+    path = tmp_path / "watched.zv"
+    shutil.copytree(level0, path)
+    proc = _start(child, path)
+    seen = set()
+    while proc.poll() is None:
+        info = store.open_info(path)
+        seen.add(tuple(lv.index for lv in info.levels))
+        for lv in info.levels:
+            assert lv.vertex_count > 0
+    assert proc.returncode == 0, proc.stderr.read()
+    seen.add(tuple(_levels(path)))
+    assert seen <= {(0,), (0, 1, 2, 3)}, seen
+    assert (0, 1, 2, 3) in seen
+
+
+def test_a_second_writer_is_refused_naming_the_holder(level0, child, tmp_path, tree_digest):
+    path = tmp_path / "shared.zv"
+    shutil.copytree(level0, path)
+    proc = _start(child, path)
+    deadline = time.monotonic() + 60
+    while not journal.journal_path(path).exists():  # the child holds the lock from its journal's first byte
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    with pytest.raises(store.StoreBusy, match=rf"process {proc.pid} on .*started"):
+        pyramid.build_pyramid(path, FACTORS)
+    with pytest.raises(store.StoreBusy):  # nor may anyone "recover" a live build
+        store.recover(path)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert _levels(path) == [0, 1, 2, 3]
+    assert store.validate(path, level=3) == []
+
+
+def test_two_ctrl_c_in_a_row_leave_the_store_as_it_was(level0, child, tmp_path, tree_digest):
+    old = tree_digest(level0)
+    for delay in (0.3, 0.8):
+        path = tmp_path / f"interrupted{delay}.zv"
+        shutil.copytree(level0, path)
+        proc = _start(child, path)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.03)  # the second Ctrl+C 30 ms later, while the first one's undo runs
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+        assert proc.returncode != 0
+        assert not (path / journal.JOURNAL).exists(), "the undo was cut short"
+        assert tree_digest(path) == old
+        assert _levels(path) == [0]
+    _no_snapshots_left()
+
+
+def _used_kib(path: Path) -> int:
+    return int(subprocess.run(["du", "-sk", str(path)], capture_output=True, text=True, check=True).stdout.split()[0])
+
+
+@pytest.fixture
+def small_disk(tmp_path, level0):
+    """The level-0 store on a tmpfs with room for it and ~400 KiB more: not for its pyramid."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    size = _used_kib(level0) + 400
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {done.stderr.decode().strip()}")
+    shutil.copytree(level0, mount / "full.zv")
+    yield mount / "full.zv"
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_gives_a_message_and_the_old_store(small_disk, tree_digest):
+    path = small_disk
+    old = tree_digest(path)
+    with pytest.raises(pyramid.PyramidError, match="disk is full"):
+        pyramid.build_pyramid(path, FACTORS, agg_mode="mean")
+    assert tree_digest(path) == old
+    assert not (path / journal.JOURNAL).exists()
+    assert _levels(path) == [0]
+
+
+@pytest.mark.parametrize("version", ["2.0.0", "0.7.0", None])
+def test_stores_of_another_format_are_not_changed(level0, tmp_path, tree_digest, version):
+    import json
+
+    path = tmp_path / "other.zv"
+    shutil.copytree(level0, path)
+    meta = json.loads((path / "zarr.json").read_text())
+    if version is None:
+        del meta["attributes"]["zarr_vectors"]["zv_version"]
+    else:
+        meta["attributes"]["zarr_vectors"]["zv_version"] = version
+    (path / "zarr.json").write_text(json.dumps(meta))
+    old = tree_digest(path)
+    expected = r"changes only Zarr Vectors 0\.9\.x stores" if version else "zv_version"
+    with pytest.raises(store.StoreError, match=expected):
+        pyramid.build_pyramid(path, FACTORS)
+    assert tree_digest(path) == old
+
+
+def test_a_symlink_inside_the_store_is_refused(level0, tmp_path, tree_digest):
+    path = tmp_path / "linked.zv"
+    shutil.copytree(level0, path)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (path / "1").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(store.StoreError, match="symbolic link"):
+        pyramid.build_pyramid(path, FACTORS)
+    assert list(outside.iterdir()) == []
+
+
+def test_a_hot_journal_is_reported_to_readers_and_undone_by_the_next_build(level0, child, tmp_path, tree_digest):
+    path = tmp_path / "hot.zv"
+    shutil.copytree(level0, path)
+    proc = _start(child, path)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    if not (path / journal.JOURNAL).exists():
+        pytest.fail("the kill came after the build finished; the build is expected to take longer than 0.5 s")
+    message = store.interrupted_write(path)
+    assert message and f"process {proc.pid}" in message
+    summary = pyramid.build_pyramid(path, FACTORS)  # recovers first, then builds
+    assert [row["level"] for row in summary["levels"]] == [0, 1, 2, 3]
+    assert store.interrupted_write(path) is None
+    for level in (3, 2, 1):
+        pyramid.remove_resolution_level(path, level)
+    assert _levels(path) == [0]
+    assert store.validate(path, level=2) == []
+    assert tree_digest(path / "0" / "vertices") == tree_digest(level0 / "0" / "vertices")
+
+
+def test_removing_a_level_is_all_or_nothing_under_kill_9(level0, tmp_path, tree_digest):
+    built = tmp_path / "built.zv"
+    shutil.copytree(level0, built)
+    pyramid.build_pyramid(built, FACTORS)
+    script = tmp_path / "remove_child.py"
+    script.write_text(
+        "import sys\nfrom napari_zarr_vectors import pyramid\nprint('building', flush=True)\n"
+        "pyramid.remove_resolution_level(sys.argv[1], 3)\n"
+    )
+    for i, delay in enumerate((0.0, 0.05, 0.1, 0.2)):
+        path = tmp_path / f"rm{i}.zv"
+        shutil.copytree(built, path)
+        proc = _start(script, path)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+        assert _levels(path) in ([0, 1, 2, 3], [0, 1, 2])
+        store.recover(path)
+        assert _levels(path) in ([0, 1, 2, 3], [0, 1, 2])
+        assert store.validate(path, level=2) == []
+        assert not (path / journal.JOURNAL).exists()
+
+
+def test_the_cli_recovers_and_the_reader_warns(make_napari_viewer, level0, child, tmp_path, capsys):
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    from napari_zarr_vectors import cli
+
+    path = tmp_path / "cli.zv"
+    shutil.copytree(level0, path)
+    proc = _start(child, path)
+    while not journal.journal_path(path).exists():
+        time.sleep(0.005)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    warnings: list[str] = []
+
+    def _record(event):
+        n = event.value if hasattr(event, "value") else event
+        if n.severity == NotificationSeverity.WARNING:
+            warnings.append(str(n.message))
+
+    notification_manager.notification_ready.connect(_record)
+    try:
+        viewer = make_napari_viewer()
+        viewer.open(str(path), plugin="napari-zarr-vectors")
+    finally:
+        notification_manager.notification_ready.disconnect(_record)
+    assert any("interrupted change" in w and "recover" in w for w in warnings), warnings
+    assert journal.journal_path(path).exists()  # the reader changed nothing
+    assert cli.main(["recover", str(path)]) == 0
+    assert "Undid an interrupted build" in capsys.readouterr().out
+    assert not (path / journal.JOURNAL).exists()
+    assert cli.main(["recover", str(path)]) == 0
+    assert "no interrupted change" in capsys.readouterr().out
+
+
+def test_deep_zoom_names_cannot_leave_the_output_folder(tmp_path, level0):
+    from napari_zarr_vectors import density
+
+    out = tmp_path / "web" / "deep"
+    (tmp_path / "web").mkdir()
+    with pytest.raises(density.DensityError, match="not a plain file name"):
+        density.export_deep_zoom(level0, out, axis="z", name="../../x")
+    assert not list(tmp_path.rglob("x.dzi"))
