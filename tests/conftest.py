@@ -121,13 +121,9 @@ def _isolated_env(monkeypatch, tmp_path_factory):
         monkeypatch.setenv("NAPARI_ZARR_VECTORS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
-#: The writers' lock file (journal.LOCK): an empty file the OS locks, kept between writes; never store data.
-LOCK_FILE = ".nzv-lock"
-
-
 def _tree_digest(path: Path) -> str:
     h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file() and p.relative_to(path).as_posix() != LOCK_FILE):
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
         h.update(str(f.relative_to(path)).encode())
         h.update(f.read_bytes())
     return h.hexdigest()
@@ -164,18 +160,32 @@ def small_points_2d(tmp_path_factory) -> Path:
     )
 
 
-@pytest.fixture
-def error_notifications():
-    """Error messages napari's notification manager shows while the test runs."""
+def _notifications(severity_name: str):
+    """Messages of one severity that napari's notification manager shows while the test runs."""
     from napari.utils.notifications import NotificationSeverity, notification_manager
 
+    severity = NotificationSeverity[severity_name]
     seen: list[str] = []
 
     def _record(event):
         notification = event.value if hasattr(event, "value") else event
-        if notification.severity == NotificationSeverity.ERROR:
+        if notification.severity == severity:
             seen.append(str(notification.message))
 
     notification_manager.notification_ready.connect(_record)
-    yield seen
-    notification_manager.notification_ready.disconnect(_record)
+    try:
+        yield seen
+    finally:
+        notification_manager.notification_ready.disconnect(_record)
+
+
+@pytest.fixture
+def error_notifications():
+    """Error messages napari's notification manager shows while the test runs."""
+    yield from _notifications("ERROR")
+
+
+@pytest.fixture
+def warning_notifications():
+    """Warning messages napari's notification manager shows while the test runs."""
+    yield from _notifications("WARNING")

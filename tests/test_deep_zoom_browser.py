@@ -89,7 +89,9 @@ def _disk_store(path: Path) -> Path:
     r = 200 * np.sqrt(rng.uniform(0, 1, 40_000)) ** 1.5
     t = rng.uniform(0, 2 * np.pi, 40_000)
     pos = np.stack([250 + r * np.cos(t), 250 + r * np.sin(t)], axis=1).astype(np.float32)
-    pos = np.vstack([pos, [[0.0, 0.0], [999.0, 499.0]]]).astype(np.float32)  # span the whole plane
+    pos = np.vstack([pos, [[0.0, 0.0], [1000.0, 500.0]]]).astype(
+        np.float32
+    )  # span 1000 x 500: that many pixels at pixel 1
     with store.atomic_store(path) as tmp:
         store.write_point_cloud(tmp, pos, chunk_shape=(250.0, 250.0), bin_shape=(10.0, 10.0))
     return path

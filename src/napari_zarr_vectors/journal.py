@@ -252,24 +252,30 @@ def write_json_atomic(path: Path, value: Any) -> None:
     _fsync_dir(path.parent)
 
 
-def _listing(root: Path) -> list[str]:
-    """Every folder and file below ``root``, chunk folders' contents and the journal excluded."""
-    out: list[str] = []
+def _entries(root: Path, descend: Any = None) -> Iterator[tuple[os.DirEntry, str]]:
+    """Every entry below ``root`` as (entry, name), folders named with a trailing ``/``.
+
+    The journal and the lock file are left out, and chunk folders (``c``)
+    are not entered; ``descend(name)`` says whether to enter another folder.
+    """
     stack = [(root, "")]
     while stack:
         folder, rel = stack.pop()
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                name = f"{rel}{entry.name}"
-                if not rel and entry.name in (JOURNAL, LOCK):
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    out.append(name + "/")
-                    if entry.name != CHUNK_DIR:
-                        stack.append((Path(entry.path), name + "/"))
-                else:
-                    out.append(name)
-    return out
+        with os.scandir(folder) as it:
+            found = list(it)
+        for entry in found:
+            if not rel and entry.name in (JOURNAL, LOCK):
+                continue
+            is_dir = entry.is_dir(follow_symlinks=False)
+            name = f"{rel}{entry.name}{'/' if is_dir else ''}"
+            yield entry, name
+            if is_dir and entry.name != CHUNK_DIR and (descend is None or descend(name)):
+                stack.append((Path(entry.path), name))
+
+
+def _listing(root: Path) -> list[str]:
+    """Every folder and file below ``root``, chunk folders' contents and the journal excluded."""
+    return [name for _, name in _entries(root)]
 
 
 def journal_path(root: Path) -> Path:
@@ -318,16 +324,27 @@ def _locked_message(root: Path) -> str:
     )
 
 
+def _release(root: Path, lock: Any) -> None:
+    """Delete the lock file while still holding it, then release: the store is left without it.
+
+    A peer that opened the old file meanwhile finds it unlinked once it
+    gets the lock, and filelock (4.x) then retries on a new file.
+    """
+    with contextlib.suppress(OSError):
+        (root / LOCK).unlink()
+    lock.release()
+
+
 def is_hot(root: Path) -> bool:
     """A journal whose writer is gone (nobody holds the lock)."""
-    if not journal_path(root).is_file():
+    if not (root / JOURNAL).is_dir():
         return False
     lock = _file_lock(root)
     try:
         lock.acquire()
     except Exception:
         return False  # a live writer holds it: not hot, in progress
-    lock.release()
+    _release(root, lock)
     return True
 
 
@@ -379,22 +396,7 @@ def _rollback(root: Path, journal: dict[str, Any], *, until_quiet: bool = False)
 
 def _undo_pass(root: Path, before: set[str]) -> int:
     """One pass of the rollback; how many entries it removed."""
-    stack = [(root, "")]
-    doomed: list[Path] = []
-    while stack:
-        folder, rel = stack.pop()
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                name = f"{rel}{entry.name}"
-                if not rel and entry.name in (JOURNAL, LOCK):
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    if name + "/" not in before:
-                        doomed.append(Path(entry.path))
-                    elif entry.name != CHUNK_DIR:
-                        stack.append((Path(entry.path), name + "/"))
-                elif name not in before:
-                    doomed.append(Path(entry.path))
+    doomed = [Path(e.path) for e, name in _entries(root, descend=before.__contains__) if name not in before]
     for path in doomed:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -439,7 +441,7 @@ def recover(root: str | os.PathLike[str]) -> str | None:
     Raises StoreLocked if a live writer holds the store.
     """
     root = Path(root)
-    if not journal_path(root).is_file():
+    if not (root / JOURNAL).is_dir():
         return None
     lock = _file_lock(root)
     try:
@@ -449,12 +451,12 @@ def recover(root: str | os.PathLike[str]) -> str | None:
     try:
         return _recover_locked(root)
     finally:
-        lock.release()
+        _release(root, lock)
 
 
 def _recover_locked(root: Path) -> str | None:
     journal = read_journal(root)
-    if journal is None:
+    if journal is None:  # killed while starting its journal: nothing in the store had changed yet
         shutil.rmtree(root / JOURNAL, ignore_errors=True)
         return None
     holder = holder_of(root)
@@ -482,7 +484,7 @@ def write_session(root: str | os.PathLike[str], operation: str = "build") -> Ite
     except Exception as exc:
         raise StoreLocked(_locked_message(root)) from exc
     try:
-        if journal_path(root).is_file():
+        if (root / JOURNAL).is_dir():
             _recover_locked(root)
         (root / JOURNAL).mkdir(exist_ok=True)
         staged = root / JOURNAL / "staged"
@@ -513,4 +515,4 @@ def write_session(root: str | os.PathLike[str], operation: str = "build") -> Ite
             write_json_atomic(journal_path(root), journal)
             _publish(root, journal)
     finally:
-        lock.release()
+        _release(root, lock)

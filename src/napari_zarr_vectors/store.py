@@ -304,6 +304,13 @@ def _store_root(p: Path) -> tuple[dict[str, Any], Mapping[str, Any]]:
     return attrs, zmeta
 
 
+def _publishing_elsewhere(root: Path) -> bool:
+    """A write journal in ``root`` that is not this process's: its new levels may be half published."""
+    from .journal import JOURNAL
+
+    return (root / JOURNAL).is_dir() and _SESSIONS.get(str(root)) is None
+
+
 def _metadata_present(root: Path, key: str) -> bool:
     """A metadata file on disk, or staged by this process's write session on ``root``."""
     staging = _SESSIONS.get(str(root))
@@ -359,6 +366,10 @@ def open_info(path: str | os.PathLike[str]) -> StoreInfo:
         )
     if not level_ids:
         raise StoreError(f"Store '{p}' has no resolution levels.")
+    if _publishing_elsewhere(p):
+        # another process is publishing (or died while it did): a level is published when the root lists it
+        published = set(_declared_levels(attrs))
+        level_ids = tuple(i for i in level_ids if str(i) in published)
     declared = sorted(set(_declared_levels(attrs)) | {str(i) for i in level_ids})
     levels = []
     for name in declared:
