@@ -18,7 +18,11 @@ and folders by plain ``open``/``write`` into the same file system. No
 writer of that output can be faster, so ``upstream / floor`` bounds the
 speed-up any engine can reach for it here.
 
-    python benchmarks/build_pyramid.py [--repeats 1] [--only points|streamlines] [--where DIR]
+--tiny runs the same builds on 5,000 points in a 400-unit cube and 200
+streamlines in 400-unit chunks (a few dozen chunks, so a few hundred
+files), written into the work folder (not the cache), in seconds: a smoke test.
+
+    python benchmarks/build_pyramid.py [--repeats 1] [--only points|streamlines] [--where DIR] [--tiny]
 """
 
 from __future__ import annotations
@@ -40,17 +44,24 @@ CASES = {
     "streamlines": ([(2.0, 1.0), (2.0, 4.0), (2.0, 4.0)], dict(sparsity_seed=42)),
 }
 RUNS = ("upstream", "ours", "ours-grid1")
+SIZES = {"points": 500_000, "streamlines": 10_000}
+TINY_SIZES = {"points": 5_000, "streamlines": 200}
+TINY_LAYOUT = {"points": dict(extent=400.0), "streamlines": dict(chunk=400.0, bin_size=100.0)}
 
 
-def level0(case: str) -> Path:
+def level0(case: str, tiny_in: Path | None = None) -> Path:
+    """The case's level-0 store: cached at full size, or (``tiny_in``) a tiny one written into that folder."""
     from napari_zarr_vectors import samples
 
-    path = samples.cache_dir() / f"bench_{case}_level0.zv"
+    if tiny_in is None:
+        path, n, layout = samples.cache_dir() / f"bench_{case}_level0.zv", SIZES[case], {}
+    else:
+        path, n, layout = tiny_in / f"tiny_{case}_level0.zv", TINY_SIZES[case], TINY_LAYOUT[case]
     if not path.exists():
         if case == "points":
-            samples.make_uniform_point_cloud(path, 500_000, factors=None)  # the uniform cloud it always built
+            samples.make_uniform_point_cloud(path, n, factors=None, **layout)  # the uniform cloud it always built
         else:
-            samples.make_streamlines(path, 10_000, factors=None)
+            samples.make_streamlines(path, n, factors=None, **layout)
     return path
 
 
@@ -128,6 +139,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--only", choices=list(CASES))
     parser.add_argument("--where", help="folder for the copies (default: a temporary folder)")
+    parser.add_argument("--tiny", action="store_true", help="5,000 points / 200 streamlines: a smoke run")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -136,7 +148,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="nzv-bench-", dir=args.where))
     try:
         for case in [args.only] if args.only else list(CASES):
-            base = level0(case)
+            base = level0(case, work if args.tiny else None)
             base_files = file_names(base)
             results: dict[str, list[dict]] = {r: [] for r in RUNS}
             for rep in range(args.repeats):

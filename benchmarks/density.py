@@ -14,7 +14,11 @@ Peak memory is the process's peak resident set minus what it had after
 imports.  The ratio columns compare the plugin with the baseline of the
 same store and dimensionality.
 
-    python benchmarks/density.py [--skip-10m]
+--tiny runs every case on a 5,000-point cloud (the sample's recipe in a
+500-unit cube) and 20,000 clustered points, written to a temporary folder
+(not the cache): a smoke test of seconds.
+
+    python benchmarks/density.py [--skip-10m] [--tiny]
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,13 +39,13 @@ from napari_zarr_vectors import density, samples, store
 TEN_MILLION = "bench_ten_million.zv"
 
 
-def ten_million_store() -> Path:
-    """10,000,000 points in 24 Gaussian clusters over a 2000-unit cube, level 0 only (built once, cached)."""
-    path = samples.cache_dir() / TEN_MILLION
+def ten_million_store(path: Path | None = None, n: int = 10_000_000) -> Path:
+    """``n`` points in 24 Gaussian clusters over a 2000-unit cube, level 0 only (built once, cached by default)."""
+    path = samples.cache_dir() / TEN_MILLION if path is None else path
     if store.is_store(path):
         return path
     rng = np.random.default_rng(7)
-    n, k = 10_000_000, 24
+    k = 24
     centres = rng.uniform(200, 1800, (k, 3))
     spread = rng.uniform(30, 200, k)
     which = rng.integers(0, k, n)
@@ -97,15 +102,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--one", nargs=2, metavar=("CASE", "STORE"), help=argparse.SUPPRESS)
     parser.add_argument("--skip-10m", action="store_true", help="only the 500,000-point sample")
+    parser.add_argument("--tiny", action="store_true", help="5,000 + 20,000 points in a temporary folder: a smoke run")
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one(*args.one)))
+        return
+    if args.tiny:
+        with tempfile.TemporaryDirectory(prefix="nzv-bench-") as tmp:
+            sample = samples.make_point_cloud(Path(tmp) / "sample.zv", 5_000, extent=500.0, **samples.POINT_SAMPLE)
+            stores = [("5k sample", sample)]
+            if not args.skip_10m:
+                stores.append(("20k clusters", ten_million_store(Path(tmp) / "clusters.zv", 20_000)))
+            report(stores)
         return
     stores = [("500k sample", samples.sample_store("synthetic_points.zv"))]
     if not args.skip_10m:
         t = time.perf_counter()
         stores.append(("10M clusters", ten_million_store()))
         print(f"(10M store ready in {time.perf_counter() - t:.1f} s)")
+    report(stores)
+
+
+def report(stores: list[tuple[str, Path]]) -> None:
+    """Every case on every store, each in its own process, printed as a table."""
     head = ("store", "case", "seconds", "peak MB", "level 0", "levels", "time x", "mem x")
     print("{:<14} {:<12} {:>8} {:>8} {:>16} {:>6} {:>7} {:>6}".format(*head))
     for label, path in stores:

@@ -7,7 +7,11 @@ timed: the sample's explicit ±1 links (three composed -1 steps) and an
 implicit copy (only +1: children found through the parents' bin
 footprint).
 
-    python benchmarks/drill.py [--repeats 15]
+--tiny drills once (unless --repeats says otherwise) in 5,000 points made
+by the sample's recipe in a 500-unit cube, in a temporary folder (not the
+cache): a smoke test of seconds.
+
+    python benchmarks/drill.py [--repeats 15] [--tiny]
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from napari_zarr_vectors import drill, pyramid, samples, store
+
+TINY = {"n": 5_000, "extent": 500.0}
 
 
 def metanodes(path: Path, n: int, seed: int = 0) -> np.ndarray:
@@ -75,15 +81,22 @@ def measure(label: str, path: Path, repeats: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, help="drills per layout (default 15; 1 with --tiny)")
+    parser.add_argument("--tiny", action="store_true", help="5,000 points in a temporary folder: a smoke run")
     args = parser.parse_args()
-    path = samples.sample_store("synthetic_points.zv")
-    measure("explicit ±1 (the sample)", path, args.repeats)
+    repeats = args.repeats if args.repeats is not None else 1 if args.tiny else 15
+    recipe = dict(samples.POINT_SAMPLE, **(TINY if args.tiny else {}))
     with tempfile.TemporaryDirectory() as tmp:
+        if args.tiny:
+            path = samples.make_point_cloud(Path(tmp) / "sample.zv", **recipe)
+            measure("explicit ±1 (the sample's recipe)", path, repeats)
+        else:
+            path = samples.sample_store("synthetic_points.zv")
+            measure("explicit ±1 (the sample)", path, repeats)
         implicit = Path(tmp) / "implicit.zv"
-        samples.make_point_cloud(implicit, factors=None, **samples.POINT_SAMPLE)  # the sample, level 0
+        samples.make_point_cloud(implicit, factors=None, **recipe)  # the sample, level 0
         pyramid.build_pyramid(implicit, samples.POINT_FACTORS, cross_level_storage="implicit")
-        measure("implicit +1 only", implicit, args.repeats)
+        measure("implicit +1 only", implicit, repeats)
 
 
 if __name__ == "__main__":

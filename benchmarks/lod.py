@@ -9,14 +9,21 @@
 
 Run headless with:
 
-    xvfb-run -a -s "-screen 0 1280x1024x24" python benchmarks/lod.py [--shapes]
+    xvfb-run -a -s "-screen 0 1280x1024x24" python benchmarks/lod.py [--shapes] [--tiny]
+
+--tiny: the same steps (with the Shapes baseline) on 20,000 points (bins
+of 20, so as full as the big store's), budgets of 2,500 and 500, 3 moves,
+1 repeat, and 200 streamlines, in a temporary folder (not the cache): a
+smoke test of seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import napari
 import numpy as np
@@ -26,12 +33,15 @@ from _common import PLUGIN, all_of_level0_as_points, drawn, open_with_plugin
 from napari_zarr_vectors import _follow, samples, store
 
 
-def two_million_store() -> str:
-    path = samples.cache_dir() / "bench_two_million_2d.zv"
+def two_million_store(tiny_in: Path | None = None) -> str:
+    """The cached 2,000,000-point store, or (``tiny_in``) 20,000 points as full per bin, written into that folder."""
+    path = samples.cache_dir() / "bench_two_million_2d.zv" if tiny_in is None else tiny_in / "tiny_2d.zv"
+    n, bin_size = (2_000_000, 2.0) if tiny_in is None else (20_000, 20.0)
     if not store.is_store(path):
-        print("building the 2,000,000-point store once (~40 s) ...", flush=True)
+        if tiny_in is None:
+            print("building the 2,000,000-point store once (~40 s) ...", flush=True)
         samples.make_uniform_point_cloud(  # every bin equally full, as this benchmark has always measured
-            path, n=2_000_000, extent=2000.0, chunk=200.0, bin_size=2.0, factors=[(2.0, 1.0)] * 3, ndim=2
+            path, n=n, extent=2000.0, chunk=200.0, bin_size=bin_size, factors=[(2.0, 1.0)] * 3, ndim=2
         )
     return str(path)
 
@@ -52,8 +62,8 @@ def camera_latency(path: str, moves: int, budget: int | None = None, seed: int =
     """Per move: seconds from the last camera event to the new data drawn, and where they went."""
     app = QApplication.instance()
     viewer = napari.Viewer(show=True)
-    (layer,) = viewer.open(path, plugin=PLUGIN)
-    follower = _follow.follower_of(layer)
+    # a point cloud opens with its (hidden) density image first: follow the Points layer
+    follower = next(f for f in map(_follow.follower_of, viewer.open(path, plugin=PLUGIN)) if f is not None)
 
     def wait_idle() -> None:
         while not follower.idle:
@@ -111,13 +121,32 @@ def report_latency(path: str, moves: int, budget: int | None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--moves", type=int, default=20)
-    parser.add_argument("--shapes", action="store_true", help="run (c)'s Shapes baseline (minutes)")
-    parser.add_argument("--budgets", type=int, nargs="*", default=[250_000, 50_000], help="vertex budgets for (b)")
+    parser.add_argument("--repeats", type=int, help="opens per way (default 3; 1 with --tiny)")
+    parser.add_argument("--moves", type=int, help="camera moves for (b) (default 20; 3 with --tiny)")
+    parser.add_argument("--shapes", action="store_true", help="run (c)'s Shapes baseline (minutes; always with --tiny)")
+    parser.add_argument(
+        "--budgets", type=int, nargs="*", help="vertex budgets for (b) (default 250000 50000; 2500 500 with --tiny)"
+    )
+    parser.add_argument("--tiny", action="store_true", help="20,000 points, 200 streamlines: a smoke run")
     args = parser.parse_args()
+    tiny = args.tiny
+    if args.repeats is None:
+        args.repeats = 1 if tiny else 3
+    if args.moves is None:
+        args.moves = 3 if tiny else 20
+    if args.budgets is None:
+        args.budgets = [2_500, 500] if tiny else [250_000, 50_000]
+    args.shapes = args.shapes or tiny
+    if tiny:
+        with tempfile.TemporaryDirectory(prefix="nzv-bench-") as tmp:
+            run(args, Path(tmp))
+    else:
+        run(args, None)
 
-    path = two_million_store()
+
+def run(args: argparse.Namespace, tiny_in: Path | None) -> None:
+    """(a), (b) and (c) on the full-size stores, or (``tiny_in``) on tiny ones written into that folder."""
+    path = two_million_store(tiny_in)
     info = store.open_info(path)
     print(f"(a) store: {path}")
     print("    levels: " + ", ".join(f"{lv.index}:{lv.vertex_count:,}" for lv in info.levels))
@@ -134,14 +163,17 @@ def main() -> None:
     for budget in args.budgets or [None]:
         report_latency(path, args.moves, budget)
 
-    lines = str(samples.sample_store("synthetic_streamlines.zv"))
+    if tiny_in is None:
+        lines, n_lines = str(samples.sample_store("synthetic_streamlines.zv")), "10,000"
+    else:
+        lines, n_lines = str(samples.make_streamlines(tiny_in / "tiny_streamlines.zv", 200)), "200"
     refined = []
     t_plugin = statistics.median([open_with_plugin(lines, refined) for _ in range(args.repeats)])
-    print(f"(c) 10,000 streamlines: plugin open to first draw (median of {args.repeats}): {t_plugin:.2f} s")
+    print(f"(c) {n_lines} streamlines: plugin open to first draw (median of {args.repeats}): {t_plugin:.2f} s")
     print(f"    to refined view at the budget (median): {statistics.median(refined):.2f} s")
     if args.shapes:
         t_shapes = all_as_shapes(lines)
-        print(f"    all 10,000 as Shapes paths: {t_shapes:.1f} s")
+        print(f"    all {n_lines} as Shapes paths: {t_shapes:.1f} s")
         print(f"    ratio: {t_shapes / t_plugin:.0f}x faster (target >= 30x)")
     else:
         print("    (Shapes baseline skipped; --shapes runs it, ~2 minutes here)")

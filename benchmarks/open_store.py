@@ -3,13 +3,18 @@
 Both run in one process on one viewer-per-case, so machine noise hits
 both alike; the figure that matters is the ratio.  Run headless with:
 
-    xvfb-run -a -s "-screen 0 1280x1024x24" python benchmarks/open_store.py
+    xvfb-run -a -s "-screen 0 1280x1024x24" python benchmarks/open_store.py [--tiny]
+
+--tiny opens, once, 5,000 points made by the sample's recipe in a 500-unit
+cube, in a temporary folder (not the cache): a smoke test of seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
+from pathlib import Path
 
 from _common import all_of_level0_as_points, open_with_plugin
 from napari_zarr_vectors import samples, store
@@ -17,19 +22,28 @@ from napari_zarr_vectors import samples, store
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, help="opens per way (default 3; 1 with --tiny)")
+    parser.add_argument("--tiny", action="store_true", help="5,000 points in a temporary folder: a smoke run")
     args = parser.parse_args()
-    path = str(samples.sample_store("synthetic_points.zv"))
+    if args.tiny:
+        with tempfile.TemporaryDirectory(prefix="nzv-bench-") as tmp:
+            path = samples.make_point_cloud(Path(tmp) / "sample.zv", 5_000, extent=500.0, **samples.POINT_SAMPLE)
+            measure(str(path), 1 if args.repeats is None else args.repeats)
+    else:
+        measure(str(samples.sample_store("synthetic_points.zv")), 3 if args.repeats is None else args.repeats)
+
+
+def measure(path: str, repeats: int) -> None:
     info = store.open_info(path)
     print(f"store: {path}")
     print("levels: " + ", ".join(f"{lv.index}:{lv.vertex_count:,}" for lv in info.levels))
     plugin, baseline = [], []
-    for _ in range(args.repeats):  # interleaved so drift hits both
+    for _ in range(repeats):  # interleaved so drift hits both
         baseline.append(all_of_level0_as_points(path, size=10, ndisplay=3))
         plugin.append(open_with_plugin(path))
     p, b = statistics.median(plugin), statistics.median(baseline)
-    print(f"plugin open to drawn layer (median of {args.repeats}): {p:.2f} s")
-    print(f"all of level 0 as Points  (median of {args.repeats}): {b:.2f} s")
+    print(f"plugin open to drawn layer (median of {repeats}): {p:.2f} s")
+    print(f"all of level 0 as Points  (median of {repeats}): {b:.2f} s")
     print(f"ratio baseline / plugin: {b / p:.1f}x faster")
 
 
