@@ -27,6 +27,7 @@ XVFB = ["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24"]
 RATIOS: dict[str, list[str]] = {
     "build_pyramid": [r"^  ours +[\d.]+ s  x *[\d.]+ vs upstream", r"^  ours-grid1 +[\d.]+ s  x *[\d.]+ vs upstream"],
     "density": [r"^\S.* plugin 3D .* [\d.]+ +[\d.]+$", r"^\S.* plugin 2D .* [\d.]+ +[\d.]+$"],
+    "crash_safety": [r"^  ratio journaled / plain: [\d.]+x"],
     "drill": [r"^  ratio baseline / drill +[\d.]+x"],
     "lod": [r"^    ratio: [\d.]+x faster \(target >= 10x\)", r"^    ratio: \d+x faster \(target >= 30x\)"],
     "open_store": [r"^ratio baseline / plugin: [\d.]+x faster"],

@@ -6,6 +6,7 @@ runs out of space on a small tmpfs; nothing is raised inside it.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -29,7 +30,11 @@ CHILD = textwrap.dedent(
     path = sys.argv[1]
     print("building", flush=True)
     t = time.perf_counter()
-    pyramid.build_pyramid(path, [(2.0, 1.0), (2.0, 1.0), (2.0, 1.0)], agg_mode="mean", agg_overrides={"label": "mode"})
+    step = lambda p: print(f"step {p.step}", flush=True)  # noqa: E731
+    if "streamlines" in path:
+        pyramid.build_pyramid(path, [(2.0, 1.0), (2.0, 4.0), (2.0, 4.0)], sparsity_seed=1, progress=step)
+    else:
+        pyramid.build_pyramid(path, [(2.0, 1.0)] * 3, agg_mode="mean", agg_overrides={"label": "mode"}, progress=step)
     print(f"done {time.perf_counter() - t:.3f}", flush=True)
     """
 )
@@ -66,8 +71,9 @@ def _assert_old_or_new(path: Path, old_digest: str, tree_digest, *, new_levels: 
     info = store.open_info(path)  # a reader, before any recovery: it must open
     seen = [lv.index for lv in info.levels]
     assert seen in ([0], list(range(new_levels))), seen
-    for lv in info.levels:  # every listed level reads back what its metadata says (no "1,000 vertices" reading 0)
-        assert len(store.read_level(path, lv.index).positions) == lv.vertex_count
+    for lv in info.levels:  # every listed level holds what its metadata says (no "1,000 vertices" reading 0)
+        assert store.level_rows(path, lv.index) == lv.vertex_count
+    store.read_level(path, seen[-1])  # and the coarsest reads
     assert layers.layers_for_store(path, density=False)  # the plugin opens it
     store.recover(path)  # a kill while publishing rolls forward: the reader saw the old store, now it is the new
     assert not (path / journal.JOURNAL).exists()
@@ -84,29 +90,52 @@ def _no_snapshots_left() -> None:
     assert not list(Path(tempfile.gettempdir()).glob("nzv-snapshot-*"))
 
 
-def test_kill_9_at_any_moment_leaves_the_old_or_the_new_store(level0, child, tmp_path, tree_digest):
-    old = tree_digest(level0)
-    reference = tmp_path / "reference.zv"
-    shutil.copytree(level0, reference)
+@pytest.fixture(scope="module")
+def streamlines0(tmp_path_factory) -> Path:
+    """300 random-walk streamlines, level 0 only."""
+    path = tmp_path_factory.mktemp("crash") / "streamlines0.zv"
+    return samples.make_streamlines(path, n=300, factors=None)
+
+
+#: Kills per kind, spread over the whole build.  A streamline build is slower (~12 s a kill here), so the
+#: default run kills it 6 times; NAPARI_ZARR_VECTORS_FULL_FAULTS=1 runs 20 of each (about 5 minutes more).
+FULL_FAULTS = os.environ.get("NAPARI_ZARR_VECTORS_FULL_FAULTS") == "1"
+KILLS = {"points": 20, "streamlines": 20 if FULL_FAULTS else 6}
+
+
+@pytest.mark.parametrize("kind", ["points", "streamlines"])
+def test_kill_9_at_any_moment_leaves_the_old_or_the_new_store(level0, streamlines0, child, tmp_path, tree_digest, kind):
+    source = level0 if kind == "points" else streamlines0
+    old = tree_digest(source)
+    reference = tmp_path / f"reference-{kind}.zv"
+    shutil.copytree(source, reference)
     proc = _start(child, reference)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    duration = float(out.split()[-1])
+    steps = out.count("step ")
+    assert steps >= 3
+    # kill moments follow the build's own progress, so a slow or busy machine moves them with it:
+    # after step k (0 = right at the start), then 0-0.4 s into what comes next, the last ones into publishing
+    rng = np.random.default_rng(7)
     outcomes = []
-    for i, fraction in enumerate(np.linspace(0.05, 1.1, 12)):
-        path = tmp_path / f"killed{i}.zv"
-        shutil.copytree(level0, path)
+    kills = KILLS[kind]
+    for i in range(kills):
+        after_step = (i * (steps + 1)) // kills
+        path = tmp_path / f"killed-{kind}-{i}.zv"
+        shutil.copytree(source, path)
         proc = _start(child, path)
-        time.sleep(duration * fraction)
+        while after_step and (line := proc.stdout.readline()) and not line.startswith(f"step {after_step}"):
+            pass
+        time.sleep(float(rng.uniform(0.0, 0.4)))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
         outcomes.append(_assert_old_or_new(path, old, tree_digest))
-        # a new build on the recovered store is not refused and completes
-        if outcomes[-1] == "old":
+        assert not list(path.rglob("*.partial"))
+        if outcomes[-1] == "old" and i % 4 == 0:  # a fresh build on the recovered store succeeds
             pyramid.build_pyramid(path, FACTORS)
             assert _levels(path) == [0, 1, 2, 3]
         shutil.rmtree(path)
-    assert "old" in outcomes, outcomes  # the kills really landed mid-build
+    assert "old" in outcomes and "new" in outcomes, outcomes  # the kills landed before, during and after
     _no_snapshots_left()
 
 
@@ -152,7 +181,7 @@ def test_two_ctrl_c_in_a_row_leave_the_store_as_it_was(level0, child, tmp_path, 
         proc = _start(child, path)
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
-        time.sleep(0.03)  # the second Ctrl+C 30 ms later, while the first one's undo runs
+        time.sleep(0.02)  # the second Ctrl+C 20 ms later, while the first one's undo runs
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=120)
         assert proc.returncode != 0
@@ -297,3 +326,26 @@ def test_deep_zoom_names_cannot_leave_the_output_folder(tmp_path, level0):
     with pytest.raises(density.DensityError, match="not a plain file name"):
         density.export_deep_zoom(level0, out, axis="z", name="../../x")
     assert not list(tmp_path.rglob("x.dzi"))
+
+
+def test_repair_removes_only_what_is_incomplete(level0, tmp_path, tree_digest, capsys):
+    """A store damaged the way older versions left it: a level listed but empty, a stray partial file."""
+    from napari_zarr_vectors import cli
+
+    path = tmp_path / "damaged.zv"
+    shutil.copytree(level0, path)
+    pyramid.build_pyramid(path, FACTORS)
+    level0_digest = tree_digest(path / "0" / "vertices")
+    shutil.rmtree(path / "2" / "vertices" / "c")  # level 2 lists its vertices but holds none
+    (path / "0" / "vertices" / "stray.abc123.partial").write_bytes(b"half")
+    assert cli.main(["repair", str(path), "--dry-run"]) == 0
+    report = capsys.readouterr().out
+    assert "level 2:" in report and "partial" in report
+    assert _levels(path) == [0, 1, 2, 3]  # a dry run changes nothing
+    assert cli.main(["repair", str(path)]) == 0
+    assert "removed level(s) 2, 3" in capsys.readouterr().out
+    assert _levels(path) == [0, 1]
+    assert store.validate(path, level=2) == []
+    assert not list(path.rglob("*.partial"))
+    assert tree_digest(path / "0" / "vertices") == level0_digest
+    assert store.repair(path) == []  # nothing left to find

@@ -74,16 +74,23 @@ def read_stores(path: PathLike | list[PathLike]) -> list:
     progressive = viewer is not None  # a follower will refine what opens coarse
     for p in paths:
         try:
+            recovered = store.recover_if_interrupted(p)  # removes only what no reader could see
             out.extend(layers.layers_for_store(p, progressive=progressive))
         except store.StoreError as exc:
             _notify_error(str(exc))
             continue
-        interrupted = store.interrupted_write(p)  # a reader never writes: it says what the next writer will do
+        if recovered is not None:
+            _notify_warning(recovered)
+        interrupted = store.interrupted_write(p)  # left alone: read-only here, or its writer is still running
         if interrupted is not None:
             _notify_warning(
                 f"{interrupted} The next build on it undoes that change first; "
                 f"`napari-zarr-vectors recover {p}` does it now."
             )
+        try:
+            store.check_writable_format(p)
+        except store.StoreError as exc:  # another format series: shown, never changed
+            _notify_warning(str(exc))
     if not out:
         return [(None,)]
     watch_viewer(viewer)

@@ -1,4 +1,4 @@
-"""The ``napari-zarr-vectors`` command: ``demo``, ``info``, ``build``, ``remove``, ``recover`` and ``export-dzi``.
+"""The ``napari-zarr-vectors`` command: demo, info, build, remove, recover, repair and export-dzi.
 
 ``demo --screenshot PNG`` works without a screen: when there is no
 display it re-runs itself under ``xvfb-run`` (Debian package ``xvfb``).
@@ -304,6 +304,19 @@ def cmd_recover(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_repair(args: argparse.Namespace) -> int:
+    """Report what is incomplete in a store and, without --dry-run, remove it."""
+    try:
+        found = store.repair(args.store, dry_run=args.dry_run)
+    except store.StoreError as exc:
+        return _fail(exc, "repair")
+    for line in found:
+        print(line)
+    if not found:
+        print(f"{args.store}: nothing incomplete found.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-zarr-vectors",
@@ -356,6 +369,15 @@ def build_parser() -> argparse.ArgumentParser:
         "The next build does the same by itself. Example: napari-zarr-vectors recover tracts.zv",
     )
     recover.add_argument("store", help="path to a .zv / .zarrvectors store")
+    repair = sub.add_parser(
+        "repair",
+        help="report what is incomplete in a store and remove it (never level 0)",
+        description="For stores damaged by older versions or other tools: levels listed but missing or "
+        "short of their vertices (they and every coarser level go), links into levels that are not there, "
+        "leftover *.partial files, an interrupted build. Example: napari-zarr-vectors repair tracts.zv --dry-run",
+    )
+    repair.add_argument("store", help="path to a .zv / .zarrvectors store")
+    repair.add_argument("--dry-run", action="store_true", help="only report; change nothing")
     dzi = sub.add_parser(
         "export-dzi",
         help="write a store's 2D density as a Deep Zoom image (.dzi + tiles) for web viewers",
@@ -388,6 +410,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_remove(args)
     if args.command == "recover":
         return cmd_recover(args)
+    if args.command == "repair":
+        return cmd_repair(args)
     if args.command == "export-dzi":
         if args.axis is not None and args.axis.lstrip("-").isdigit():
             args.axis = int(args.axis)

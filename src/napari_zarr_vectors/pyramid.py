@@ -1052,6 +1052,7 @@ def pyramid_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
     StoreError
         ``path`` is not a readable Zarr Vectors store.
     """
+    store.recover_if_interrupted(path)  # a killed build is undone (or finished) before it is summed up
     info = store.open_info(path)
     base = info.levels[0]
     names = store.level_attribute_names(info.path, [lv.index for lv in info.levels])

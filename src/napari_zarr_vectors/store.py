@@ -1036,6 +1036,125 @@ def recover(path: str | os.PathLike[str]) -> str | None:
         raise StoreError(str(exc)) from exc
 
 
+def recover_if_interrupted(path: str | os.PathLike[str]) -> str | None:
+    """Recover an interrupted write left in ``path`` when the store can be written; a sentence, or None.
+
+    What recovery deletes was never visible and what it publishes was
+    durable, so an open may do it.  A store this process cannot write,
+    or one a live writer holds, is left alone: it reads as published.
+    """
+    root = Path(path).resolve()
+    if _SESSIONS.get(str(root)) is not None or interrupted_write(root) is None:
+        return None
+    if not os.access(root, os.W_OK) or not os.access(root / ".nzv-journal", os.W_OK):
+        return None
+    try:
+        return recover(root)
+    except StoreBusy:
+        return None
+
+
+def repair(path: str | os.PathLike[str], *, dry_run: bool = False) -> list[str]:
+    """Find what is incomplete in a store (and, unless ``dry_run``, remove it); one sentence per finding.
+
+    For stores damaged by older versions of this plugin or by other
+    tools: an interrupted journal, levels listed but missing or reading
+    back fewer vertices than listed (they and every coarser level go),
+    link families into levels that are not there, leftover ``*.partial``
+    files.  Only what is incomplete is removed, and never level 0; the
+    removal is itself one all-or-nothing write session.
+    """
+    root = Path(path).resolve()
+    found: list[str] = []
+    done = None if dry_run else recover(root)
+    if done:
+        found.append(done)
+    elif interrupted_write(root):
+        found.append(f"{interrupted_write(root)} (recovered by repair without --dry-run)")
+    attrs, _ = _store_root(root)
+    declared = sorted({int(n) for n in _declared_levels(attrs)} | {int(n) for n in _level_dirs(root)})
+    bad: int | None = None
+    for level in declared:
+        if level == 0:
+            continue
+        problem = _level_problem(root, level)
+        if problem is not None:
+            found.append(f"level {level}: {problem}")
+            bad = level if bad is None else min(bad, level)
+    if _level_problem(root, 0) is not None:
+        found.append(f"level 0: {_level_problem(root, 0)} (level 0 is never removed; restore it from a copy)")
+    present = [lv for lv in declared if bad is None or lv < bad]
+    dangling = [
+        (lv, d)
+        for lv in present
+        if lv in _readable_levels(root)
+        for d in link_deltas(root, lv)
+        if lv + d not in present
+    ]
+    for lv, d in dangling:
+        found.append(f"level {lv}: links {d:+d} point to level {lv + d}, which is not a complete level")
+    partials = [p for p in root.rglob("*.partial") if ".nzv-journal" not in p.parts]
+    if partials:
+        found.append(f"{len(partials)} leftover *.partial file(s) from interrupted writes, e.g. '{partials[0]}'")
+    if dry_run or not (bad is not None or dangling or partials):
+        return found
+    doomed = [lv for lv in declared if bad is not None and lv >= bad]
+    with write_session(root, "repair"):
+        for lv, d in dangling:
+            remove_link_family(root, lv, d)
+        for level in sorted(doomed, reverse=True):
+            if (root / str(level)).is_dir():
+                _delete_level_tree(root, level)
+            _drop_level_from_root_metadata(root, level)
+    for p in partials:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+    found.append(
+        "repaired: "
+        + ", ".join(
+            [f"removed level(s) {', '.join(map(str, sorted(doomed)))}"] * bool(doomed)
+            + [f"removed {len(dangling)} dangling link famil{'y' if len(dangling) == 1 else 'ies'}"] * bool(dangling)
+            + [f"deleted {len(partials)} partial file(s)"] * bool(partials)
+        )
+    )
+    return found
+
+
+def _level_dirs(root: Path) -> list[str]:
+    return [e.name for e in os.scandir(root) if e.is_dir() and e.name.isdigit()]
+
+
+def _readable_levels(root: Path) -> set[int]:
+    return {int(n) for n in _level_dirs(root) if _level_problem(root, int(n)) is None}
+
+
+def _level_problem(root: Path, level: int) -> str | None:
+    """Why ``level`` is incomplete (missing, unreadable, fewer vertices than its metadata lists), or None."""
+    if not _metadata_present(root, f"{level}/zarr.json"):
+        return "listed, but its folder or zarr.json is missing"
+    try:
+        import zarr_vectors as zv
+
+        lv = zv.open(_target(root)).level(level)
+        listed = int(lv.vertex_count) if hasattr(lv, "vertex_count") else None
+        rows = level_rows(root, level)
+    except Exception as exc:  # upstream raises many kinds for a damaged level
+        return f"cannot be read ({exc})"
+    if listed is not None and rows < listed:
+        return f"lists {listed:,} vertices but holds {rows:,}"
+    if listed is not None and listed > 0 and rows == 0:
+        return "holds no vertices"
+    return None
+
+
+def _delete_level_tree(root: Path, level: int) -> None:
+    """Remove a level's folder through the write session (deferred to its publish)."""
+    from zarr.core.sync import sync
+
+    staging = _SESSIONS.get(str(root))
+    sync(staging.delete_dir(str(level)))
+
+
 def interrupted_write(path: str | os.PathLike[str]) -> str | None:
     """A sentence about an interrupted write left in ``path``'s journal (nobody holds its lock), else None."""
     from . import journal
