@@ -293,29 +293,47 @@ def test_removing_a_level_is_all_or_nothing_under_kill_9(level0, tmp_path, tree_
         assert not (path / journal.JOURNAL).exists()
 
 
-def test_the_cli_recovers_and_the_reader_warns(
-    make_napari_viewer, level0, child, tmp_path, capsys, warning_notifications
-):
-    from napari_zarr_vectors import cli
-
-    path = tmp_path / "cli.zv"
-    shutil.copytree(level0, path)
+def _killed_mid_build(child: Path, path: Path) -> int:
+    """Start a build on ``path`` and SIGKILL it once its journal exists; the child's pid."""
     proc = _start(child, path)
     while not journal.journal_path(path).exists():
         time.sleep(0.005)
     time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
+    return proc.pid
+
+
+def test_opening_recovers_a_writable_store_and_warns_on_a_read_only_one(
+    make_napari_viewer, level0, child, tmp_path, capsys, warning_notifications, monkeypatch, tree_digest
+):
+    from napari_zarr_vectors import cli
+
+    old = tree_digest(level0)
+    path = tmp_path / "cli.zv"
+    shutil.copytree(level0, path)
     viewer = make_napari_viewer()
+    # a store this process cannot write (as root chmod does not stop us, so the check is what is patched)
+    pid = _killed_mid_build(child, path)
+    real_access = os.access
+    monkeypatch.setattr(
+        store.os, "access", lambda p, mode: False if str(p).startswith(str(path)) else real_access(p, mode)
+    )
     viewer.open(str(path), plugin="napari-zarr-vectors")
-    warnings = warning_notifications
-    assert any("interrupted change" in w and "recover" in w for w in warnings), warnings
-    assert journal.journal_path(path).exists()  # the reader changed nothing
+    assert any("interrupted change" in w and f"process {pid}" in w and "recover" in w for w in warning_notifications)
+    assert journal.journal_path(path).exists()  # opening a store it cannot write changed nothing
+    monkeypatch.undo()
     assert cli.main(["recover", str(path)]) == 0
     assert "Undid an interrupted build" in capsys.readouterr().out
-    assert not (path / journal.JOURNAL).exists()
+    assert not (path / journal.JOURNAL).exists() and tree_digest(path) == old
     assert cli.main(["recover", str(path)]) == 0
     assert "no interrupted change" in capsys.readouterr().out
+    # a writable store: opening it undoes the interrupted build and says so
+    warning_notifications.clear()
+    pid = _killed_mid_build(child, path)
+    viewer.open(str(path), plugin="napari-zarr-vectors")
+    assert any(f"Undid an interrupted build by process {pid}" in w for w in warning_notifications)
+    assert not (path / journal.JOURNAL).exists() and tree_digest(path) == old
 
 
 def test_deep_zoom_names_cannot_leave_the_output_folder(tmp_path, level0):

@@ -324,6 +324,16 @@ def _locked_message(root: Path) -> str:
     )
 
 
+def _acquire(root: Path) -> Any:
+    """The store's writer lock, taken without waiting; StoreLocked naming the holder when it is held."""
+    lock = _file_lock(root)
+    try:
+        lock.acquire()
+    except Exception as exc:
+        raise StoreLocked(_locked_message(root)) from exc
+    return lock
+
+
 def _release(root: Path, lock: Any) -> None:
     """Delete the lock file while still holding it, then release: the store is left without it.
 
@@ -443,11 +453,7 @@ def recover(root: str | os.PathLike[str]) -> str | None:
     root = Path(root)
     if not (root / JOURNAL).is_dir():
         return None
-    lock = _file_lock(root)
-    try:
-        lock.acquire()
-    except Exception as exc:
-        raise StoreLocked(_locked_message(root)) from exc
+    lock = _acquire(root)
     try:
         return _recover_locked(root)
     finally:
@@ -478,11 +484,7 @@ def write_session(root: str | os.PathLike[str], operation: str = "build") -> Ite
     is left as it was.  A hot journal found first is recovered first.
     """
     root = Path(root)
-    lock = _file_lock(root)
-    try:
-        lock.acquire()
-    except Exception as exc:
-        raise StoreLocked(_locked_message(root)) from exc
+    lock = _acquire(root)
     try:
         if (root / JOURNAL).is_dir():
             _recover_locked(root)
