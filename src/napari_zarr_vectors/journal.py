@@ -278,6 +278,11 @@ def _listing(root: Path) -> list[str]:
     return [name for _, name in _entries(root)]
 
 
+def symlinks(root: Path) -> list[str]:
+    """Symbolic links below ``root`` (chunk folders' contents aside): a write through one would leave the store."""
+    return [name.rstrip("/") for entry, name in _entries(root) if entry.is_symlink()]
+
+
 def journal_path(root: Path) -> Path:
     return root / JOURNAL / "journal.json"
 

@@ -1010,18 +1010,15 @@ def _os_error_message(path: str | os.PathLike[str], exc: OSError) -> str:
 
 def _refuse_symlinks(root: Path) -> None:
     """A link inside the store would let a write land outside it: refuse before writing anything."""
-    for folder, dirs, files in os.walk(root):
-        base = Path(folder)
-        if base.name == "c":
-            dirs[:] = []
-            continue
-        for name in dirs + files:
-            if (base / name).is_symlink():
-                raise StoreError(
-                    f"Store '{root}' contains a symbolic link ('{base / name}'); a change would write outside "
-                    "the store through it. Replace the link with a real copy of what it points to, then try again. "
-                    "Nothing was changed."
-                )
+    from .journal import symlinks
+
+    links = symlinks(root)
+    if links:
+        raise StoreError(
+            f"Store '{root}' contains a symbolic link ('{root / links[0]}'); a change would write outside "
+            "the store through it. Replace the link with a real copy of what it points to, then try again. "
+            "Nothing was changed."
+        )
 
 
 def recover(path: str | os.PathLike[str]) -> str | None:
@@ -1069,27 +1066,19 @@ def repair(path: str | os.PathLike[str], *, dry_run: bool = False) -> list[str]:
     done = None if dry_run else recover(root)
     if done:
         found.append(done)
-    elif interrupted_write(root):
-        found.append(f"{interrupted_write(root)} (recovered by repair without --dry-run)")
+    elif (interrupted := interrupted_write(root)) is not None:
+        found.append(f"{interrupted} (recovered by repair without --dry-run)")
     attrs, _ = _store_root(root)
     declared = sorted({int(n) for n in _declared_levels(attrs)} | {int(n) for n in _level_dirs(root)})
-    bad: int | None = None
-    for level in declared:
-        if level == 0:
-            continue
-        problem = _level_problem(root, level)
-        if problem is not None:
-            found.append(f"level {level}: {problem}")
-            bad = level if bad is None else min(bad, level)
-    if _level_problem(root, 0) is not None:
-        found.append(f"level 0: {_level_problem(root, 0)} (level 0 is never removed; restore it from a copy)")
+    problems = {level: _level_problem(root, level) for level in declared}  # each level is read once
+    broken = [level for level in declared if level != 0 and problems[level] is not None]
+    found += [f"level {level}: {problems[level]}" for level in broken]
+    bad = min(broken, default=None)
+    if problems.get(0) is not None:
+        found.append(f"level 0: {problems[0]} (level 0 is never removed; restore it from a copy)")
     present = [lv for lv in declared if bad is None or lv < bad]
     dangling = [
-        (lv, d)
-        for lv in present
-        if lv in _readable_levels(root)
-        for d in link_deltas(root, lv)
-        if lv + d not in present
+        (lv, d) for lv in present if problems[lv] is None for d in link_deltas(root, lv) if lv + d not in present
     ]
     for lv, d in dangling:
         found.append(f"level {lv}: links {d:+d} point to level {lv + d}, which is not a complete level")
@@ -1122,10 +1111,6 @@ def repair(path: str | os.PathLike[str], *, dry_run: bool = False) -> list[str]:
 
 def _level_dirs(root: Path) -> list[str]:
     return [e.name for e in os.scandir(root) if e.is_dir() and e.name.isdigit()]
-
-
-def _readable_levels(root: Path) -> set[int]:
-    return {int(n) for n in _level_dirs(root) if _level_problem(root, int(n)) is None}
 
 
 def _level_problem(root: Path, level: int) -> str | None:
