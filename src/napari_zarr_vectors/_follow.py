@@ -363,17 +363,15 @@ class LayerFollower:
             return
         generation = self.lod.request()
         view = self.view()
-        holder: list[Any] = []
+        worker: Any = None
+
+        def finished() -> None:  # delivered on the GUI thread, after `worker` below is bound
+            self._finished(worker)
+
         worker = start_worker(
-            self._work,
-            view,
-            generation,
-            returned=self._apply,
-            errored=self._failed,
-            finished=lambda: self._finished(holder[0]) if holder else None,
+            self._work, view, generation, returned=self._apply, errored=self._failed, finished=finished
         )
         if worker is not None:
-            holder.append(worker)
             self._workers.add(worker)
 
     def _work(self, view: lod.View, generation: int) -> tuple[lod.Region, Payload] | None:
