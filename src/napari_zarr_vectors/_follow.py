@@ -15,7 +15,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -154,7 +153,7 @@ def followers(viewer: Any | None = None) -> list[LayerFollower]:
 
 def levels_changed(path: str) -> None:
     """Tell the followers of store ``path`` that its levels changed (after a build), so they re-plan now."""
-    target = str(Path(path).resolve())
+    target = store.address(path)
     for f in followers():
         if f.path == target:
             f.lod.forget_shown()
@@ -221,7 +220,7 @@ class LayerFollower:
         self.viewer = viewer = real_viewer(viewer)
         self._layer = weakref.ref(layer)
         self.layer_type = type(layer).__name__.lower()
-        self.path = str(Path(meta["path"]).resolve())
+        self.path = store.address(meta["path"])
         self.kind = meta["kind"]
         self.shape_type = "line" if self.kind in store.LINE_KINDS else "path"
         path_budget = None

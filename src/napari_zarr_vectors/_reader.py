@@ -23,6 +23,9 @@ def _claims(path: PathLike) -> bool:
     The second case lets a corrupt store get a clear message from us
     instead of a silent "no reader found".
     """
+    if store.is_remote(path):
+        # a URL is ours when it names a store folder; whether it is one (404, offline) the read says clearly
+        return store.has_store_suffix(str(path).split("?", 1)[0]) or store.is_store(path)
     if store.is_store(path):
         return True
     p = Path(path)

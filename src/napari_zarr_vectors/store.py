@@ -5,6 +5,11 @@ upstream library (whose layout broke three times before 0.9) is mended in
 one place.  It opens stores, describes their levels, reads a level (or a
 box of it) into plain numpy arrays, and writes new stores safely: into a
 temporary sibling that is renamed into place only when complete.
+
+A store address is a local path or a URL (``http(s)://``, ``s3://``,
+``gs://``); ``address()`` gives its one spelling.  URLs are opened once
+per process through the upstream obstore backend, behind a read-only
+cache (``remote.py``), and every write refuses them.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from . import remote
 
 STORE_SUFFIXES = (".zarrvectors", ".zv")
 POINT_KINDS = ("point_cloud",)
@@ -71,7 +78,7 @@ class StoreInfo:
     @property
     def name(self) -> str:
         """The store's file name without its suffix, for layer names."""
-        stem = Path(self.path).name
+        stem = remote.name_of(self.path) if remote.is_url(self.path) else Path(self.path).name
         for suffix in STORE_SUFFIXES:
             if stem.endswith(suffix):
                 return stem[: -len(suffix)]
@@ -130,12 +137,32 @@ def _json_kind(value: Any) -> str:
     return names.get(type(value), "a number" if isinstance(value, int | float) else type(value).__name__)
 
 
-def _read_root_json(path: Path) -> dict[str, Any]:
+def _remote_root_bytes(url: str) -> bytes:
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    group = _remote_group(url)
+    try:
+        buf = sync(group._zarr.store.get("zarr.json", default_buffer_prototype()))
+    except Exception as exc:  # noqa: BLE001 - obstore's errors become one sentence
+        raise _remote_failure(url, exc, "reading its zarr.json") from None
+    if buf is None:
+        raise RemoteStoreError(
+            f"'{remote.shown(url)}' is not a Zarr Vectors store: the server has no zarr.json there (404). "
+            "Check the URL: it must name the store folder (ending in .zv or .zarrvectors)."
+        )
+    return buf.to_bytes()
+
+
+def _read_root_json(path: Path | str) -> dict[str, Any]:
     """The root zarr.json as a dict whose ``attributes`` is a dict; a StoreError naming any problem.
 
     Reads at most ``MAX_METADATA_BYTES``, so a huge or hostile file costs
     neither the memory to parse it nor a RecursionError.
     """
+    if remote.is_url(path):
+        return _parse_root_json(remote.shown(str(path)), _remote_root_bytes(str(path)))
+    path = Path(path)
     meta = path / "zarr.json"
     try:
         with meta.open("rb") as f:
@@ -155,6 +182,15 @@ def _read_root_json(path: Path) -> dict[str, Any]:
             f"Store '{path}' has a zarr.json of {size:,} bytes; a Zarr Vectors store's root zarr.json is a few "
             f"kB (at most {MAX_METADATA_BYTES:,} bytes are read). It is not a store's root metadata or it is "
             "damaged; restore it from a copy."
+        )
+    return _parse_root_json(str(path), raw)
+
+
+def _parse_root_json(path: str, raw: bytes) -> dict[str, Any]:
+    if len(raw) > MAX_METADATA_BYTES:
+        raise StoreError(
+            f"Store '{path}' has a zarr.json of {len(raw):,} bytes; a Zarr Vectors store's root zarr.json is a few "
+            f"kB (at most {MAX_METADATA_BYTES:,} bytes are read). It is not a store's root metadata."
         )
     try:
         root = json.loads(raw)
@@ -192,13 +228,111 @@ def is_store(path: str | os.PathLike[str]) -> bool:
     Never raises: readers use it to decide whether to claim a path.
     """
     try:
-        p = Path(path)
-        if not p.is_dir():
-            return False
-        meta = _read_root_json(p)
+        if remote.is_url(path):
+            meta = _read_root_json(address(path))
+        else:
+            p = remote.local_path(path)
+            if not p.is_dir():
+                return False
+            meta = _read_root_json(p)
     except (StoreError, OSError, TypeError, ValueError):
         return False
     return "zarr_vectors" in (meta.get("attributes") or {})
+
+
+# ---------------------------------------------------------------- addresses: paths and URLs
+
+
+class RemoteStoreError(StoreError):
+    """A remote store could not be reached or read (404, 403, timeout, offline); the message says what to check."""
+
+
+#: Remote stores opened in this process: canonical URL -> the upstream root Group over the session cache.
+_REMOTE: dict[str, Any] = {}
+_REMOTE_LOCK = threading.Lock()
+
+
+def is_remote(path: Any) -> bool:
+    """Whether a store address is a URL (http(s)://, s3://, gs://) rather than a local path."""
+    return remote.is_url(path)
+
+
+def address(path: str | os.PathLike[str]) -> str:
+    """A store address's one spelling: a canonical URL, or the resolved local path (never resolves a URL)."""
+    if remote.is_url(path):
+        url = remote.canonical_url(str(path))
+        try:
+            remote.check_scheme(url)
+        except remote.RemoteError as exc:
+            raise StoreError(str(exc)) from None
+        return url
+    return str(remote.local_path(path).resolve())
+
+
+def _where(path: Any) -> str:
+    """An address as messages show it (a URL without credentials or query)."""
+    return remote.shown(str(path)) if remote.is_url(path) else str(path)
+
+
+def refuse_remote(path: Any, operation: str) -> None:
+    """Writes never reach a URL: a StoreError saying how to work on a local copy."""
+    if not remote.is_url(path):
+        return
+    url = remote.shown(str(path))
+    raise StoreError(
+        f"'{url}' is a remote store, and this plugin only reads remote stores: it cannot {operation} there. "
+        f"Make a local copy with `napari-zarr-vectors download {url} LOCAL.zv`, {operation} on the copy, "
+        "and upload the copy with your cloud's own tool if others should see it. Nothing was changed."
+    )
+
+
+def _remote_group(url: str) -> Any:
+    """The upstream root Group of a remote store, opened once per process over the read-only session cache."""
+    with _REMOTE_LOCK:
+        group = _REMOTE.get(url)
+        if group is not None:
+            return group
+    try:
+        import obstore
+        from zarr.storage import ObjectStore
+    except ImportError as exc:  # pragma: no cover - obstore is a dependency
+        raise StoreError(f"Opening '{remote.shown(url)}' needs obstore: pip install obstore ({exc}).") from None
+    from zarr_vectors import building as b
+
+    try:
+        # the same two steps as upstream's obstore backend, with our options and the cache between
+        inner = ObjectStore(obstore.store.from_url(url, **remote.storage_options(url)), read_only=True)
+        group = b.open_store(remote.caching_store(inner, url), mode="r")
+    except Exception as exc:  # noqa: BLE001 - upstream and obstore raise many kinds; each becomes one sentence
+        raise _remote_failure(url, exc, "opening the store") from None
+    with _REMOTE_LOCK:
+        return _REMOTE.setdefault(url, group)
+
+
+def _remote_failure(url: str, exc: BaseException, what: str) -> StoreError:
+    if isinstance(exc, StoreError) and not isinstance(exc.__cause__, BaseException):
+        return exc
+    text = str(exc)
+    if "not found" in text.lower() and "zarr.json" not in text and not remote.is_network_error(exc):
+        text = f"'{remote.shown(url)}' is not a Zarr Vectors store ({text.splitlines()[0][:200]})."
+        return RemoteStoreError(text)
+    return RemoteStoreError(remote.explain(url, exc, what))
+
+
+def remote_stats(path: str | os.PathLike[str]) -> dict[str, int]:
+    """Requests made, answers served from the session cache and bytes fetched for a remote store (tests, benchmarks)."""
+    store = _remote_group(address(path))._zarr.store
+    stats = store.stats
+    return {"requests": stats.requests, "cached": stats.cached, "bytes": stats.bytes}
+
+
+def forget_remote(path: str | os.PathLike[str] | None = None) -> None:
+    """Drop the opened handle (and its cache) of one remote store, or of all: the next read fetches afresh."""
+    with _REMOTE_LOCK:
+        if path is None:
+            _REMOTE.clear()
+        else:
+            _REMOTE.pop(address(path), None)
 
 
 def _shown(value: Any, limit: int = 120) -> str:
@@ -284,9 +418,15 @@ def _declared_levels(attrs: Mapping[str, Any]) -> list[str]:
     return [n for n in names if n.isdigit()]
 
 
-def _store_root(p: Path) -> tuple[dict[str, Any], Mapping[str, Any]]:
+def _resolved(path: str | os.PathLike[str]) -> Any:
+    """``address(path)`` as a Path for a local store, the canonical URL (a str) for a remote one."""
+    where = address(path)
+    return where if remote.is_url(where) else Path(where)
+
+
+def _store_root(p: Path | str) -> tuple[dict[str, Any], Mapping[str, Any]]:
     """The root ``attributes`` and ``attributes.zarr_vectors`` of a store, or a StoreError saying what it is not."""
-    if not p.is_dir():
+    if not remote.is_url(p) and not Path(p).is_dir():
         raise StoreError(f"'{p}' does not exist or is not a directory.")
     root = _read_root_json(p)
     attrs = root.get("attributes") or {}
@@ -304,25 +444,40 @@ def _store_root(p: Path) -> tuple[dict[str, Any], Mapping[str, Any]]:
     return attrs, zmeta
 
 
-def _publishing_elsewhere(root: Path) -> bool:
+def _publishing_elsewhere(root: Path | str) -> bool:
     """A write journal in ``root`` that is not this process's: its new levels may be half published."""
     from .journal import JOURNAL
 
+    if remote.is_url(root):
+        return False  # remote stores are never written here; what their root lists is what they hold
+    root = Path(root)
     return (root / JOURNAL).is_dir() and _SESSIONS.get(str(root)) is None
 
 
-def _metadata_present(root: Path, key: str) -> bool:
+def _metadata_present(root: Path | str, key: str) -> bool:
     """A metadata file on disk, or staged by this process's write session on ``root``."""
+    if remote.is_url(root):
+        from zarr.core.sync import sync
+
+        try:
+            return bool(sync(_remote_group(str(root))._zarr.store.exists(key)))
+        except Exception as exc:  # noqa: BLE001 - obstore's errors become one sentence
+            raise _remote_failure(str(root), exc, f"looking for {key}") from None
+    root = Path(root)
     staging = _SESSIONS.get(str(root))
     return (root / key).is_file() or (staging is not None and (staging.staged / key).is_file())
 
 
-def _open_dataset(path: Path) -> Any:
+def _open_dataset(path: Path | str) -> Any:
     import zarr_vectors as zv
 
     try:
         return zv.open(_target(path))
+    except StoreError:
+        raise
     except Exception as exc:  # upstream raises many kinds; all mean "cannot open"
+        if remote.is_url(path):
+            raise _remote_failure(str(path), exc, "opening the store") from None
         raise StoreError(f"Store '{path}' cannot be opened by zarr-vectors: {exc}") from exc
 
 
@@ -348,7 +503,7 @@ def open_info(path: str | os.PathLike[str]) -> StoreInfo:
         malformed metadata, a level listed but missing on disk, ...) and
         what to do. A ``ValueError``.
     """
-    p = Path(path).resolve()
+    p = _resolved(path)
     attrs, zmeta = _store_root(p)
     ds = _open_dataset(p)
     try:
@@ -375,8 +530,8 @@ def open_info(path: str | os.PathLike[str]) -> StoreInfo:
     for name in declared:
         if not _metadata_present(p, f"{name}/zarr.json"):
             raise StoreError(
-                f"Store '{p}' lists resolution level {name} but its directory "
-                f"'{p / name}' is missing or incomplete. Restore the level from a copy, "
+                f"Store '{_where(p)}' lists resolution level {name} but its directory "
+                f"'{_where(p)}/{name}' is missing or incomplete. Restore the level from a copy, "
                 "or remove it from the store and rebuild the pyramid."
             )
     for index in level_ids:
@@ -397,7 +552,9 @@ def open_info(path: str | os.PathLike[str]) -> StoreInfo:
         except StoreError:
             raise
         except Exception as exc:
-            raise StoreError(f"Store '{p}': resolution level {index} cannot be read: {exc}") from exc
+            if remote.is_url(p) and remote.is_network_error(exc):
+                raise _remote_failure(str(p), exc, f"reading level {index}'s metadata") from None
+            raise StoreError(f"Store '{_where(p)}': resolution level {index} cannot be read: {exc}") from exc
     lv0 = ds.level(level_ids[0])
     axis_names = tuple(str(a.get("name", f"axis{i}")) for i, a in enumerate(ds.axes))
     if len(axis_names) != ndim:
@@ -489,7 +646,7 @@ def read_level(
         The store or level cannot be read (the message names why), or a
         whole-level read finds chunks missing on disk (it names them).
     """
-    p = Path(path).resolve()
+    p = _resolved(path)
     try:
         if kind is None:
             kind = open_info(p).kind
@@ -501,6 +658,8 @@ def read_level(
     except StoreError:
         raise
     except Exception as exc:
+        if remote.is_url(p):
+            raise _remote_failure(str(p), exc, f"reading level {level}") from None
         raise StoreError(f"Store '{p}': reading level {level} failed: {exc}") from exc
 
 
@@ -594,7 +753,7 @@ def read_point_chunks(
     """
     from zarr_vectors.types.points import read_points
 
-    p = Path(path).resolve()
+    p = _resolved(path)
     keys = sorted({tuple(int(c) for c in k) for k in chunks})
     if not keys:
         return {}
@@ -608,12 +767,22 @@ def read_point_chunks(
         pos = np.asarray(raw["positions"])
         attrs = {k: np.asarray(v) for k, v in (raw.get("vertex_attributes") or {}).items()}
         if sum(sizes) != len(pos):
+            if remote.is_url(p):  # a chunk the manifest lists did not arrive (a 404 zarr reads as empty)
+                raise RemoteStoreError(
+                    f"'{remote.shown(str(p))}': {sum(sizes) - len(pos):,} vertices of level {level} did not arrive "
+                    f"from the server (asked for {len(keys)} chunks). A chunk file may be missing on the server "
+                    "(404); check that the whole store was uploaded."
+                )
             out = {}
             for k in keys:
                 one = read_points(_target(p), level=level, chunks=[k], attribute_names=names)
                 out[k] = (np.asarray(one["positions"]), {a: np.asarray(v) for a, v in one["vertex_attributes"].items()})
             return out
+    except StoreError:
+        raise
     except Exception as exc:
+        if remote.is_url(p):
+            raise _remote_failure(str(p), exc, f"reading {len(keys)} chunks of level {level}") from None
         raise StoreError(f"Store '{p}': reading {len(keys)} chunks of level {level} failed: {exc}") from exc
     bounds = np.r_[0, np.cumsum(sizes)]
     return {
@@ -624,6 +793,8 @@ def read_point_chunks(
 
 def signature(path: str | os.PathLike[str]) -> tuple[int, int]:
     """Changes whenever levels are added or removed (the root zarr.json is rewritten); one stat call."""
+    if remote.is_url(path):
+        return (0, 0)  # never written here; its root is read once a session
     st = (Path(path) / "zarr.json").stat()
     return (st.st_mtime_ns, st.st_size)
 
@@ -638,7 +809,7 @@ def estimate_drawn_vertices(path: str | os.PathLike[str], level: int, *, sample:
     """
     import zarr_vectors as zv
 
-    p = Path(path).resolve()
+    p = _resolved(path)
     try:
         lv = zv.open(_target(p)).level(level)
         ids = np.asarray(lv.objects.ids())
@@ -739,6 +910,7 @@ def atomic_store(target: str | os.PathLike[str]) -> Iterator[Path]:
     A failure leaves nothing behind, and an existing non-empty target is
     refused before anything is written.
     """
+    refuse_remote(target, "write a store")
     target = Path(target).absolute()
     _check_target(target)
     tmp = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
@@ -910,7 +1082,7 @@ def upstream_build_pyramid(path: str | os.PathLike[str], factors: Sequence[tuple
 
 def validate(path: str | os.PathLike[str], level: int = 2) -> list[str]:
     """Upstream validator's errors (empty when the store passes)."""
-    return [str(e) for e in _open_dataset(Path(path)).validate(level=level).errors]
+    return [str(e) for e in _open_dataset(_resolved(path)).validate(level=level).errors]
 
 
 # ---------------------------------------------------------------- pyramid plumbing
@@ -932,13 +1104,15 @@ def _target(path: str | os.PathLike[str] | Any) -> Any:
     """What zarr-vectors should open for ``path``: the staging store of a write in progress here, else the path."""
     if not isinstance(path, str | os.PathLike):
         return path
-    key = str(Path(path).resolve())
+    key = address(path)
+    if remote.is_url(key):
+        return _remote_group(key)
     return _SESSIONS.get(key, key)
 
 
 def check_writable_format(path: str | os.PathLike[str]) -> None:
     """Refuse to change a store written in another format series than the one this plugin writes."""
-    attrs, _ = _store_root(Path(path).resolve())
+    attrs, _ = _store_root(_resolved(path))
     zv_meta = _mapping(attrs.get("zarr_vectors"))
     version = str(zv_meta.get("zv_version", "")).strip()
     series = ".".join(version.split(".")[:2])
@@ -967,6 +1141,7 @@ def write_session(path: str | os.PathLike[str], operation: str = "build") -> Ite
     """
     from . import journal
 
+    refuse_remote(path, "build or remove levels")
     root = Path(path).resolve()
     key = str(root)
     if _SESSION_OWNERS.get(key) == threading.get_ident():  # nested in this thread's own session: part of it
@@ -1025,6 +1200,7 @@ def recover(path: str | os.PathLike[str]) -> str | None:
     """Finish or undo an interrupted build on ``path`` (a sentence saying which), or None if there was none."""
     from . import journal
 
+    refuse_remote(path, "recover an interrupted change")
     try:
         return journal.recover(Path(path).resolve())
     except journal.StoreLocked as exc:
@@ -1040,6 +1216,8 @@ def recover_if_interrupted(path: str | os.PathLike[str]) -> str | None:
     durable, so an open may do it.  A store this process cannot write,
     or one a live writer holds, is left alone: it reads as published.
     """
+    if remote.is_url(path):
+        return None
     root = Path(path).resolve()
     if _SESSIONS.get(str(root)) is not None or interrupted_write(root) is None:
         return None
@@ -1061,6 +1239,7 @@ def repair(path: str | os.PathLike[str], *, dry_run: bool = False) -> list[str]:
     files.  Only what is incomplete is removed, and never level 0; the
     removal is itself one all-or-nothing write session.
     """
+    refuse_remote(path, "repair it")
     root = Path(path).resolve()
     found: list[str] = []
     done = None if dry_run else recover(root)
@@ -1144,6 +1323,8 @@ def interrupted_write(path: str | os.PathLike[str]) -> str | None:
     """A sentence about an interrupted write left in ``path``'s journal (nobody holds its lock), else None."""
     from . import journal
 
+    if remote.is_url(path):
+        return None
     root = Path(path).resolve()
     try:
         if not journal.is_hot(root):
@@ -1173,7 +1354,7 @@ def list_levels(path: str | os.PathLike[str]) -> list[int]:
     """Resolution levels on disk, sorted."""
     from zarr_vectors import building as b
 
-    _store_root(Path(path).resolve())  # a clear message for what is not a store, before upstream's
+    _store_root(_resolved(path))  # a clear message for what is not a store, before upstream's
     try:
         return sorted(int(i) for i in b.list_resolution_levels(_root(path)))
     except Exception as exc:  # upstream's own StoreError, KeyError, ... all mean "cannot open"
@@ -1204,6 +1385,7 @@ def remove_level(path: str | os.PathLike[str], level: int) -> None:
     """Remove one resolution level (never level 0); a read-only store is refused before anything changes."""
     from zarr_vectors import building as b
 
+    refuse_remote(path, "remove a level")
     levels = list_levels(path)
     if level == 0:
         raise StoreError(f"Store '{path}': level 0 holds the data itself and cannot be removed.")
@@ -1455,7 +1637,7 @@ def read_row_batch(
     points = list(b.read_root_metadata(_root(path)).geometry_types)[:1] == ["point_cloud"]
     if chunk_keys is None or whole:
         if points:
-            data = _read_points(Path(path).resolve(), level, None, list(attributes))
+            data = _read_points(_resolved(path), level, None, list(attributes))
             return np.asarray(data.positions, np.float64), data.vertex_attributes
         if chunk_keys is None:
             chunk_keys = [tuple(int(c) for c in k) for k in chunk_vertex_counts(path, level)[0]]
@@ -1539,7 +1721,7 @@ def check_level_chunks(path: str | os.PathLike[str], level: int) -> None:
     names = [f"{array} chunk ({', '.join(map(str, c))})" for array, c in gone[:5]]
     more = f" and {len(gone) - 5:,} more" if len(gone) > 5 else ""
     raise StoreError(
-        f"Store '{Path(path).resolve()}': level {level} is missing data on disk: {'; '.join(names)}{more}. "
+        f"Store '{_where(_resolved(path))}': level {level} is missing data on disk: {'; '.join(names)}{more}. "
         "The level's metadata lists it, but the file is gone or empty. Restore the store (or that level's "
         "files) from a copy; until then the level cannot be read whole nor a pyramid built from it."
     )

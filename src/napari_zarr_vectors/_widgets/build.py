@@ -460,10 +460,10 @@ class BuildPyramidWidget(QWidget):
 
     def _tell_layers(self, levels: list[int], path: str) -> None:
         """Every layer showing this store learns its current levels."""
-        target = str(Path(path).resolve())
+        target = store.address(path)
         for layer in self.viewer.layers:
             meta = layer.metadata.get(METADATA_KEY)
-            if isinstance(meta, dict) and str(Path(meta.get("path", "")).resolve()) == target:
+            if isinstance(meta, dict) and store.address(meta.get("path") or ".") == target:
                 meta["levels"] = levels
         _follow.levels_changed(target)  # layers following the camera re-plan with the new levels
 

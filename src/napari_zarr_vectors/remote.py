@@ -1,0 +1,426 @@
+"""Store addresses that are URLs: what counts as one, how to reach it, and what its failures mean.
+
+A store address is a local path or a URL (``http(s)://``, ``s3://``,
+``gs://``).  URLs reach the bucket or server through the upstream
+library's obstore backend; this module only builds that backend's options
+(anonymous access when no credentials are found, timeouts, retries with
+backoff), wraps the resulting zarr store so nothing is fetched twice in a
+session, and turns network failures into sentences.  It writes no HTTP
+client of its own and does not import ``zarr_vectors`` (``store.py`` does).
+
+Remote stores are read-only here: see ``docs/remote.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+#: URL schemes a store can live at (the upstream backends' cloud schemes that this plugin has tested).
+SCHEMES = ("http", "https", "s3", "gs", "gcs")
+#: Seconds a request may take before it counts as failed (``$NAPARI_ZARR_VECTORS_TIMEOUT``).
+DEFAULT_TIMEOUT_S = 20.0
+#: Retries of a failed request (connection errors, 5xx, timeouts), with exponential backoff.
+DEFAULT_RETRIES = 3
+#: Most bytes of chunk data kept per store (metadata is always kept): a session reads nothing twice.
+CACHE_BYTES = 256 * 2**20
+
+
+class RemoteError(OSError):
+    """A remote store could not be reached or read; the message names the URL and what to check."""
+
+
+def is_url(address: Any) -> bool:
+    """True for ``scheme://...`` addresses other than ``file://`` (a Windows ``C:\\`` is a path)."""
+    if isinstance(address, os.PathLike) or not isinstance(address, str):
+        return False
+    scheme = urlsplit(address).scheme.lower()
+    return len(scheme) > 1 and scheme != "file" and "://" in address
+
+
+def local_path(address: str | os.PathLike[str]) -> Path:
+    """A local address as a path (``file://`` URLs included)."""
+    text = os.fspath(address)
+    if text.lower().startswith("file://"):
+        text = urlsplit(text).path
+    return Path(text)
+
+
+def check_scheme(url: str) -> None:
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in SCHEMES:
+        raise RemoteError(
+            f"'{shown(url)}': the scheme '{scheme}://' is not one this plugin opens. "
+            f"Use one of {', '.join(s + '://' for s in SCHEMES)}, or a local path."
+        )
+    if not urlsplit(url).netloc:
+        raise RemoteError(
+            f"'{shown(url)}' names no server or bucket. Write it as {scheme}://HOST-OR-BUCKET/path/store.zv."
+        )
+
+
+def canonical_url(url: str) -> str:
+    """One spelling per store: lower-case scheme, ``gcs://`` as ``gs://``, no trailing slash."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    scheme = "gs" if scheme == "gcs" else scheme
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/"), parts.query, ""))
+
+
+def shown(url: str) -> str:
+    """The URL as messages and layer metadata show it: no user, password, query or fragment.
+
+    Signed URLs carry their credentials in the query string, basic-auth
+    URLs in the user part; neither may reach a log or a notification.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def name_of(url: str) -> str:
+    """The store's folder name (the last path part)."""
+    return urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1] or urlsplit(url).netloc
+
+
+def timeout_s() -> float:
+    raw = os.environ.get("NAPARI_ZARR_VECTORS_TIMEOUT")
+    try:
+        return max(0.1, float(raw)) if raw else DEFAULT_TIMEOUT_S
+    except ValueError:
+        return DEFAULT_TIMEOUT_S
+
+
+def retries() -> int:
+    raw = os.environ.get("NAPARI_ZARR_VECTORS_RETRIES")
+    try:
+        return max(0, int(raw)) if raw else DEFAULT_RETRIES
+    except ValueError:
+        return DEFAULT_RETRIES
+
+
+def _aws_credentials_configured() -> bool:
+    env = os.environ
+    if env.get("AWS_ACCESS_KEY_ID") or env.get("AWS_WEB_IDENTITY_TOKEN_FILE") or env.get("AWS_PROFILE"):
+        return True
+    files = [env.get("AWS_SHARED_CREDENTIALS_FILE"), env.get("AWS_CONFIG_FILE")]
+    files += [str(Path.home() / ".aws" / "credentials"), str(Path.home() / ".aws" / "config")]
+    return any(f and Path(f).is_file() for f in files)
+
+
+def _google_credentials_configured() -> bool:
+    env = os.environ
+    if env.get("GOOGLE_APPLICATION_CREDENTIALS") or env.get("GOOGLE_SERVICE_ACCOUNT"):
+        return True
+    if env.get("GOOGLE_SERVICE_ACCOUNT_KEY") or env.get("GOOGLE_SERVICE_ACCOUNT_PATH"):
+        return True
+    adc = (
+        Path(env.get("CLOUDSDK_CONFIG") or Path.home() / ".config" / "gcloud") / "application_default_credentials.json"
+    )
+    return adc.is_file()
+
+
+def storage_options(url: str) -> dict[str, Any]:
+    """obstore ``from_url`` options for ``url``: timeouts, retries, and anonymous access when no credentials exist.
+
+    S3 credentials come from the AWS chain (environment, ``AWS_PROFILE`` and
+    ``~/.aws`` through boto3 when it is installed); GCS from
+    ``GOOGLE_APPLICATION_CREDENTIALS`` or gcloud's application default
+    credentials.  With none, requests go unsigned, which public buckets
+    accept.  ``AWS_ENDPOINT_URL`` points S3 at another server (MinIO, moto).
+    """
+    scheme = urlsplit(url).scheme.lower()
+    timeout = timedelta(seconds=timeout_s())
+    client: dict[str, Any] = {
+        "timeout": timeout,
+        "connect_timeout": timedelta(seconds=min(timeout_s(), 5.0)),
+        "pool_max_idle_per_host": "32",
+    }
+    opts: dict[str, Any] = {
+        "client_options": client,
+        "retry_config": {
+            "max_retries": retries(),
+            "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=2), "base": 2},
+            "retry_timeout": timedelta(seconds=3 * timeout_s()),
+        },
+    }
+    if scheme == "http":
+        client["allow_http"] = True  # obstore refuses plain http unless told; a lab's own server may be plain http
+    elif scheme == "s3":
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
+        if endpoint.lower().startswith("http://"):
+            client["allow_http"] = True
+        if _aws_credentials_configured():
+            provider = _boto3_provider()
+            if provider is not None:
+                opts["credential_provider"] = provider
+        else:
+            opts["skip_signature"] = True
+    elif scheme in ("gs", "gcs") and not _google_credentials_configured():
+        opts["skip_signature"] = True
+    return opts
+
+
+def _boto3_provider() -> Any:
+    """The full AWS credential chain (profiles, SSO, instance roles) when boto3 is installed; None otherwise."""
+    if os.environ.get("AWS_ACCESS_KEY_ID"):
+        return None  # obstore reads the environment itself
+    try:
+        import boto3  # noqa: F401
+        from obstore.auth.boto3 import Boto3CredentialProvider
+    except ImportError:
+        return None
+    return Boto3CredentialProvider()
+
+
+# ---------------------------------------------------------------- the session cache
+
+
+class _Stats:
+    def __init__(self) -> None:
+        self.requests = 0
+        self.cached = 0
+        self.bytes = 0
+        self.lock = threading.Lock()
+
+
+def _is_metadata(key: str) -> bool:
+    return key.endswith("zarr.json")
+
+
+def _make_caching_store(inner: Any, url: str, max_bytes: int) -> Any:
+    from zarr.storage import WrapperStore
+
+    class CachingStore(WrapperStore):
+        """A read-only zarr store that remembers every answer: nothing is fetched twice in a session.
+
+        Metadata (``zarr.json``) is kept for the session; chunk bytes up to
+        ``max_bytes``, least recently used dropped first.  Concurrent
+        requests for one key share a single fetch.  A store that cannot
+        list (plain HTTP) lists a store's levels from its root metadata.
+        """
+
+        def __init__(self, store: Any) -> None:
+            super().__init__(store)
+            self.url = url
+            self.max_bytes = int(max_bytes)
+            self.stats = _Stats()
+            self._meta: dict[Any, Any] = {}
+            self._data: OrderedDict[Any, Any] = OrderedDict()
+            self._nbytes = 0
+            self._lock = threading.Lock()
+            self._inflight: dict[Any, asyncio.Future] = {}
+
+        @property
+        def read_only(self) -> bool:
+            return True
+
+        @property
+        def supports_writes(self) -> bool:
+            return False
+
+        @property
+        def supports_deletes(self) -> bool:
+            return False
+
+        def _check_writable(self) -> None:
+            raise RemoteError(f"'{shown(self.url)}' is a remote store, read-only here.")
+
+        def _remember(self, key: Any, value: Any) -> None:
+            with self._lock:
+                if _is_metadata(key[0]):
+                    self._meta[key] = value
+                    return
+                size = len(value) if value is not None else 0
+                if size > self.max_bytes:
+                    return
+                self._data[key] = value
+                self._nbytes += size
+                while self._nbytes > self.max_bytes and self._data:
+                    _, old = self._data.popitem(last=False)
+                    self._nbytes -= len(old) if old is not None else 0
+
+        def _recall(self, key: Any) -> tuple[bool, Any]:
+            with self._lock:
+                if key in self._meta:
+                    return True, self._meta[key]
+                if key in self._data:
+                    self._data.move_to_end(key)
+                    return True, self._data[key]
+            return False, None
+
+        async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+            ck = (key, repr(byte_range))
+            hit, value = self._recall(ck)
+            if hit:
+                with self.stats.lock:
+                    self.stats.cached += 1
+                return value
+            pending = self._inflight.get(ck)
+            if pending is not None:
+                return await asyncio.shield(pending)
+            future: asyncio.Future = asyncio.get_running_loop().create_future()
+            self._inflight[ck] = future
+            try:
+                with self.stats.lock:
+                    self.stats.requests += 1
+                try:
+                    value = await self._store.get(key, prototype, byte_range)
+                except FileNotFoundError:
+                    value = None
+                with self.stats.lock:
+                    self.stats.bytes += len(value) if value is not None else 0
+                self._remember(ck, value)
+                future.set_result(value)
+                return value
+            except BaseException as exc:
+                future.set_exception(exc)
+                future.exception()  # retrieved: a failure nobody else awaited is not "never retrieved"
+                raise
+            finally:
+                self._inflight.pop(ck, None)
+
+        async def get_partial_values(self, prototype: Any, key_ranges: Iterable[tuple[str, Any]]) -> list[Any]:
+            return list(await asyncio.gather(*(self.get(k, prototype, r) for k, r in key_ranges)))
+
+        async def exists(self, key: str) -> bool:
+            from zarr.core.buffer import default_buffer_prototype
+
+            if _is_metadata(key):
+                return await self.get(key, default_buffer_prototype()) is not None
+            return await self._store.exists(key)
+
+        async def set(self, key: str, value: Any) -> None:
+            self._check_writable()
+
+        async def delete(self, key: str) -> None:
+            self._check_writable()
+
+        @property
+        def can_list(self) -> bool:
+            """Buckets list folders; a web server does not (obstore would send WebDAV PROPFIND)."""
+            return urlsplit(self.url).scheme.lower() not in ("http", "https")
+
+        def list_dir(self, prefix: str) -> AsyncIterator[str]:
+            if self.can_list:
+                return self._store.list_dir(prefix)
+            return self._listing_from_metadata(prefix)
+
+        async def _listing_from_metadata(self, prefix: str) -> AsyncIterator[str]:
+            """A web server cannot list a folder; a store's root metadata names its levels, which is what is listed."""
+            from zarr.core.buffer import default_buffer_prototype
+
+            if prefix.strip("/"):
+                raise RemoteError(
+                    f"'{shown(self.url)}': a web server cannot list '{prefix}'. Open the store from a bucket "
+                    "(s3://, gs://) or a local copy (napari-zarr-vectors download)."
+                )
+            raw = await self.get("zarr.json", default_buffer_prototype())
+            yield "zarr.json"
+            if raw is None:
+                return
+            try:
+                attrs = json.loads(raw.to_bytes()).get("attributes") or {}
+            except ValueError:
+                return
+            for name in declared_levels(attrs):
+                yield name
+
+    return CachingStore(inner)
+
+
+def declared_levels(attrs: Mapping[str, Any]) -> list[str]:
+    """Level names a store's root attributes list (``multiscales`` datasets and OME ``zv:level`` nodes)."""
+    names: list[str] = []
+    for ms in attrs.get("multiscales") or []:
+        for ds in (ms or {}).get("datasets") or [] if isinstance(ms, Mapping) else []:
+            if isinstance(ds, Mapping) and ds.get("path") is not None:
+                names.append(str(ds["path"]))
+    ome = attrs.get("ome")
+    nodes = ome.get("nodes") if isinstance(ome, Mapping) else None
+    for node in nodes if isinstance(nodes, list) else []:
+        if isinstance(node, Mapping) and node.get("type") == "zv:level":
+            names.append(str(node.get("name")))
+    out = []
+    for n in names:
+        if n.isdigit() and n not in out:
+            out.append(n)
+    return sorted(out, key=int)
+
+
+def caching_store(inner: Any, url: str, max_bytes: int = CACHE_BYTES) -> Any:
+    """``inner`` (a zarr store reaching ``url``) wrapped read-only with the session cache."""
+    return _make_caching_store(inner, url, max_bytes)
+
+
+# ---------------------------------------------------------------- failures as sentences
+
+
+def _status_of(text: str) -> int | None:
+    for pattern in (r"status(?: code)?:? (\d{3})", r"\b(\d{3}) (?:Not Found|Forbidden|Unauthorized)", r"HTTP (\d{3})"):
+        m = re.search(pattern, text, re.IGNORECASE)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def explain(url: str, exc: BaseException, what: str = "") -> str:
+    """One sentence naming the URL, what failed and what to check, for any network failure."""
+    text = f"{type(exc).__name__}: {exc}"
+    where = shown(url)
+    doing = f" while {what}" if what else ""
+    status = _status_of(text)
+    lowered = text.lower()
+    if isinstance(exc, FileNotFoundError) or status == 404 or "notfound" in lowered.replace(" ", ""):
+        return (
+            f"'{where}': the server answered 404 Not Found{doing}. Check the URL (the store folder, ending in .zv or "
+            ".zarrvectors), and that every file of the store was uploaded."
+        )
+    if status in (401, 403) or "forbidden" in lowered or "accessdenied" in lowered or "unauthori" in lowered:
+        return (
+            f"'{where}': access denied ({status or 'forbidden'}){doing}. The bucket or server refuses this request: "
+            "check that it is public, or set credentials (AWS_PROFILE / AWS_ACCESS_KEY_ID for s3://, "
+            "GOOGLE_APPLICATION_CREDENTIALS for gs://)."
+        )
+    if "timed out" in lowered or "timeout" in lowered:
+        return (
+            f"'{where}': the server did not answer within {timeout_s():g} s{doing}. The network or server is slow "
+            "or stalled; the last view stays on screen. Try again, or raise $NAPARI_ZARR_VECTORS_TIMEOUT."
+        )
+    if any(
+        s in lowered
+        for s in (
+            "connection refused",
+            "connect error",
+            "error sending request",
+            "dns",
+            "failed to lookup",
+            "unreachable",
+        )
+    ):
+        return (
+            f"'{where}': cannot connect{doing} (the server refused the connection or cannot be reached). "
+            "Check that you are online and the address is right; the last view stays on screen."
+        )
+    detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    return f"'{where}': reading the store failed{doing}: {detail}"
+
+
+def is_network_error(exc: BaseException) -> bool:
+    """Whether ``exc`` came from reaching a remote store (obstore's errors, timeouts, connection failures)."""
+    mod = type(exc).__module__ or ""
+    if mod.startswith("obstore") or isinstance(exc, RemoteError | TimeoutError | ConnectionError):
+        return True
+    cause = exc.__cause__ or exc.__context__
+    return cause is not None and cause is not exc and is_network_error(cause)
