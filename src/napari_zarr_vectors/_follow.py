@@ -241,6 +241,8 @@ class LayerFollower:
         self.last_swap_seconds = 0.0
         self.stale = 0
         self.last_error: str | None = None
+        self.failures = 0
+        self._failure_shown = False
         self.detached = False
         self._listeners: list[Callable[[LayerFollower], None]] = []
         self._our_size: float | None = float(layer.current_size) if self.layer_type == "points" else None
@@ -390,7 +392,15 @@ class LayerFollower:
     def _failed(self, exc: Exception) -> None:
         # a failed read leaves what is shown in place; the next move tries again
         self.last_error = str(exc)
+        self.failures += 1
         log.warning("napari-zarr-vectors: level-of-detail update failed: %s", exc)
+        if not self._failure_shown:  # one notification per outage, not one per move or chunk
+            self._failure_shown = True
+            from napari.utils.notifications import show_warning
+
+            layer = self.layer
+            name = getattr(layer, "name", "layer")
+            show_warning(f"{name}: could not load the view; the last view stays on screen. {exc}")
         self._notify()
 
     def _apply(self, result: tuple[lod.Region, Payload] | None) -> None:
@@ -409,6 +419,7 @@ class LayerFollower:
         self.level = region.level
         self.vertex_count = payload.vertex_count
         self.last_error = None
+        self._failure_shown = False
         self.swaps += 1
         meta = layer.metadata.get(METADATA_KEY)
         if isinstance(meta, dict):

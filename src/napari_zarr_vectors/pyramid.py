@@ -163,6 +163,7 @@ def plan_build(
     chunk_scale: Any = None,
 ) -> BuildPlan:
     """Check everything before anything is written; raise PyramidError naming what to change."""
+    store.refuse_remote(path, "build a pyramid")
     info = store.open_info(path)
     norm = normalize_factors(factors)
     if engine not in ENGINES:
@@ -995,6 +996,7 @@ def remove_resolution_level(path: str | os.PathLike[str], level_index: int) -> N
         ``path`` is not a Zarr Vectors store, its metadata is damaged, or
         it is read-only. Every check runs before anything is changed.
     """
+    store.refuse_remote(path, "remove a level")
     info = store.open_info(path)
     levels = [lv.index for lv in info.levels]
     if isinstance(level_index, bool) or not isinstance(level_index, int | np.integer):

@@ -192,6 +192,7 @@ class _Stats:
         self.requests = 0
         self.cached = 0
         self.bytes = 0
+        self.missing: list[str] = []  # chunk keys the server had no file for (zarr reads those as empty)
         self.lock = threading.Lock()
 
 
@@ -281,7 +282,10 @@ def _make_caching_store(inner: Any, url: str, max_bytes: int) -> Any:
                     value = None
                 with self.stats.lock:
                     self.stats.bytes += len(value) if value is not None else 0
-                self._remember(ck, value)
+                    if value is None and not _is_metadata(key):
+                        self.stats.missing.append(key)
+                if value is not None or _is_metadata(key):  # a missing chunk may be uploaded yet: ask again later
+                    self._remember(ck, value)
                 future.set_result(value)
                 return value
             except BaseException as exc:
@@ -318,23 +322,40 @@ def _make_caching_store(inner: Any, url: str, max_bytes: int) -> Any:
             return self._listing_from_metadata(prefix)
 
         async def _listing_from_metadata(self, prefix: str) -> AsyncIterator[str]:
-            """A web server cannot list a folder; a store's root metadata names its levels, which is what is listed."""
+            """A web server has no listing call: the root's levels come from its metadata, other folders from
+            the server's index page (what ``python -m http.server``, nginx ``autoindex`` and Apache serve)."""
             from zarr.core.buffer import default_buffer_prototype
 
-            if prefix.strip("/"):
+            folder = prefix.strip("/")
+            if not folder:
+                raw = await self.get("zarr.json", default_buffer_prototype())
+                yield "zarr.json"
+                if raw is None:
+                    return
+                try:
+                    attrs = json.loads(raw.to_bytes()).get("attributes") or {}
+                except ValueError:
+                    return
+                for name in declared_levels(attrs):
+                    yield name
+                return
+            key = (f"{folder}/", "index")
+            hit, names = self._recall(key)
+            if not hit:
+                try:
+                    page = await self._store.get(f"{folder}/", default_buffer_prototype())
+                except Exception:  # noqa: BLE001 - any failure means the server lists nothing here
+                    page = None
+                names = index_page_names(page.to_bytes()) if page is not None else None
+                with self._lock:
+                    self._meta[key] = names
+            if names is None:
                 raise RemoteError(
-                    f"'{shown(self.url)}': a web server cannot list '{prefix}'. Open the store from a bucket "
-                    "(s3://, gs://) or a local copy (napari-zarr-vectors download)."
+                    f"'{shown(self.url)}': the web server does not list the folder '{folder}' (no index page), "
+                    "and this store needs it. Serve the store with folder listings on, open it from its bucket "
+                    "(s3://, gs://), or copy it with `napari-zarr-vectors download`."
                 )
-            raw = await self.get("zarr.json", default_buffer_prototype())
-            yield "zarr.json"
-            if raw is None:
-                return
-            try:
-                attrs = json.loads(raw.to_bytes()).get("attributes") or {}
-            except ValueError:
-                return
-            for name in declared_levels(attrs):
+            for name in names:
                 yield name
 
     return CachingStore(inner)
@@ -357,6 +378,23 @@ def declared_levels(attrs: Mapping[str, Any]) -> list[str]:
         if n.isdigit() and n not in out:
             out.append(n)
     return sorted(out, key=int)
+
+
+def index_page_names(page: bytes) -> list[str] | None:
+    """The entries of a web server's folder index page (relative links), or None when it is not one."""
+    from urllib.parse import unquote
+
+    text = page[: 4 * 2**20].decode("utf-8", "replace")
+    if "<a " not in text.lower():
+        return None
+    names = []
+    for href in re.findall(r"""<a\s[^>]*href\s*=\s*["']([^"'#?]+)["']""", text, re.IGNORECASE):
+        if "://" in href or href.startswith(("/", ".")):
+            continue  # parent links, absolute links, sort links: not entries of this folder
+        name = unquote(href).rstrip("/")
+        if name and "/" not in name and name not in names:
+            names.append(name)
+    return names
 
 
 def caching_store(inner: Any, url: str, max_bytes: int = CACHE_BYTES) -> Any:
@@ -393,25 +431,18 @@ def explain(url: str, exc: BaseException, what: str = "") -> str:
             "check that it is public, or set credentials (AWS_PROFILE / AWS_ACCESS_KEY_ID for s3://, "
             "GOOGLE_APPLICATION_CREDENTIALS for gs://)."
         )
-    if "timed out" in lowered or "timeout" in lowered:
-        return (
-            f"'{where}': the server did not answer within {timeout_s():g} s{doing}. The network or server is slow "
-            "or stalled; the last view stays on screen. Try again, or raise $NAPARI_ZARR_VECTORS_TIMEOUT."
-        )
-    if any(
-        s in lowered
-        for s in (
-            "connection refused",
-            "connect error",
-            "error sending request",
-            "dns",
-            "failed to lookup",
-            "unreachable",
-        )
-    ):
+    connect_markers = ("connectionrefused", "kind: connect", "tcp connect error", "dns error", "failed to lookup")
+    connect_markers += ("connection refused", "network is unreachable", "no route to host", "name or service not known")
+    if isinstance(exc, ConnectionError) or any(m in lowered for m in connect_markers):
         return (
             f"'{where}': cannot connect{doing} (the server refused the connection or cannot be reached). "
-            "Check that you are online and the address is right; the last view stays on screen."
+            "Check that you are online and that the address is right."
+        )
+    timeout_markers = ("kind: timeout", "timedout", "timed out", "operation timed out", "deadline has elapsed")
+    if isinstance(exc, TimeoutError) or any(m in lowered for m in timeout_markers):
+        return (
+            f"'{where}': the server did not answer within {timeout_s():g} s{doing}. The network or server is slow "
+            "or stalled: try again, or allow more time with $NAPARI_ZARR_VECTORS_TIMEOUT (seconds)."
         )
     detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
     return f"'{where}': reading the store failed{doing}: {detail}"

@@ -297,13 +297,25 @@ def _remote_group(url: str) -> Any:
         from zarr.storage import ObjectStore
     except ImportError as exc:  # pragma: no cover - obstore is a dependency
         raise StoreError(f"Opening '{remote.shown(url)}' needs obstore: pip install obstore ({exc}).") from None
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
     from zarr_vectors import building as b
 
     try:
         # the same two steps as upstream's obstore backend, with our options and the cache between
         inner = ObjectStore(obstore.store.from_url(url, **remote.storage_options(url)), read_only=True)
-        group = b.open_store(remote.caching_store(inner, url), mode="r")
-    except Exception as exc:  # noqa: BLE001 - upstream and obstore raise many kinds; each becomes one sentence
+        cached = remote.caching_store(inner, url)
+        root_json = sync(cached.get("zarr.json", default_buffer_prototype()))
+    except Exception as exc:  # noqa: BLE001 - obstore raises many kinds; each becomes one sentence
+        raise _remote_failure(url, exc, "opening the store") from None
+    if root_json is None:
+        raise RemoteStoreError(
+            f"'{remote.shown(url)}': the server answered 404 Not Found for its zarr.json, so there is no store "
+            "there. Check the URL: it must name the store folder (ending in .zv or .zarrvectors)."
+        )
+    try:
+        group = b.open_store(cached, mode="r")
+    except Exception as exc:  # noqa: BLE001 - upstream raises many kinds; each becomes one sentence
         raise _remote_failure(url, exc, "opening the store") from None
     with _REMOTE_LOCK:
         return _REMOTE.setdefault(url, group)
@@ -317,6 +329,16 @@ def _remote_failure(url: str, exc: BaseException, what: str) -> StoreError:
         text = f"'{remote.shown(url)}' is not a Zarr Vectors store ({text.splitlines()[0][:200]})."
         return RemoteStoreError(text)
     return RemoteStoreError(remote.explain(url, exc, what))
+
+
+def _missing_chunks(url: str, level: int) -> StoreError:
+    """The error for chunks a remote level's manifest lists but the server has no file for."""
+    missing = [k for k in _remote_group(url)._zarr.store.stats.missing if k.startswith(f"{level}/")]
+    named = f" for {missing[-1]}" + (f" (and {len(set(missing)) - 1} more)" if len(set(missing)) > 1 else "")
+    return RemoteStoreError(
+        f"'{remote.shown(url)}': the server answered 404 Not Found{named if missing else ''} while reading "
+        f"level {level}, a file the store's metadata lists. Check that every file of the store was uploaded."
+    )
 
 
 def remote_stats(path: str | os.PathLike[str]) -> dict[str, int]:
@@ -767,12 +789,8 @@ def read_point_chunks(
         pos = np.asarray(raw["positions"])
         attrs = {k: np.asarray(v) for k, v in (raw.get("vertex_attributes") or {}).items()}
         if sum(sizes) != len(pos):
-            if remote.is_url(p):  # a chunk the manifest lists did not arrive (a 404 zarr reads as empty)
-                raise RemoteStoreError(
-                    f"'{remote.shown(str(p))}': {sum(sizes) - len(pos):,} vertices of level {level} did not arrive "
-                    f"from the server (asked for {len(keys)} chunks). A chunk file may be missing on the server "
-                    "(404); check that the whole store was uploaded."
-                )
+            if remote.is_url(p):  # a chunk the manifest lists did not arrive (zarr reads a 404 as empty)
+                raise _missing_chunks(str(p), level)
             out = {}
             for k in keys:
                 one = read_points(_target(p), level=level, chunks=[k], attribute_names=names)
