@@ -31,9 +31,14 @@ RATIOS: dict[str, list[str]] = {
     "drill": [r"^  ratio baseline / drill +[\d.]+x"],
     "lod": [r"^    ratio: [\d.]+x faster \(target >= 10x\)", r"^    ratio: \d+x faster \(target >= 30x\)"],
     "open_store": [r"^ratio baseline / plugin: [\d.]+x faster"],
+    "remote": [
+        r"^    ratio upstream \[obstore\] / plugin: [\d.]+x",
+        r"^\(b\) camera move .*\n    median [\d.]+ s",
+        r"^\(c\) requests per view change: median \d+",
+    ],
 }
 #: Scripts that open a napari viewer (they need a display: xvfb-run when there is none).
-VIEWER = {"lod", "open_store"}
+VIEWER = {"lod", "open_store", "remote"}
 
 
 def test_every_script_is_covered() -> None:

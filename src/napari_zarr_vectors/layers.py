@@ -160,12 +160,12 @@ def _level0_values(info: StoreInfo, data: LevelData, name: str, sample: int = 8)
     values = [np.asarray(data.vertex_attributes[name])]
     if data.level != 0 and info.kind in store.POINT_KINDS:
         try:
-            coords, counts = store.chunk_vertex_counts(info.path, 0)
-            keys = [tuple(int(c) for c in k) for k in coords[counts > 0]]
-            picks = [keys[i] for i in np.linspace(0, len(keys) - 1, min(sample, len(keys))).astype(int)]
-            sizes = dict(zip(keys, (int(c) for c in counts[counts > 0]), strict=True))
-            got = store.read_point_chunks(info.path, 0, picks, [name], counts=sizes)
-            values += [np.asarray(a[name]) for _, a in got.values() if name in a]
+            # the non-empty chunks from metadata alone: sizing each would read all of level 0 (remote: every file)
+            keys = [tuple(int(c) for c in k) for k in store.chunks_present(info.path, 0)]
+            if keys:
+                picks = [keys[i] for i in np.linspace(0, len(keys) - 1, min(sample, len(keys))).astype(int)]
+                got = store.read_level(info.path, 0, kind=info.kind, vertex_attributes=[name], chunks=picks)
+                values.append(np.asarray(got.vertex_attributes.get(name, np.zeros(0))))
         except StoreError:
             pass  # the level shown alone is still a fine start
     return np.concatenate(values)

@@ -197,7 +197,8 @@ class _Stats:
 
 
 def _is_metadata(key: str) -> bool:
-    return key.endswith("zarr.json")
+    """Metadata documents (zarr v3, and the v2 names zarr probes for): kept all session, absences too."""
+    return key.rsplit("/", 1)[-1] in ("zarr.json", ".zgroup", ".zattrs", ".zarray", ".zmetadata")
 
 
 def _make_caching_store(inner: Any, url: str, max_bytes: int) -> Any:
@@ -226,6 +227,12 @@ def _make_caching_store(inner: Any, url: str, max_bytes: int) -> Any:
         @property
         def read_only(self) -> bool:
             return True
+
+        def with_read_only(self, read_only: bool = False) -> CachingStore:
+            # zarr opens mode "r" through this; a copy would start with an empty cache
+            if not read_only:
+                self._check_writable()
+            return self
 
         @property
         def supports_writes(self) -> bool:

@@ -314,11 +314,56 @@ def _remote_group(url: str) -> Any:
             "there. Check the URL: it must name the store folder (ending in .zv or .zarrvectors)."
         )
     try:
+        attrs = json.loads(root_json.to_bytes()).get("attributes") or {}
+        sync(_prefetch_metadata(cached, remote.declared_levels(attrs)))
+    except Exception:  # noqa: BLE001 - a warm-up only: whatever failed is fetched (and reported) when read
+        pass
+    try:
         group = b.open_store(cached, mode="r")
     except Exception as exc:  # noqa: BLE001 - upstream raises many kinds; each becomes one sentence
         raise _remote_failure(url, exc, "opening the store") from None
     with _REMOTE_LOCK:
         return _REMOTE.setdefault(url, group)
+
+
+#: Each level's metadata documents an open reads (the level, its arrays, its attribute and link folders).
+_LEVEL_METADATA = ("", "vertices", "vertex_fragments", "vertex_attributes", "object_attributes", "links")
+
+
+async def _prefetch_metadata(cached: Any, levels: Sequence[str]) -> None:
+    """Fetch every level's metadata in two concurrent rounds, not the ~6 serial requests per level an open makes.
+
+    Opening a store and describing its levels reads a few small documents
+    per level, one after another; at a 50 ms round trip that alone took
+    ~0.6 s for four levels.  Fetched here all at once, they are served from
+    the session cache afterwards.
+    """
+    import asyncio
+
+    from zarr.core.buffer import default_buffer_prototype
+
+    proto = default_buffer_prototype()
+
+    async def fetch(key: str) -> None:
+        with contextlib.suppress(Exception):
+            await cached.get(key, proto)
+
+    async def listing(prefix: str) -> tuple[str, list[str]]:
+        try:
+            return prefix, [n async for n in cached.list_dir(prefix)]
+        except Exception:  # noqa: BLE001 - no listing: the read that needs it says so
+            return prefix, []
+
+    first = [fetch(f"{lv}/{a}/zarr.json".replace("//", "/").lstrip("/")) for lv in levels for a in _LEVEL_METADATA]
+    lists = [listing(f"{lv}/{folder}") for lv in levels for folder in ("vertex_attributes", "links")]
+    found = await asyncio.gather(*lists, *first)
+    second = [
+        fetch(f"{prefix}/{name}/zarr.json")
+        for prefix, names in found[: len(lists)]
+        for name in names
+        if name != "zarr.json"
+    ]
+    await asyncio.gather(*second)
 
 
 def _remote_failure(url: str, exc: BaseException, what: str) -> StoreError:
@@ -635,6 +680,7 @@ def read_level(
     vertex_attributes: Sequence[str] | None = None,
     object_attributes: Sequence[str] | None = None,
     object_ids: Sequence[int] | None = None,
+    chunks: Sequence[Sequence[int]] | None = None,
 ) -> LevelData:
     """Read one level (optionally only a box, or for polylines only some objects) into plain arrays.
 
@@ -655,6 +701,8 @@ def read_level(
         The attributes to read; None (default) reads every one the level has.
     object_ids : sequence of int, optional
         Polylines and streamlines: read only these objects.
+    chunks : sequence of chunk grid coordinates, optional
+        Point clouds: read only these chunks (joined, in upstream's order).
 
     Returns
     -------
@@ -673,7 +721,7 @@ def read_level(
         if kind is None:
             kind = open_info(p).kind
         if kind in POINT_KINDS:
-            return _read_points(p, level, bbox, vertex_attributes)
+            return _read_points(p, level, bbox, vertex_attributes, chunks)
         if kind in POLYLINE_KINDS:
             return _read_polylines(p, level, kind, bbox, object_attributes, object_ids)
         return _read_facade(p, level, kind, bbox, vertex_attributes, object_attributes)
@@ -685,16 +733,25 @@ def read_level(
         raise StoreError(f"Store '{p}': reading level {level} failed: {exc}") from exc
 
 
-def _read_points(p: Path, level: int, bbox: Any, names: Sequence[str] | None) -> LevelData:
+def _read_points(
+    p: Path | str, level: int, bbox: Any, names: Sequence[str] | None, chunks: Sequence[Sequence[int]] | None = None
+) -> LevelData:
     import zarr_vectors as zv
     from zarr_vectors.types.points import read_points
 
     if names is None:
         names = tuple(zv.open(_target(p)).level(level).attribute_names("vertex"))
-    raw = read_points(_target(p), level=level, bbox=_as_bbox(bbox), attribute_names=list(names))
+    where: dict[str, Any] = {"bbox": _as_bbox(bbox)}
+    if chunks is not None:
+        where = {"chunks": sorted({tuple(int(c) for c in k) for k in chunks})}
+    raw = read_points(_target(p), level=level, attribute_names=list(names), **where)
     attrs = {k: np.asarray(v) for k, v in (raw.get("vertex_attributes") or {}).items()}
     n = len(raw["positions"])
-    if bbox is None and (any(len(v) != n for v in attrs.values()) or n != _metadata_vertex_count(p, level, n)):
+    if (
+        bbox is None
+        and chunks is None
+        and (any(len(v) != n for v in attrs.values()) or n != _metadata_vertex_count(p, level, n))
+    ):
         check_level_chunks(p, level)  # a whole read that comes up short: name the chunk that is gone
     return LevelData(kind="point_cloud", level=level, positions=np.asarray(raw["positions"]), vertex_attributes=attrs)
 
@@ -2276,3 +2333,444 @@ def stamp_link_settings(path: str | os.PathLike[str], depth: int, storage: str, 
     _stamp_root_cross_level(root, depth=depth, storage=storage)
     if linked:
         _stamp_root_capability(root, b.CAP_MULTISCALE_LINKS)
+
+
+# ---------------------------------------------------------------- copying a remote store
+#
+# ``napari-zarr-vectors download`` (download.py) copies a store file by file.  A web server
+# cannot list a folder, so the files are found from the store's own metadata: the root lists
+# its levels, every zarr.json says whether its node is a group or an array, and every chunk
+# array of zarr-vectors names the chunks that hold data (``nonempty_chunks``), which with the
+# array's grid origin, chunk key encoding and shard shape give its files.  Metadata does not
+# name a group's children (attribute names, link offset segments: upstream finds them only by
+# listing), so those come from a bucket's listing (s3://, gs://), the folder index page a web
+# server may give (python -m http.server, nginx autoindex, Apache), or, on a server with
+# neither, from probing the names the format allows where they are finitely many.
+
+#: What a resolution level may hold (probed on a web server that gives no folder index).
+_LEVEL_CHILDREN = (
+    "vertices",
+    "vertex_fragments",
+    "link_fragments",
+    "links",
+    "cross_chunk_links",
+    "link_attributes",
+    "vertex_attributes",
+    "fragment_attributes",
+    "object_index",
+    "object_attributes",
+    "groups",
+    "group_attributes",
+)
+_FIXED_CHILDREN = {
+    "object_index": ("manifests", "object_ids"),
+    "parametric": ("objects", "object_attributes", "groups", "group_attributes"),
+}
+#: Families whose children are level-delta segments (``+1``, ``-1``, ``0``...).
+_DELTA_FAMILIES = ("links", "cross_chunk_links")
+#: Most cells of an array without a presence manifest fetched blind from a server that cannot list.
+_MAX_BLIND_CELLS = 100_000
+#: Requests in flight at once while planning or copying.
+COPY_CONCURRENCY = 16
+#: The largest folder index page read.
+_MAX_INDEX_BYTES = 16 * 2**20
+
+
+@dataclass(frozen=True)
+class CopyPlan:
+    """The files a copy of a store takes, found from its metadata.
+
+    ``metadata`` holds every zarr.json to copy, already fetched (key ->
+    bytes); ``files`` the data files still to fetch.  Files in
+    ``optional`` may be absent (cells of an array without a presence
+    manifest, on a server that cannot list: absent means fill value).
+    ``skipped`` names the link families ``(level, delta)`` left out
+    because they point into a level not copied.
+    """
+
+    source: str
+    levels: tuple[int, ...]
+    dropped: tuple[int, ...]
+    metadata: Mapping[str, bytes]
+    files: tuple[str, ...]
+    optional: frozenset[str] = frozenset()
+    skipped: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def keys(self) -> set[str]:
+        """Every file of the copy, metadata included."""
+        return set(self.metadata) | set(self.files)
+
+
+def _safe_name(name: str) -> bool:
+    """A child name that stays one path component inside the copy."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+
+
+def _index_names(page: bytes | None) -> list[str] | None:
+    """A web server's folder index page as the names it lists; None when it is not one.
+
+    Only relative links one component deep count (sort links, the parent
+    folder and absolute links are not children).  A page without
+    ``zarr.json`` is not the index of a Zarr folder.
+    """
+    import re
+    from urllib.parse import unquote
+
+    if not page or len(page) > _MAX_INDEX_BYTES:
+        return None
+    text = page.decode("utf-8", "replace")
+    names = []
+    for href in re.findall(r"""href\s*=\s*["']([^"'#?]+)["']""", text, re.IGNORECASE):
+        if "://" in href or href.startswith("/"):
+            continue
+        name = unquote(href.removeprefix("./")).rstrip("/")
+        if _safe_name(name) and name not in names:
+            names.append(name)
+    return names if "zarr.json" in names else None
+
+
+class StoreFiles:
+    """A store's files by key (bytes, or None when absent), for copying it.
+
+    Remote stores are read through the session's handle: metadata through
+    its cache, data files past it (a copy reads each once, and caching
+    them would only hold memory).  Local stores (tests, checks) through
+    zarr's LocalStore.  Reads are coroutines on zarr's I/O loop; ``run``
+    starts one there from any thread.
+    """
+
+    def __init__(self, source: str | os.PathLike[str]) -> None:
+        where = address(source)
+        self.source = where
+        if remote.is_url(where):
+            cache = _remote_group(where)._zarr.store
+            self._meta, self._data = cache, cache._store
+            self.listing = "list" if cache.can_list else "index"
+        else:
+            from zarr.storage import LocalStore
+
+            if not Path(where).is_dir():
+                raise StoreError(f"'{where}' does not exist or is not a directory.")
+            self._meta = self._data = LocalStore(where, read_only=True)
+            self.listing = "list"
+
+    async def get(self, key: str, *, data: bool = False) -> bytes | None:
+        """One file's bytes; None when the store has no such file (a 404)."""
+        from zarr.core.buffer import default_buffer_prototype
+
+        try:
+            buf = await (self._data if data else self._meta).get(key, default_buffer_prototype())
+        except FileNotFoundError:
+            return None
+        return None if buf is None else buf.to_bytes()
+
+    async def list_dir(self, path: str) -> list[str]:
+        return [name async for name in self._meta.list_dir(path)]
+
+    async def list_prefix(self, prefix: str) -> list[str]:
+        return [key async for key in self._meta.list_prefix(prefix)]
+
+    def run(self, coro: Any) -> Any:
+        """Start ``coro`` on zarr's I/O loop (where the store's requests run); a concurrent Future."""
+        import asyncio
+
+        from zarr.core.sync import _get_loop
+
+        return asyncio.run_coroutine_threadsafe(coro, _get_loop())
+
+    def explain(self, exc: BaseException, key: str) -> str:
+        """A failure fetching ``key`` as one sentence naming the store, the file and what to check."""
+        if not remote.is_url(self.source):
+            return f"Store '{self.source}': reading '{key}' failed ({exc})."
+        return remote.explain(self.source, exc, f"fetching '{key}'")
+
+
+class _Planner:
+    """Walks a store's metadata (concurrently) and collects the files of the chosen levels."""
+
+    def __init__(self, files: StoreFiles, root: dict[str, Any], keep: Sequence[int], declared: Sequence[int]) -> None:
+        import asyncio
+
+        self.files, self.root, self.keep, self.declared = files, root, set(keep), list(declared)
+        self.listing = files.listing
+        self.gate = asyncio.Semaphore(COPY_CONCURRENCY)
+        self.metadata: dict[str, bytes] = {}
+        self.data: set[str] = set()
+        self.optional: set[str] = set()
+        self.skipped: set[tuple[int, int]] = set()
+        self.nodes: dict[str, dict[str, Any] | None] = {}
+        self.indexed = False  # a folder index page was asked for
+
+    def _where(self, key: str) -> str:
+        return f"'{_where(self.files.source)}/{key}'"
+
+    async def _get(self, key: str) -> bytes | None:
+        async with self.gate:
+            try:
+                return await self.files.get(key)
+            except Exception as exc:  # noqa: BLE001 - obstore's errors become one sentence
+                raise RemoteStoreError(self.files.explain(exc, key)) from None
+
+    async def node(self, path: str) -> dict[str, Any] | None:
+        """The parsed zarr.json of ``path`` (None when there is none), fetched once."""
+        if path in self.nodes:
+            return self.nodes[path]
+        key = f"{path}/zarr.json" if path else "zarr.json"
+        raw = await self._get(key)
+        meta = None
+        if raw is not None:
+            try:
+                meta = json.loads(raw)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise StoreError(f"{self._where(key)} is not valid JSON ({exc}); the store is damaged.") from None
+            if not isinstance(meta, dict):
+                raise StoreError(f"{self._where(key)} holds {_json_kind(meta)}, not Zarr metadata.")
+            self.metadata[key] = raw
+        self.nodes[path] = meta
+        return meta
+
+    async def walk(self) -> None:
+        import asyncio
+
+        root_children = [str(lv) for lv in sorted(self.keep)]
+        missing = [name for name, meta in zip(root_children, await self._nodes(root_children), strict=True) if not meta]
+        if missing:
+            raise StoreError(
+                f"Store '{_where(self.files.source)}' lists level {missing[0]}, but its "
+                f"{self._where(missing[0] + '/zarr.json')} is missing: the store is incomplete where it is kept. "
+                "Copy the other levels with --levels, or ask the store's owner to upload that level."
+            )
+        extras = await self._children("")
+        extras = [n for n in extras if not n.isdigit()]  # levels: only the listed ones that were chosen
+        await asyncio.gather(*(self._visit(name) for name in root_children + extras))
+
+    async def _nodes(self, paths: Sequence[str]) -> list[dict[str, Any] | None]:
+        import asyncio
+
+        return list(await asyncio.gather(*(self.node(p) for p in paths)))
+
+    async def _visit(self, path: str) -> None:
+        import asyncio
+
+        if self._into_dropped_level(path):
+            return
+        meta = await self.node(path)
+        if meta is None:
+            return  # a listed or probed name that is not a Zarr node
+        if meta.get("node_type") == "array":
+            await self._array_files(path, meta)
+            return
+        names = await self._children(path)
+        await asyncio.gather(*(self._visit(f"{path}/{name}") for name in names))
+
+    def _into_dropped_level(self, path: str) -> bool:
+        """A link family (or its attributes) pointing into a level not copied: skipped, and noted."""
+        parts = path.split("/")
+        if not parts[0].isdigit() or len(parts) < 3:
+            return False
+        if parts[1] in _DELTA_FAMILIES and len(parts) == 3:
+            segment = parts[2]
+        elif parts[1] == "link_attributes" and len(parts) == 4:
+            segment = parts[3]
+        else:
+            return False
+        try:
+            from zarr_vectors.core.paths import parse_delta
+
+            delta = parse_delta(segment)
+        except ValueError:
+            return False
+        level = int(parts[0])
+        if delta == 0 or level + delta in self.keep:
+            return False
+        self.skipped.add((level, delta))
+        return True
+
+    async def _children(self, path: str) -> list[str]:
+        """The child names of group ``path``: listed, read from the server's folder index, or probed."""
+        names: list[str] | None = None
+        if self.listing == "list":
+            try:
+                names = await self.files.list_dir(path)
+            except Exception as exc:  # noqa: BLE001 - obstore's errors become one sentence
+                raise RemoteStoreError(self.files.explain(exc, path + "/")) from None
+        elif self.listing == "index" and path:
+            async with self.gate:
+                try:
+                    page = await self.files.get(path, data=True)
+                except Exception:  # noqa: BLE001 - a server that refuses folders gives no index
+                    page = None
+            names = _index_names(page)
+            if names is None and not self.indexed:
+                self.listing = "probe"  # the first folder asked gave no index: this server gives none
+            self.indexed = True
+        if names is None:
+            names = await self._probe(path)
+        # the node's own metadata, and what journals, locks and interrupted writes leave (never store content)
+        return sorted(
+            n
+            for n in names
+            if n != "zarr.json" and _safe_name(n) and not n.startswith(".") and not n.endswith(".partial")
+        )
+
+    async def _probe(self, path: str) -> list[str]:
+        """The names a group may hold by the format; a StoreError where the format leaves them open."""
+        parts = path.split("/") if path else []
+        if not parts:
+            return ["parametric"]
+        if len(parts) == 1 and parts[0].isdigit():
+            return list(_LEVEL_CHILDREN)
+        if parts[-1] in _FIXED_CHILDREN and len(parts) <= 2:
+            return list(_FIXED_CHILDREN[parts[-1]])
+        if parts[0].isdigit() and len(parts) == 2 and parts[1] in _DELTA_FAMILIES:
+            from zarr_vectors.core.paths import format_delta
+
+            level = int(parts[0])
+            return [format_delta(t - level) for t in self.declared]
+        if parts[0].isdigit() and len(parts) == 3 and parts[1] in _DELTA_FAMILIES and parts[2] != "0":
+            segments = await self._cross_level_segments(int(parts[0]), path)
+            if segments is not None:
+                return segments
+        raise StoreError(
+            f"'{_where(self.files.source)}': the web server gives no folder index for '{path}/', and the names "
+            "in it are not recorded in the store's metadata (zarr-vectors finds them by listing). Download from "
+            "the bucket's own address (s3://... or gs://...) instead, or from a server that lists folders "
+            "(nginx autoindex, Apache Indexes, python -m http.server)."
+        )
+
+    async def _cross_level_segments(self, level: int, path: str) -> list[str] | None:
+        """The offset segments a two-endpoint cross-level family can have (probed on a server without an index).
+
+        An endpoint at the other level lies in chunk ``anchor + offset``
+        with ``anchor = floor(c * r_src / r_trg)`` (zarr-vectors'
+        ``anchor_chunk``; ``r`` a level's chunk size in root chunks), so
+        per axis the offset is within ``-1 .. r_src / r_trg``.
+        """
+        import itertools
+
+        from zarr_vectors.core.paths import format_offsets, parse_delta
+
+        family = _mapping((await self.node(path) or {}).get("attributes"))
+        if int(family.get("link_width", 2)) != 2:
+            return None
+        target = level + parse_delta(path.split("/")[2])
+        r_src, r_trg = await self._chunk_scale(level), await self._chunk_scale(target)
+        if r_src is None or r_trg is None:
+            return None
+        spans = [range(-1, max(1, s // t) + 1) for s, t in zip(r_src, r_trg, strict=True)]
+        return [format_offsets([offset]) for offset in itertools.product(*spans)]
+
+    async def _chunk_scale(self, level: int) -> list[int] | None:
+        """A level's chunk shape in root chunks per axis (1s unless the pyramid grew its chunks)."""
+        base = _mapping(_mapping(self.root.get("attributes")).get("zarr_vectors")).get("chunk_shape")
+        meta = await self.node(str(level))
+        own = _mapping(_mapping(_mapping(meta).get("attributes")).get("zarr_vectors_level")).get("chunk_shape") or base
+        try:
+            return [max(1, round(float(a) / float(b))) for a, b in zip(own, base, strict=True)]
+        except (TypeError, ValueError, ZeroDivisionError):
+            return None
+
+    async def _array_files(self, path: str, meta: dict[str, Any]) -> None:
+        """The data files of array ``path``: from its presence manifest, else listed, else every cell (optional)."""
+        import itertools
+
+        from zarr.core.metadata.v3 import ArrayV3Metadata
+
+        try:
+            md = ArrayV3Metadata.from_dict(meta)
+            outer = tuple(int(c) for c in md.chunk_grid.chunk_shape)
+        except Exception as exc:  # noqa: BLE001 - zarr raises many kinds for bad metadata
+            raise StoreError(f"{self._where(path + '/zarr.json')} is not Zarr v3 array metadata ({exc}).") from None
+        attrs = _mapping(meta.get("attributes"))
+        present = attrs.get("nonempty_chunks")
+        if isinstance(present, list):
+            origin = [int(v) for v in attrs.get("chunk_grid_origin") or [0] * len(outer)]
+            for cell in present:
+                try:
+                    coords = [int(c) for c in str(cell).split(".")]
+                except ValueError:
+                    raise StoreError(
+                        f"{self._where(path + '/zarr.json')} lists chunk {cell!r}, which is not a chunk key."
+                    ) from None
+                index = tuple((c - o) // s for c, o, s in zip(coords, origin, outer, strict=True))
+                self.data.add(f"{path}/{md.encode_chunk_key(index)}")
+            return
+        if self.listing == "list":
+            try:
+                keys = await self.files.list_prefix(path + "/")
+            except Exception as exc:  # noqa: BLE001 - obstore's errors become one sentence
+                raise RemoteStoreError(self.files.explain(exc, path + "/")) from None
+            self.data.update(k for k in keys if k != f"{path}/zarr.json")
+            return
+        grid = [range(-(-int(n) // c)) for n, c in zip(md.shape, outer, strict=True)]
+        cells = int(np.prod([len(r) for r in grid])) if grid else 1
+        if cells > _MAX_BLIND_CELLS:
+            raise StoreError(
+                f"'{_where(self.files.source)}': array '{path}' records no presence manifest and has {cells:,} "
+                "chunk cells; without a listing each would be asked for. Download from the bucket's own address "
+                "(s3://... or gs://...) instead."
+            )
+        for index in itertools.product(*grid):
+            key = f"{path}/{md.encode_chunk_key(tuple(index))}"
+            self.data.add(key)
+            self.optional.add(key)
+
+
+def copy_plan(source: str | os.PathLike[str], levels: Iterable[int] | None = None) -> CopyPlan:
+    """Find every file a copy of ``source`` with ``levels`` (default: all; 0 always) takes, from its metadata.
+
+    Link families pointing into levels left out are left out too (and
+    listed in ``skipped``), so the copy has nothing dangling once
+    ``finish_copy`` has run.
+    """
+    files = StoreFiles(source)
+
+    async def plan() -> CopyPlan:
+        root_raw = await files.get("zarr.json")
+        if root_raw is None:
+            raise StoreError(f"'{_where(files.source)}' is not a Zarr Vectors store: it has no zarr.json.")
+        root = _parse_root_json(_where(files.source), root_raw)
+        attrs = _mapping(root.get("attributes"))
+        if not isinstance(attrs.get("zarr_vectors"), Mapping):
+            raise StoreError(f"'{_where(files.source)}' is a Zarr group but not a Zarr Vectors store.")
+        declared = [int(n) for n in remote.declared_levels(attrs)]
+        if 0 not in declared:
+            raise StoreError(f"Store '{_where(files.source)}' lists no level 0 (it lists {declared}): it has no data.")
+        wanted = sorted({0, *(int(v) for v in levels)}) if levels is not None else declared
+        unknown = [lv for lv in wanted if lv not in declared]
+        if unknown:
+            raise StoreError(
+                f"Store '{_where(files.source)}' has no level {unknown[0]}; it has levels "
+                f"{', '.join(map(str, declared))}."
+            )
+        planner = _Planner(files, root, wanted, declared)
+        planner.metadata["zarr.json"] = root_raw
+        planner.nodes[""] = root
+        await planner.walk()
+        return CopyPlan(
+            source=files.source,
+            levels=tuple(wanted),
+            dropped=tuple(lv for lv in declared if lv not in wanted),
+            metadata=dict(sorted(planner.metadata.items())),
+            files=tuple(sorted(planner.data)),
+            optional=frozenset(planner.optional),
+            skipped=tuple(sorted(planner.skipped)),
+        )
+
+    return files.run(plan()).result()
+
+
+def finish_copy(path: str | os.PathLike[str], plan: CopyPlan) -> None:
+    """Make a local copy of some of a store's levels consistent: the root lists only them, no link dangles.
+
+    The families into levels not copied were never fetched; removing them
+    (``remove_link_family``, as ``repair`` does) re-derives each level's
+    ``arrays_present``, and ``_drop_level_from_root_metadata`` takes the
+    levels left out off the root's lists, as ``remove_level`` does.
+    """
+    root = Path(path).resolve()
+    for level, delta in plan.skipped:
+        remove_link_family(root, level, delta)
+    for level in plan.dropped:
+        _drop_level_from_root_metadata(root, level)
