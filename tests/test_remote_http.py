@@ -169,6 +169,10 @@ def test_credentials_and_queries_never_reach_messages_or_metadata(served):
     server, url = served
     secret = url.replace("http://", "http://alice:hunter2@") + "?X-Amz-Signature=deadbeef"
     assert "hunter2" not in remote.shown(secret) and "deadbeef" not in remote.shown(secret)
+    signed = url + "?X-Amz-Signature=deadbeef"
+    info = store.open_info(signed)
+    assert info.path == url  # what layers, the CLI and messages carry
+    assert store.read_level(info.path, 3).vertex_count > 0  # and it reaches the handle opened with the signature
     server.rules.fail[r"zarr\.json$"] = 403
     with pytest.raises(store.StoreError) as caught:
         store.open_info(url.replace("small_2d", "private") + "?X-Amz-Signature=deadbeef")

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import pyramid, store
+from . import pyramid, remote, store
 
 _UNDER_XVFB = "NAPARI_ZARR_VECTORS_UNDER_XVFB"
 
@@ -261,9 +261,16 @@ def cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return _reexec_under_xvfb(argv)
     from . import samples
 
-    print("Preparing the sample point cloud (built once, then cached) ...", flush=True)
-    path = samples.sample_store("synthetic_points.zv")
-    print(f"Opening {path}", flush=True)
+    if args.store:
+        try:
+            path = store.address(args.store)
+            store.open_info(path)  # a clear message now, before a window opens
+        except (store.StoreError, OSError) as exc:
+            return _fail(exc, "demo")
+    else:
+        print("Preparing the sample point cloud (built once, then cached) ...", flush=True)
+        path = samples.sample_store("synthetic_points.zv")
+    print(f"Opening {remote.shown(path) if store.is_remote(path) else path}", flush=True)
 
     import napari
     from qtpy.QtWidgets import QApplication
@@ -326,8 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="build the sample point-cloud pyramid and open it in napari")
     demo.add_argument("--screenshot", metavar="PNG", help="render without a screen, save a PNG and exit")
     demo.add_argument("--window", action="store_true", help="with --screenshot: capture the whole window")
+    demo.add_argument(
+        "--store", metavar="PATH_OR_URL", help="open this store (a path, or an http(s)://, s3://, gs:// URL) instead"
+    )
     info = sub.add_parser("info", help="print a store's levels: vertices, objects, bin shape")
-    info.add_argument("store", help="path to a .zv / .zarrvectors store")
+    info.add_argument("store", help="a .zv / .zarrvectors store: a path, or an http(s)://, s3://, gs:// URL")
     build = sub.add_parser(
         "build",
         help="build a pyramid with aggregated attributes",
@@ -383,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a store's 2D density as a Deep Zoom image (.dzi + tiles) for web viewers",
         description="Example: napari-zarr-vectors export-dzi cells.zv web/ --axis z",
     )
-    dzi.add_argument("store", help="path to a .zv / .zarrvectors store")
+    dzi.add_argument("store", help="a .zv / .zarrvectors store: a path, or an http(s)://, s3://, gs:// URL")
     dzi.add_argument("out", help="output folder: gets NAME.dzi and NAME_files/")
     dzi.add_argument("--axis", help="axis to project a 3D store along (name such as z, or index)")
     dzi.add_argument("--pixel-size", type=float, help="pixel size in store units (default: a quarter of the bin)")

@@ -323,7 +323,11 @@ def _remote_group(url: str) -> Any:
     except Exception as exc:  # noqa: BLE001 - upstream raises many kinds; each becomes one sentence
         raise _remote_failure(url, exc, "opening the store") from None
     with _REMOTE_LOCK:
-        return _REMOTE.setdefault(url, group)
+        group = _REMOTE.setdefault(url, group)
+        # layer metadata and messages carry the URL without its query or user part (a signed URL's secret):
+        # that spelling finds this handle too
+        _REMOTE.setdefault(remote.canonical_url(remote.shown(url)), group)
+        return group
 
 
 #: Each level's metadata documents an open reads (the level, its arrays, its attribute and link folders).
@@ -629,7 +633,7 @@ def open_info(path: str | os.PathLike[str]) -> StoreInfo:
     lo, hi = _bounds(p, zmeta.get("bounds"), ndim)
     scale, translate = _scene_transform(attrs, ndim, p)
     return StoreInfo(
-        path=str(p),
+        path=remote.canonical_url(remote.shown(p)) if remote.is_url(p) else str(p),
         kind=kind,
         ndim=ndim,
         axis_names=axis_names,
