@@ -191,12 +191,8 @@ def test_every_level_reads_the_same_whole_and_in_a_box(local_store):
     assert 0 < len(got.positions) < len(whole.positions)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="zarr-vectors 0.9.2 read_points(bbox=) targets bins with the root's bin shape and bins per chunk, "
-    "so at a level whose chunk_shape differs (every coarse level the plugin builds) a box comes back empty; "
-    "local stores too, not only S3",
-)
+# zarr-vectors 0.9.2's read_points(bbox=) picked bins with the root's shapes, so a coarse level's box came
+# back empty; store._read_points now reads the chunks meeting the box by the level's own grid
 @pytest.mark.parametrize("level", [1, 2, 3])
 def test_a_box_of_a_coarse_level_holds_its_vertices(local_store, level):
     whole = nzv.read_level(local_store, level).positions

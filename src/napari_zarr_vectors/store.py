@@ -745,11 +745,28 @@ def _read_points(
 
     if names is None:
         names = tuple(zv.open(_target(p)).level(level).attribute_names("vertex"))
-    where: dict[str, Any] = {"bbox": _as_bbox(bbox)}
+    box = _as_bbox(bbox) if chunks is None else None
+    if box is not None:
+        # upstream 0.9.2's bbox read picks bins with the root's bin and chunk shape, so a box of a coarse level
+        # (its own chunk shape) came back empty: read the chunks meeting the box by the level's grid, then cut
+        chunks = _chunks_meeting_box(p, level, box)
+        if not chunks:
+            return LevelData(
+                kind="point_cloud",
+                level=level,
+                positions=np.zeros((0, len(box[0])), np.float32),
+                vertex_attributes={n: np.zeros(0) for n in names},
+            )
+    where: dict[str, Any] = {}
     if chunks is not None:
         where = {"chunks": sorted({tuple(int(c) for c in k) for k in chunks})}
     raw = read_points(_target(p), level=level, attribute_names=list(names), **where)
     attrs = {k: np.asarray(v) for k, v in (raw.get("vertex_attributes") or {}).items()}
+    if box is not None:
+        pos = np.asarray(raw["positions"])
+        inside = np.all((pos >= box[0]) & (pos <= box[1]), axis=1)
+        raw = {"positions": pos[inside]}
+        attrs = {k: v[inside] for k, v in attrs.items() if len(v) == len(inside)}
     n = len(raw["positions"])
     if (
         bbox is None
@@ -758,6 +775,18 @@ def _read_points(
     ):
         check_level_chunks(p, level)  # a whole read that comes up short: name the chunk that is gone
     return LevelData(kind="point_cloud", level=level, positions=np.asarray(raw["positions"]), vertex_attributes=attrs)
+
+
+def _chunks_meeting_box(p: Path | str, level: int, box: Any) -> list[tuple[int, ...]]:
+    """The non-empty chunks of ``level`` whose cells meet ``box`` (the level's own chunk grid, origin 0)."""
+    import zarr_vectors as zv
+
+    shape = np.asarray(zv.open(_target(p)).level(level).scale, dtype=float)
+    present = chunks_present(p, level)
+    if not len(present):
+        return []
+    meet = np.all(((present + 1) * shape >= box[0]) & (present * shape <= box[1]), axis=1)
+    return [tuple(int(c) for c in k) for k in present[meet]]
 
 
 def _metadata_vertex_count(p: Path, level: int, default: int) -> int:
@@ -2376,8 +2405,6 @@ _DELTA_FAMILIES = ("links", "cross_chunk_links")
 _MAX_BLIND_CELLS = 100_000
 #: Requests in flight at once while planning or copying.
 COPY_CONCURRENCY = 16
-#: The largest folder index page read.
-_MAX_INDEX_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -2409,29 +2436,6 @@ class CopyPlan:
 def _safe_name(name: str) -> bool:
     """A child name that stays one path component inside the copy."""
     return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
-
-
-def _index_names(page: bytes | None) -> list[str] | None:
-    """A web server's folder index page as the names it lists; None when it is not one.
-
-    Only relative links one component deep count (sort links, the parent
-    folder and absolute links are not children).  A page without
-    ``zarr.json`` is not the index of a Zarr folder.
-    """
-    import re
-    from urllib.parse import unquote
-
-    if not page or len(page) > _MAX_INDEX_BYTES:
-        return None
-    text = page.decode("utf-8", "replace")
-    names = []
-    for href in re.findall(r"""href\s*=\s*["']([^"'#?]+)["']""", text, re.IGNORECASE):
-        if "://" in href or href.startswith("/"):
-            continue
-        name = unquote(href.removeprefix("./")).rstrip("/")
-        if _safe_name(name) and name not in names:
-            names.append(name)
-    return names if "zarr.json" in names else None
 
 
 class StoreFiles:
@@ -2504,7 +2508,6 @@ class _Planner:
         self.optional: set[str] = set()
         self.skipped: set[tuple[int, int]] = set()
         self.nodes: dict[str, dict[str, Any] | None] = {}
-        self.indexed = False  # a folder index page was asked for
 
     def _where(self, key: str) -> str:
         return f"'{_where(self.files.source)}/{key}'"
@@ -2592,23 +2595,16 @@ class _Planner:
         return True
 
     async def _children(self, path: str) -> list[str]:
-        """The child names of group ``path``: listed, read from the server's folder index, or probed."""
+        """The child names of group ``path``: listed (a bucket; a web server's folder index page), else probed."""
         names: list[str] | None = None
-        if self.listing == "list":
+        if path or self.files.listing == "list":  # a web server's root "listing" is only the levels it lists
             try:
-                names = await self.files.list_dir(path)
+                async with self.gate:
+                    names = await self.files.list_dir(path)
             except Exception as exc:  # noqa: BLE001 - obstore's errors become one sentence
-                raise RemoteStoreError(self.files.explain(exc, path + "/")) from None
-        elif self.listing == "index" and path:
-            async with self.gate:
-                try:
-                    page = await self.files.get(path, data=True)
-                except Exception:  # noqa: BLE001 - a server that refuses folders gives no index
-                    page = None
-            names = _index_names(page)
-            if names is None and not self.indexed:
-                self.listing = "probe"  # the first folder asked gave no index: this server gives none
-            self.indexed = True
+                if self.files.listing == "list":
+                    raise RemoteStoreError(self.files.explain(exc, path + "/")) from None
+                # a web server without an index page for this folder: the format's names are probed
         if names is None:
             names = await self._probe(path)
         # the node's own metadata, and what journals, locks and interrupted writes leave (never store content)
