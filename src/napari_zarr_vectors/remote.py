@@ -305,6 +305,21 @@ def _make_caching_store(inner: Any, url: str, max_bytes: int) -> Any:
         async def get_partial_values(self, prototype: Any, key_ranges: Iterable[tuple[str, Any]]) -> list[Any]:
             return list(await asyncio.gather(*(self.get(k, prototype, r) for k, r in key_ranges)))
 
+        async def getsize(self, key: str) -> int:
+            """A file's size: from the cache when its bytes are there, else one HEAD request (kept)."""
+            hit, value = self._recall((key, "None"))
+            if hit and value is not None:
+                return len(value)
+            hit, size = self._recall((key, "size"))
+            if hit:
+                return size
+            with self.stats.lock:
+                self.stats.requests += 1
+            size = int(await self._store.getsize(key))
+            with self._lock:
+                self._meta[(key, "size")] = size
+            return size
+
         async def exists(self, key: str) -> bool:
             from zarr.core.buffer import default_buffer_prototype
 

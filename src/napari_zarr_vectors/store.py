@@ -382,8 +382,13 @@ def _remote_failure(url: str, exc: BaseException, what: str) -> StoreError:
 
 def _missing_chunks(url: str, level: int) -> StoreError:
     """The error for chunks a remote level's manifest lists but the server has no file for."""
-    missing = [k for k in _remote_group(url)._zarr.store.stats.missing if k.startswith(f"{level}/")]
-    named = f" for {missing[-1]}" + (f" (and {len(set(missing)) - 1} more)" if len(set(missing)) > 1 else "")
+    missing = list(dict.fromkeys(k for k in _remote_group(url)._zarr.store.stats.missing if k.startswith(f"{level}/")))
+
+    def chunk_name(key: str) -> str:  # "0/vertices/c/1/1" -> "vertices chunk (1, 1) (0/vertices/c/1/1)"
+        array, _, coords = key[len(f"{level}/") :].partition("/c/")
+        return f"{array} chunk ({', '.join(coords.split('/'))}) ({key})"
+
+    named = f" for {chunk_name(missing[-1])}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
     return RemoteStoreError(
         f"'{remote.shown(url)}': the server answered 404 Not Found{named if missing else ''} while reading "
         f"level {level}, a file the store's metadata lists. Check that every file of the store was uploaded."
@@ -402,8 +407,12 @@ def forget_remote(path: str | os.PathLike[str] | None = None) -> None:
     with _REMOTE_LOCK:
         if path is None:
             _REMOTE.clear()
+            _REMOTE_COUNTS.clear()
         else:
-            _REMOTE.pop(address(path), None)
+            url = address(path)
+            _REMOTE.pop(url, None)
+            for key in [k for k in _REMOTE_COUNTS if k[0] == url]:
+                _REMOTE_COUNTS.pop(key, None)
 
 
 def _shown(value: Any, limit: int = 120) -> str:
@@ -1786,11 +1795,92 @@ def level_rows(path: str | os.PathLike[str], level: int) -> int:
 
 
 def chunk_vertex_counts(path: str | os.PathLike[str], level: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per chunk of a level: its grid coordinates (M, D) and vertex count (M,), without reading vertices."""
-    offsets, keys, total = _chunk_offsets(*_level(path, level))
-    starts = np.asarray([offsets[k] for k in keys], dtype=np.int64)
-    counts = np.diff(np.r_[starts, total])
-    return np.asarray(keys, dtype=np.int64).reshape(len(keys), -1), counts
+    """Per non-empty chunk of a level: its grid coordinates (M, D) and vertex count (M,).
+
+    Upstream sizes chunks by reading every vertex blob; for a remote store
+    the blobs' sizes come from the server instead (a HEAD each, see
+    ``_remote_chunk_counts``), and are kept for the session.  A chunk the
+    level lists as non-empty but that holds no vertices has lost its file:
+    a StoreError names it, rather than a silent hole in the view.
+    """
+    p = _resolved(path)
+    got = _remote_chunk_counts(str(p), level) if remote.is_url(p) else None
+    if got is None:
+        offsets, keys, total = _chunk_offsets(*_level(p, level))
+        starts = np.asarray([offsets[k] for k in keys], dtype=np.int64)
+        got = np.asarray(keys, dtype=np.int64).reshape(len(keys), -1), np.diff(np.r_[starts, total])
+    coords, counts = got
+    if len(counts) and not counts.all():
+        gone = [tuple(int(c) for c in k) for k in coords[counts == 0]]
+        if remote.is_url(p):
+            raise _missing_chunks(str(p), level)
+        names = ", ".join(f"vertices chunk {k}" for k in gone[:5]) + (
+            f" and {len(gone) - 5} more" if len(gone) > 5 else ""
+        )
+        raise StoreError(
+            f"Store '{p}': level {level} is missing data on disk: {names}. The level's metadata lists it, but the "
+            "file is gone or empty. Restore the store (or that level's files) from a copy."
+        )
+    return coords, counts
+
+
+#: Remote levels' per-chunk vertex counts, per (URL, level): a remote store does not change within a session.
+_REMOTE_COUNTS: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _remote_chunk_counts(url: str, level: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Vertex counts of a remote level's chunks from their files' sizes, or None when the layout does not allow it.
+
+    A ``vertices`` cell is one vlen-bytes item of raw positions: 8 bytes of
+    header (item count and length) and ``n * ndim * itemsize`` of data, so
+    the file size gives ``n``.  Reading the blobs instead fetched all of
+    level 0 (28 MB for the 2,000,000-point store) before the first refined
+    view.  Any other codec, encoding or cell shape: None (upstream's count).
+    """
+    key = (url, int(level))
+    if key in _REMOTE_COUNTS:
+        return _REMOTE_COUNTS[key]
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    cached = _remote_group(url)._zarr.store
+    raw = sync(cached.get(f"{level}/vertices/zarr.json", default_buffer_prototype()))
+    if raw is None:
+        return None
+    meta = json.loads(raw.to_bytes())
+    attrs = meta.get("attributes") or {}
+    shape = (meta.get("chunk_grid") or {}).get("configuration", {}).get("chunk_shape")
+    if meta.get("codecs") != [{"name": "vlen-bytes", "configuration": {}}] or attrs.get("encoding") != "raw":
+        return None
+    if not shape or any(int(c) != 1 for c in shape) or not isinstance(attrs.get("nonempty_chunks"), list):
+        return None
+    chunks = [str(k) for k in attrs["nonempty_chunks"]]
+    ndim = len(shape)
+    row = ndim * np.dtype(str(attrs.get("dtype", "float32"))).itemsize
+
+    async def sizes() -> list[int]:
+        import asyncio
+
+        async def one(chunk: str) -> int:
+            try:
+                return int(await cached.getsize(f"{level}/vertices/c/" + chunk.replace(".", "/")))
+            except FileNotFoundError:
+                cached.stats.missing.append(f"{level}/vertices/c/" + chunk.replace(".", "/"))
+                return 8  # no file: no vertices, which the caller reports as a missing chunk
+
+        return list(await asyncio.gather(*(one(c) for c in chunks)))
+
+    try:
+        got = np.asarray(sync(sizes()), dtype=np.int64)
+    except Exception as exc:  # noqa: BLE001 - obstore's errors become one sentence
+        raise _remote_failure(url, exc, f"sizing level {level}'s chunks") from None
+    if len(got) and (np.any(got < 8) or np.any((got - 8) % row)):
+        return None  # not the layout assumed: let upstream count
+    coords = np.asarray([[int(c) for c in k.split(".")] for k in chunks], dtype=np.int64).reshape(len(chunks), ndim)
+    order = np.lexsort(coords.T[::-1]) if len(coords) else np.zeros(0, np.int64)
+    out = coords[order], (got[order] - 8) // row
+    _REMOTE_COUNTS[key] = out
+    return out
 
 
 def missing_chunks(path: str | os.PathLike[str], level: int) -> list[tuple[str, tuple[int, ...]]]:
