@@ -216,3 +216,34 @@ def test_reads_of_a_remote_store_equal_the_local_ones(served, small_points_2d):
         np.testing.assert_array_equal(a.positions[order_a], b.positions[order_b])
         for name in a.vertex_attributes:
             np.testing.assert_array_equal(a.vertex_attributes[name][order_a], b.vertex_attributes[name][order_b])
+
+
+def test_drilling_over_a_web_server_matches_the_local_store(served, small_points_2d):
+    """A web server lists no folders: the link families come from its index pages."""
+    import napari_zarr_vectors as nzv
+    from napari_zarr_vectors import drill
+
+    server, url = served
+    coords, counts = store.chunk_vertex_counts(small_points_2d, 3)
+    metanodes = np.array([(*coords[i], 0) for i in range(0, len(coords), max(1, len(coords) // 5))], np.int64)
+    try:
+        down, want = nzv.children(url, 3, metanodes, 3), nzv.children(small_points_2d, 3, metanodes, 3)
+        assert down.level == 0 and len(down) > len(metanodes)
+        np.testing.assert_array_equal(down.keys, want.keys)
+        np.testing.assert_array_equal(down.positions, want.positions)
+        up = nzv.parents(url, 0, down.keys, 3)
+        np.testing.assert_array_equal(up.keys, metanodes)
+    finally:
+        drill._drills.clear()  # the drill cache holds the server's handle
+    assert any(r.path.endswith("/links/") for r in server.requests)  # the index page was what listed them
+
+
+def test_the_density_of_a_remote_store_equals_the_local_one(served, small_points_2d):
+    import napari_zarr_vectors as nzv
+
+    server, url = served
+    remote_levels, local_levels = nzv.density_pyramid(url), nzv.density_pyramid(small_points_2d)
+    assert len(remote_levels) == len(local_levels) > 1
+    for a, b in zip(remote_levels, local_levels, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert remote_levels[0].sum() == store.open_info(small_points_2d).levels[0].vertex_count
