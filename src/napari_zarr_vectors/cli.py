@@ -1,4 +1,4 @@
-"""The ``napari-zarr-vectors`` command: demo, info, build, remove, recover, repair and export-dzi.
+"""The ``napari-zarr-vectors`` command: demo, info, build, remove, recover, repair, download and export-dzi.
 
 ``demo --screenshot PNG`` works without a screen: when there is no
 display it re-runs itself under ``xvfb-run`` (Debian package ``xvfb``).
@@ -73,6 +73,7 @@ _CLI_NAMES: dict[str, dict[str, str]] = {
         "reduce": "--reduce",
     },
     "remove": {"level_index": "LEVEL", "remove_resolution_level": "napari-zarr-vectors remove STORE LEVEL"},
+    "download": {"levels": "--levels"},
 }
 
 
@@ -324,6 +325,58 @@ def cmd_repair(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_levels(text: str) -> tuple[int, ...] | None:
+    from .download import parse_levels
+
+    try:
+        return parse_levels(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    """Copy a remote store to a local folder (resumable), then print the copy's levels."""
+    from . import download
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    if not args.quiet:
+        say(f"Reading the metadata of {remote_shown(args.url)} ...")
+    try:
+        result = download.download(
+            args.url,
+            args.dest,
+            levels=args.levels,
+            progress=None if args.quiet else download.TextProgress(sys.stderr),
+            say=say,
+        )
+    except KeyboardInterrupt:
+        hidden = download.hidden_folder(args.dest)
+        kept = (
+            f"the files fetched so far are kept in {hidden}; run the same command again to continue"
+            if hidden.is_dir()
+            else "nothing was downloaded"
+        )
+        print(f"\ninterrupted: {kept}", file=sys.stderr)
+        return 130
+    except (store.StoreError, OSError) as exc:
+        return _fail(exc, "download", newline=not args.quiet)
+    resumed = f", {result.resumed:,} were already here" if result.resumed else ""
+    print(
+        f"downloaded {remote_shown(args.url)} to {result.path}: {result.files:,} files "
+        f"({result.fetched:,} fetched now{resumed})"
+    )
+    return cmd_info(argparse.Namespace(store=str(result.path)))
+
+
+def remote_shown(url: str) -> str:
+    """A URL as messages show it (no credentials or query); a local path as given."""
+    from . import remote
+
+    return remote.shown(url) if remote.is_url(url) else url
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-zarr-vectors",
@@ -388,6 +441,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     repair.add_argument("store", help="path to a .zv / .zarrvectors store")
     repair.add_argument("--dry-run", action="store_true", help="only report; change nothing")
+    download = sub.add_parser(
+        "download",
+        help="copy a remote store (http(s)://, s3://, gs://) to a local folder, resumably",
+        description="Make a local working copy of a remote store (remote stores are read-only here; build "
+        "pyramids on the copy). The copy appears at DEST only when complete; an interrupted download "
+        "(Ctrl+C, a lost connection, kill) continues where it stopped when the same command is run again. "
+        "Example: napari-zarr-vectors download https://example.org/data/cells.zv cells.zv --levels 0,1",
+    )
+    download.add_argument("url", metavar="URL", help="the remote store: http(s)://, s3:// or gs://")
+    download.add_argument("dest", metavar="DEST", help="the local folder to create (new, or empty)")
+    download.add_argument(
+        "--levels",
+        type=_parse_levels,
+        default=None,
+        metavar="N,N|all",
+        help="levels to copy, for example 0,2 (level 0, the data, is always copied; default: all)",
+    )
+    download.add_argument("--quiet", action="store_true", help="no progress bar")
     dzi = sub.add_parser(
         "export-dzi",
         help="write a store's 2D density as a Deep Zoom image (.dzi + tiles) for web viewers",
@@ -422,6 +493,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_recover(args)
     if args.command == "repair":
         return cmd_repair(args)
+    if args.command == "download":
+        return cmd_download(args)
     if args.command == "export-dzi":
         if args.axis is not None and args.axis.lstrip("-").isdigit():
             args.axis = int(args.axis)

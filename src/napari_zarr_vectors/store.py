@@ -2591,7 +2591,6 @@ class _Planner:
         import asyncio
 
         self.files, self.root, self.keep, self.declared = files, root, set(keep), list(declared)
-        self.listing = files.listing
         self.gate = asyncio.Semaphore(COPY_CONCURRENCY)
         self.metadata: dict[str, bytes] = {}
         self.data: set[str] = set()
@@ -2786,7 +2785,7 @@ class _Planner:
                 index = tuple((c - o) // s for c, o, s in zip(coords, origin, outer, strict=True))
                 self.data.add(f"{path}/{md.encode_chunk_key(index)}")
             return
-        if self.listing == "list":
+        if self.files.listing == "list":
             try:
                 keys = await self.files.list_prefix(path + "/")
             except Exception as exc:  # noqa: BLE001 - obstore's errors become one sentence
