@@ -247,3 +247,24 @@ def test_the_density_of_a_remote_store_equals_the_local_one(served, small_points
     for a, b in zip(remote_levels, local_levels, strict=True):
         np.testing.assert_array_equal(a, b)
     assert remote_levels[0].sum() == store.open_info(small_points_2d).levels[0].vertex_count
+
+
+def test_the_build_dock_on_a_remote_layer_says_how_to_build_instead(
+    make_napari_viewer, qtbot, served, tree_digest, small_points_2d, error_notifications
+):
+    from qtpy.QtCore import Qt
+
+    server, url = served
+    before = tree_digest(small_points_2d)
+    viewer = make_napari_viewer()
+    viewer.open(url, plugin=PLUGIN)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Build pyramid")
+    assert widget.store_path == url  # the selected layer's store, its URL intact
+    assert widget.summary_table.rowCount() == 4  # its levels are shown
+    assert not widget.build_button.isEnabled()
+    assert "napari-zarr-vectors download" in widget.build_reason.text()
+    assert not widget.coarsen_one_button.isEnabled() and not widget.remove_level_button.isEnabled()
+    qtbot.mouseClick(widget.build_button, Qt.LeftButton)
+    assert widget._worker is None
+    assert tree_digest(small_points_2d) == before
+    assert not [r for r in server.requests if r.method not in ("GET", "HEAD")]

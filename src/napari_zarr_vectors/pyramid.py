@@ -1164,4 +1164,6 @@ def store_path_of(layer_metadata: Mapping[str, Any]) -> str | None:
     """The store a layer came from, from the metadata the reader writes."""
     meta = layer_metadata.get("zarr_vectors") if layer_metadata else None
     path = meta.get("path") if isinstance(meta, Mapping) else None
-    return str(Path(path)) if path else None
+    if not path:
+        return None
+    return store.address(path) if store.is_remote(path) else str(Path(path))

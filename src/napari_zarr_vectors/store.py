@@ -2034,7 +2034,9 @@ def coarsen_methods() -> tuple[str, ...]:
 
 
 def level_nbytes(path: str | os.PathLike[str], level: int) -> int:
-    """Bytes on disk under a level's folder."""
+    """Bytes on disk under a level's folder (0 for a remote store: a web server cannot list them)."""
+    if remote.is_url(path):
+        return 0
     total = 0
     stack = [str(Path(path) / str(level))]
     while stack:

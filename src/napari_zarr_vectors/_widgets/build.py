@@ -250,7 +250,7 @@ class BuildPyramidWidget(QWidget):
         self.summary_table.fit()
         self.overhead_label.setText(f"pyramid storage overhead over level 0: {summary['storage_overhead']:.0%}")
         self._levels = [int(row["level"]) for row in rows]
-        self._writable = os.access(self.store_path, os.W_OK)
+        self._writable = not store.is_remote(self.store_path) and os.access(self.store_path, os.W_OK)
         self._update_buttons()
 
     def build_blocker(self) -> str | None:
@@ -261,6 +261,10 @@ class BuildPyramidWidget(QWidget):
         """
         if not self.store_path:
             return "Choose a store first: select a store layer, or type or browse to its path."
+        try:
+            store.refuse_remote(self.store_path, "build a pyramid")
+        except store.StoreError as exc:
+            return str(exc)
         if self._levels is None:
             return f"'{self.store_path}' could not be read as a Zarr Vectors store."
         if self._levels != [0]:
