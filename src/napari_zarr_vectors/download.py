@@ -101,18 +101,7 @@ def _check_source(url: str) -> str:
 
 
 def _check_dest(dest: Path) -> None:
-    if dest.exists() or dest.is_symlink():
-        if not dest.is_dir():
-            raise DownloadError(f"Refusing to download into '{dest}': a file with that name exists. Choose a new name.")
-        if any(dest.iterdir()):
-            raise DownloadError(
-                f"Refusing to download into '{dest}': it exists and is not empty. Choose a new name, or delete "
-                "it yourself; nothing was downloaded."
-            )
-    if not dest.parent.is_dir():
-        raise DownloadError(f"Cannot download into '{dest}': folder '{dest.parent}' does not exist.")
-    if not os.access(dest.parent, os.W_OK):
-        raise DownloadError(f"Cannot download into '{dest}': folder '{dest.parent}' is not writable.")
+    store.check_new_target(dest, "download into", DownloadError)
 
 
 def _write_file(root: Path, key: str, data: bytes) -> None:

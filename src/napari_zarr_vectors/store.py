@@ -1003,21 +1003,23 @@ def auto_chunk_shape(
     return (chunk,) * ndim, (chunk / 4.0,) * ndim
 
 
-def _check_target(target: Path) -> None:
-    if target.exists():
+def check_new_target(target: Path, verb: str = "write", error: type[StoreError] | None = None) -> None:
+    """Refuse a new store's folder that is a file, holds something, or cannot be made (``verb`` names the act)."""
+    error = error or StoreError
+    if target.exists() or target.is_symlink():
         if not target.is_dir():
-            raise StoreError(
-                f"Refusing to write '{target}': a file with that name exists. Choose a new name; nothing was changed."
+            raise error(
+                f"Refusing to {verb} '{target}': a file with that name exists. Choose a new name; nothing was changed."
             )
         if any(target.iterdir()):
-            raise StoreError(
-                f"Refusing to write '{target}': it exists and is not empty. "
+            raise error(
+                f"Refusing to {verb} '{target}': it exists and is not empty. "
                 "Choose a new name or delete it yourself; nothing was changed."
             )
     if not target.parent.is_dir():
-        raise StoreError(f"Cannot write '{target}': folder '{target.parent}' does not exist.")
+        raise error(f"Cannot {verb} '{target}': folder '{target.parent}' does not exist.")
     if not os.access(target.parent, os.W_OK):
-        raise StoreError(f"Cannot write '{target}': folder '{target.parent}' is not writable.")
+        raise error(f"Cannot {verb} '{target}': folder '{target.parent}' is not writable.")
 
 
 @contextlib.contextmanager
@@ -1029,7 +1031,7 @@ def atomic_store(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     refuse_remote(target, "write a store")
     target = Path(target).absolute()
-    _check_target(target)
+    check_new_target(target)
     tmp = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
     try:
         yield tmp
