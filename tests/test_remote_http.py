@@ -268,3 +268,28 @@ def test_the_build_dock_on_a_remote_layer_says_how_to_build_instead(
     assert widget._worker is None
     assert tree_digest(small_points_2d) == before
     assert not [r for r in server.requests if r.method not in ("GET", "HEAD")]
+
+
+@pytest.mark.parametrize("kind", ["point_cloud", "polyline", "streamline", "line", "graph", "skeleton", "mesh"])
+def test_every_kind_written_by_upstream_reads_the_same_over_http(upstream_stores, kind, monkeypatch):
+    """Stores written by zarr-vectors itself, served as they are: every level equals the local read."""
+    local = upstream_stores[kind]
+    store.forget_remote()
+    with StoreServer(local.parent) as server:
+        url = server.url(local.name)
+        info, want = store.open_info(url), store.open_info(local)
+        assert (info.kind, info.vertex_attributes, info.object_attributes) == (
+            want.kind,
+            want.vertex_attributes,
+            want.object_attributes,
+        )
+        assert [lv.vertex_count for lv in info.levels] == [lv.vertex_count for lv in want.levels]
+        for lv in info.levels:
+            a, b = store.read_level(url, lv.index), store.read_level(local, lv.index)
+            np.testing.assert_array_equal(a.positions, b.positions)
+            for name, values in b.vertex_attributes.items():
+                np.testing.assert_array_equal(a.vertex_attributes[name], values)
+            for field in ("offsets", "edges", "faces"):
+                if getattr(b, field) is not None:
+                    np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    store.forget_remote()
