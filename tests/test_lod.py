@@ -142,3 +142,59 @@ def test_chunk_counts_of_a_real_store_estimate_a_box(upstream_stores):
     estimate = lod.count_in_box(coords, counts, info.level(0).chunk_shape, box)
     actual = box.contains(store.read_level(path, 0).positions).sum()
     assert abs(estimate - actual) < 0.1 * actual
+
+
+# ---------------------------------------------------------------- the default budget for the machine (issue 18)
+
+LLVMPIPE = "llvmpipe (LLVM 15.0.6, 256 bits)"
+
+
+def test_software_renderer_gets_a_vertex_per_20_pixels_rounded():
+    assert lod.budget_for(LLVMPIPE, (1024, 1280)) == (60_000, "software renderer (llvmpipe), 1280x1024 canvas")
+    assert lod.budget_for(LLVMPIPE, 1280 * 1024)[0] == 60_000
+    budget, reason = lod.budget_for(LLVMPIPE, (1600, 1600))  # 128,000 raw: rounded down to the step
+    assert budget == 100_000 == lod.SOFTWARE_MAX_BUDGET  # capped
+    assert lod.budget_for(LLVMPIPE, (600, 800))[0] == 30_000  # 24,000 raw: the floor
+    assert lod.budget_for(LLVMPIPE, (1080, 1600))[0] == 80_000  # 86,400 raw
+    assert lod.budget_for("Mesa softpipe", 10)[0] == lod.SOFTWARE_MIN_BUDGET
+
+
+def test_software_budget_with_an_unknown_canvas_assumes_the_reference_canvas():
+    budget, reason = lod.budget_for(LLVMPIPE, None)
+    assert budget == lod.REFERENCE_CANVAS_PIXELS // lod.SOFTWARE_PIXELS_PER_VERTEX // 10_000 * 10_000 == 60_000
+    assert reason == "software renderer (llvmpipe), canvas size unknown"
+    assert lod.budget_for(LLVMPIPE, (0, 0)) == (60_000, reason)  # a canvas not laid out yet
+
+
+def test_gpu_and_unknown_renderers_keep_the_full_default():
+    gpu = "NVIDIA GeForce RTX 3060/PCIe/SSE2"
+    assert lod.budget_for(gpu, (1024, 1280)) == (250_000, f"GPU renderer ({gpu})")
+    assert lod.budget_for("Mesa Intel(R) UHD Graphics 620 (KBL GT2)", 100) == (
+        250_000,
+        "GPU renderer (Mesa Intel(R) UHD Graphics 620)",
+    )
+    assert lod.budget_for(None, (1024, 1280)) == (lod.DEFAULT_VERTEX_BUDGET, "renderer not known")
+
+
+@pytest.mark.parametrize(
+    "renderer",
+    [LLVMPIPE, "Software Rasterizer", "Google SwiftShader", "Microsoft Basic Render Driver", "GDI Generic", "swrast"],
+)
+def test_software_renderers_are_recognised(renderer):
+    assert lod.is_software_renderer(renderer)
+    assert lod.budget_for(renderer, (1024, 1280))[0] < lod.DEFAULT_VERTEX_BUDGET
+
+
+def test_environment_wins_over_the_machine(monkeypatch):
+    monkeypatch.setenv(lod.BUDGET_ENV, "123,000")
+    expected = (123_000, f"set by ${lod.BUDGET_ENV}")
+    assert lod.budget_for(LLVMPIPE, (1024, 1280)) == expected
+    assert lod.budget_for("NVIDIA GeForce RTX 3060", None) == expected
+    assert lod.default_vertex_budget() == 123_000
+    monkeypatch.setenv(lod.BUDGET_ENV, "0")
+    with pytest.warns(UserWarning, match="not a positive whole number"):
+        assert lod.budget_for(LLVMPIPE, (1024, 1280))[0] == 60_000  # a bad value is ignored, the rule applies
+
+
+def test_default_vertex_budget_without_a_renderer_is_unchanged(monkeypatch):
+    assert lod.default_vertex_budget() == lod.DEFAULT_VERTEX_BUDGET == lod.budget_for(None, None)[0]
