@@ -9,6 +9,7 @@ from typing import Any
 
 from . import layers, store
 from ._follow import watch_viewer
+from ._renderer import machine_budget
 
 PathLike = str | os.PathLike[str]
 
@@ -75,10 +76,12 @@ def read_stores(path: PathLike | list[PathLike]) -> list:
     out: list = []
     viewer = _current_viewer()
     progressive = viewer is not None  # a follower will refine what opens coarse
+    # the budget for this machine's renderer and canvas ($NAPARI_ZARR_VECTORS_VERTEX_BUDGET still wins)
+    budget, reason = machine_budget(viewer) if viewer is not None else (None, None)
     for p in paths:
         try:
             recovered = store.recover_if_interrupted(p)  # removes only what no reader could see
-            out.extend(layers.layers_for_store(p, progressive=progressive))
+            out.extend(layers.layers_for_store(p, progressive=progressive, vertex_budget=budget, budget_reason=reason))
         except store.StoreError as exc:
             _notify_error(str(exc))
             continue

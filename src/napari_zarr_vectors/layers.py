@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -315,6 +315,7 @@ def layers_for_store(
     path: str | os.PathLike[str],
     *,
     vertex_budget: int | None = None,
+    budget_reason: str | None = None,
     shapes_path_limit: int = lod.DEFAULT_SHAPES_PATH_LIMIT,
     level: int | None = None,
     progressive: bool = False,
@@ -330,11 +331,33 @@ def layers_for_store(
     and map viewers draw a coarse tile first in the same way).
 
     ``vertex_budget`` defaults to ``lod.default_vertex_budget()`` (250,000,
-    or ``$NAPARI_ZARR_VECTORS_VERTEX_BUDGET``).  Polylines with more parts
-    than ``shapes_path_limit`` are drawn as a Vectors layer, because napari
-    Shapes costs ~14 ms per path.  Raises StoreError with a message naming
+    or ``$NAPARI_ZARR_VECTORS_VERTEX_BUDGET``); the reader passes the
+    budget for the viewer's renderer (``_renderer.machine_budget``).
+    ``budget_reason``, one line saying where the budget came from, goes
+    into each layer's metadata as ``budget_reason`` for the Levels widget.
+
+    Polylines with more parts than ``shapes_path_limit`` are drawn as a
+    Vectors layer, because napari Shapes costs ~14 ms per path.  Raises StoreError with a message naming
     the store and the problem.
     """
+    out = _layers_for_store(path, vertex_budget, shapes_path_limit, level, progressive, density)
+    if budget_reason is None:
+        budget_reason = lod.budget_for(None, None)[1] if vertex_budget is None else "given when opened"
+    for _, kwargs, _ in out:
+        meta = kwargs.get("metadata", {}).get(METADATA_KEY)
+        if meta is not None:
+            meta["budget_reason"] = budget_reason
+    return out
+
+
+def _layers_for_store(
+    path: str | os.PathLike[str],
+    vertex_budget: int | None,
+    shapes_path_limit: int,
+    level: int | None,
+    progressive: bool,
+    density: bool,
+) -> list[LayerDataTuple]:
     info = store.open_info(path)
     if vertex_budget is None:
         vertex_budget = lod.default_vertex_budget()
@@ -433,22 +456,66 @@ class Payload:
     features: pd.DataFrame
     style: dict[str, Any]
     vertex_count: int
+    #: Points: RGBA per point mapped on the worker with ``colouring`` (None: the GUI thread maps them).
+    face_colors: np.ndarray | None = None
+    #: Points: the layer's face colouring the colours were mapped with (``_napari_private.face_colouring``).
+    colouring: dict[str, Any] | None = None
+    #: Worker seconds spent on this payload: "read" (the store) and "payload" (arrays and colours).
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def point_colours(columns: Mapping[str, np.ndarray], colouring: Mapping[str, Any] | None) -> np.ndarray | None:
+    """Face RGBA per point as a layer with ``colouring`` maps ``columns``, or None when the worker cannot.
+
+    Colormap mode maps with napari's own function and the layer's contrast
+    limits, so the colours equal a fresh layer's; cycle mode looks each
+    distinct value up in the layer's table.  None (the GUI thread maps
+    then) for direct colours, a value the cycle has not seen (napari
+    assigns it the next colour), or limits napari has not fixed yet.
+    """
+    if not colouring or colouring.get("name") not in columns:
+        return None
+    values = np.asarray(columns[colouring["name"]])
+    if colouring["mode"] == "colormap" and colouring.get("contrast_limits") is not None:
+        from . import _napari_private
+
+        return _napari_private.map_property(values, colouring["colormap"], colouring["contrast_limits"])
+    if colouring["mode"] == "cycle":
+        mapping = colouring["mapping"]
+        uniques, inverse = np.unique(values, return_inverse=True)
+        if not all(u in mapping for u in uniques.tolist()):
+            return None
+        table = np.array([mapping[u] for u in uniques.tolist()], dtype=float).reshape(len(uniques), 4)
+        return table[inverse.reshape(-1)]
+    return None
 
 
 def region_payload(
-    layer_type: str, region: LevelData, *, bin_shape: Sequence[float], scale: Sequence[float], shape_type: str = "path"
+    layer_type: str,
+    region: LevelData,
+    *,
+    bin_shape: Sequence[float],
+    scale: Sequence[float],
+    shape_type: str = "path",
+    colouring: Mapping[str, Any] | None = None,
 ) -> Payload:
     """A controller ``Region`` as data for a layer of ``layer_type`` (points, vectors or shapes).
 
     ``bin_shape`` and ``scale`` are in store axis order.  ``style`` holds
     the level-dependent sizes (marker size, edge width) and, for Vectors
-    coloured by direction, the colours of the new segments.
+    coloured by direction, the colours of the new segments.  Points with
+    ``colouring`` (the layer's, snapshot on the GUI thread) get their face
+    colours mapped here, on the worker, so the swap only hands them over.
     """
     extent = _bin_extent(bin_shape, scale)
     n = region.vertex_count
     if layer_type == "points":
         features = _features(region.vertex_attributes, n)
-        return Payload("points", region.level, _flip(region.positions), features, {"size": MARKER_FRACTION * extent}, n)
+        colours = point_colours(region.vertex_attributes, colouring)
+        style = {"size": MARKER_FRACTION * extent}
+        payload = Payload("points", region.level, _flip(region.positions), features, style, n)
+        payload.face_colors, payload.colouring = colours, (dict(colouring) if colouring else None)
+        return payload
     parts, cols = region.parts(), _part_columns(region)
     style: dict[str, Any] = {"edge_width": EDGE_FRACTION * extent}
     if layer_type == "vectors":

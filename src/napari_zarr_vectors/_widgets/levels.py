@@ -25,12 +25,15 @@ from qtpy.QtWidgets import (
 )
 
 from .. import _follow
+from ..layers import METADATA_KEY
 from ._layout import FittedTable, WrappingLabel
 
 if TYPE_CHECKING:
     import napari
 
 AUTO = "auto"
+#: The budget reason of a layer whose budget was typed into this widget.
+SET_HERE = "set here"
 COLUMNS = ["level", "shown", "vertices", "budget"]
 LEVEL, SHOWN, VERTICES, BUDGET = range(len(COLUMNS))
 
@@ -53,6 +56,13 @@ class LevelsWidget(QWidget):
             "budget: the most vertices drawn; type a number and press Enter."
         )
         layout.addWidget(self.table)
+        self.budget_note = WrappingLabel("")
+        self.budget_note.setToolTip(
+            "Where each default budget comes from: a software OpenGL renderer (such as Mesa llvmpipe) "
+            "gets a vertex per 20 canvas pixels (30,000 to 100,000), a GPU 250,000; "
+            "$NAPARI_ZARR_VECTORS_VERTEX_BUDGET or a number typed here overrides it."
+        )
+        layout.addWidget(self.budget_note)
         self.hint = WrappingLabel("Open a Zarr Vectors point or polyline store to see its levels here.")
         layout.addWidget(self.hint)
         self.density_box = QGroupBox("Density images")
@@ -95,11 +105,39 @@ class LevelsWidget(QWidget):
             budget.setGroupSeparatorShown(True)
             budget.setValue(int(f.budget))
             budget.setKeyboardTracking(False)  # apply on Enter or focus loss, not every keystroke
-            budget.valueChanged.connect(lambda value, f=f: f.set_budget(value))
+            budget.valueChanged.connect(lambda value, f=f: self._set_budget(f, value))
             self.table.setCellWidget(2 * i + 1, BUDGET, budget)
             self._show_state(i, f)
         self.hint.setVisible(not self._rows)
+        self._show_budget_note()
         self._rebuild_density()
+
+    def _set_budget(self, f: _follow.LayerFollower, value: int) -> None:
+        """The user's budget for one layer: applied, and its reason becomes 'set here'."""
+        f.set_budget(value)
+        if f.layer is not None:
+            f.layer.metadata.get(METADATA_KEY, {})["budget_reason"] = SET_HERE
+        self._show_budget_note()
+
+    def _show_budget_note(self) -> None:
+        """Under the table, each budget and where it came from (one line when all layers share it)."""
+        lines = []
+        for f in self._rows:
+            reason = f.layer.metadata.get(METADATA_KEY, {}).get("budget_reason") if f.layer is not None else None
+            if reason == SET_HERE:
+                lines.append((f, f"Budget {f.budget:,}: {SET_HERE}."))
+            elif reason:
+                lines.append((f, f"Budget {f.budget:,}: {reason}. Set a number to override."))
+        if len({text for _, text in lines}) == 1 and len(lines) == len(self._rows):
+            text = lines[0][1]
+        else:
+            text = "\n".join(f"{f.layer.name}: {line}" for f, line in lines)
+        self.budget_note.setText(text)
+        self.budget_note.setVisible(bool(text))
+
+    def budget_reason_text(self) -> str:
+        """What the note under the table says about the budgets."""
+        return self.budget_note.text() if self.budget_note.isVisibleTo(self) else ""
 
     def level_box(self, i: int) -> QComboBox:
         """Layer ``i``'s level choice: 'auto' or a level to lock."""
