@@ -485,7 +485,7 @@ def point_colours(columns: Mapping[str, np.ndarray], colouring: Mapping[str, Any
         uniques, inverse = np.unique(values, return_inverse=True)
         if not all(u in mapping for u in uniques.tolist()):
             return None
-        table = np.array([mapping[u] for u in uniques.tolist()], dtype=float).reshape(len(uniques), 4)
+        table = np.array([mapping[u] for u in uniques.tolist()], dtype=np.float32).reshape(len(uniques), 4)
         return table[inverse.reshape(-1)]
     return None
 
