@@ -195,3 +195,58 @@ def test_a_label_keeps_its_colour_through_level_swaps(make_napari_viewer, qtbot,
             assert len(shown) == 1  # one colour per label
             assert np.allclose(colours.setdefault(int(value), shown[0]), shown[0]), (level, value)
     assert len(colours) == samples.N_CELLS + samples.N_FIBRES
+
+
+def test_a_swapped_layer_equals_a_fresh_layer_of_its_region(opened, qtbot):
+    """Data, features, face colours, size and symbol after a swap are what a new layer of that region shows."""
+    import napari
+    import pandas as pd
+
+    from napari_zarr_vectors import layers, store
+
+    viewer, layer, follower = opened
+    viewer.scene.camera.center = (800.0, 1200.0)
+    viewer.scene.camera.zoom = viewer.canvas.size[1] / (0.1 * 2000.0)
+    settle(qtbot, follower)
+    assert follower.swaps >= 2 and follower.level == 0
+    info = store.open_info(follower.path)
+    region = store.LevelData(
+        info.kind, follower.level, np.asarray(layer.data)[:, ::-1], {k: layer.features[k].to_numpy() for k in layer.features}
+    )
+    data, kwargs, _ = layers.points_layer(info, region, "fresh", BUDGET)
+    fresh = napari.layers.Points(data, **kwargs)
+    np.testing.assert_array_equal(layer.data, fresh.data)
+    pd.testing.assert_frame_equal(layer.features, fresh.features)
+    np.testing.assert_array_equal(layer.face_color, fresh.face_color)
+    assert layer.face_color_mode == fresh.face_color_mode
+    np.testing.assert_allclose(layer.size, fresh.size)
+    assert list(layer.symbol) == list(fresh.symbol)
+    np.testing.assert_array_equal(layer.shown, fresh.shown)
+    # selecting and deleting points still keeps every per-point array in step
+    layer.selected_data = {0, 1, 2}
+    layer.remove_selected()
+    assert len(layer.data) == len(layer.face_color) == len(layer.features) == len(layer.size) == len(fresh.data) - 3
+
+
+def test_the_swap_follows_a_colormap_attribute_with_its_limits(make_napari_viewer, qtbot, tmp_path):
+    """A float-coloured layer keeps its contrast limits; a cycle value first seen after a swap gets napari's colour."""
+    import napari
+
+    path = samples.make_uniform_point_cloud(
+        tmp_path / "f.zv", n=40_000, extent=1000.0, chunk=100.0, bin_size=10.0, factors=[(2.0, 1.0)] * 2, ndim=2
+    )
+    viewer = make_napari_viewer()
+    *_, layer = viewer.open(str(path), plugin=PLUGIN)
+    follower = _follow.follower_of(layer)
+    settle(qtbot, follower)
+    layer.face_color = "intensity"  # colormap mode, as a user would switch it
+    layer.face_contrast_limits = (0.2, 0.7)
+    for level in (2, 0):
+        follower.lock(level)
+        settle(qtbot, follower)
+        assert follower.level == level
+        fresh = napari.layers.Points(
+            layer.data, features=layer.features, face_color="intensity", face_contrast_limits=(0.2, 0.7)
+        )
+        assert layer.face_color_mode == "colormap" and tuple(layer.face_contrast_limits) == (0.2, 0.7)
+        np.testing.assert_array_equal(layer.face_color, fresh.face_color)
