@@ -211,7 +211,10 @@ def test_a_swapped_layer_equals_a_fresh_layer_of_its_region(opened, qtbot):
     assert follower.swaps >= 2 and follower.level == 0
     info = store.open_info(follower.path)
     region = store.LevelData(
-        info.kind, follower.level, np.asarray(layer.data)[:, ::-1], {k: layer.features[k].to_numpy() for k in layer.features}
+        info.kind,
+        follower.level,
+        np.asarray(layer.data)[:, ::-1],
+        {k: layer.features[k].to_numpy() for k in layer.features},
     )
     data, kwargs, _ = layers.points_layer(info, region, "fresh", BUDGET)
     fresh = napari.layers.Points(data, **kwargs)
