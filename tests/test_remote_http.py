@@ -293,3 +293,23 @@ def test_every_kind_written_by_upstream_reads_the_same_over_http(upstream_stores
                 if getattr(b, field) is not None:
                     np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
     store.forget_remote()
+
+
+@pytest.mark.parametrize("connections", [4, 32])
+def test_requests_in_flight_are_bounded(small_points_2d, monkeypatch, connections):
+    """Concurrent, but never more connections at once than $NAPARI_ZARR_VECTORS_CONNECTIONS (a small server drops
+    the rest: python's http.server has a backlog of 5)."""
+    monkeypatch.setenv("NAPARI_ZARR_VECTORS_CONNECTIONS", str(connections))
+    store.forget_remote()
+    with StoreServer(small_points_2d.parent, latency=0.05) as server:
+        url = server.url(small_points_2d.name)
+        store.open_info(url)
+        coords, _ = store.chunk_vertex_counts(url, 0)  # 100 HEADs at once
+        store.read_point_chunks(url, 0, [tuple(c) for c in coords[:40]], ["intensity"])
+        assert len(server.requests) > 100
+        # the server counts a connection until its thread is done, a moment after the client has its answer
+        if connections == 4:
+            assert 2 <= server.max_inflight <= connections + 2
+        else:
+            assert server.max_inflight > 4 + 2  # the bound, not the server or zarr, is what held it to 4 above
+    store.forget_remote()

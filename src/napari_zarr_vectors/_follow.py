@@ -85,6 +85,9 @@ def wait_for_workers(timeout: float = SHUTDOWN_WAIT_S) -> bool:
     """
     global _closing
     _closing = True
+    from . import remote
+
+    remote.CLOSING.set()  # a read still waiting on the network ends now instead of holding the exit
     for f in list(_FOLLOWERS.values()):
         f.detached = True  # no further plans; its timer never fires again without an event loop
     for cancel in list(_LIVE_WORKERS.values()):

@@ -46,6 +46,16 @@ class _Handler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         pass
 
+    def handle(self) -> None:
+        with self.server.lock:
+            self.server.inflight += 1
+            self.server.max_inflight = max(self.server.max_inflight, self.server.inflight)
+        try:
+            super().handle()
+        finally:
+            with self.server.lock:
+                self.server.inflight -= 1
+
     def _rel(self) -> str:
         return unquote(urlsplit(self.path).path).lstrip("/")
 
@@ -121,6 +131,8 @@ class _Server(ThreadingHTTPServer):
     rules: _Rules
     requests: list[Request]
     lock: threading.Lock
+    inflight: int = 0
+    max_inflight: int = 0
 
 
 class StoreServer:
@@ -152,9 +164,15 @@ class StoreServer:
         with self._server.lock:
             return list(self._server.requests)
 
+    @property
+    def max_inflight(self) -> int:
+        """Most connections open at once since the last ``clear()``."""
+        return self._server.max_inflight
+
     def clear(self) -> None:
         with self._server.lock:
             self._server.requests.clear()
+            self._server.max_inflight = self._server.inflight
 
     def start(self) -> StoreServer:
         self._thread.start()

@@ -289,7 +289,8 @@ def cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
         QApplication.processEvents()
     _demo_view(viewer)
     if args.screenshot:
-        wait_settled(viewer)  # the layer opens coarse and refines to what fits the budget in view
+        if not wait_settled(viewer):  # the layer opens coarse and refines to what fits the budget in view
+            print("note: the view was still refining after 30 s; the picture shows what had loaded", file=sys.stderr)
         for _ in range(5):
             QApplication.processEvents()
         out = Path(args.screenshot).absolute()

@@ -33,6 +33,11 @@ DEFAULT_TIMEOUT_S = 20.0
 DEFAULT_RETRIES = 3
 #: Most bytes of chunk data kept per store (metadata is always kept): a session reads nothing twice.
 CACHE_BYTES = 256 * 2**20
+#: Most requests in flight per store (``$NAPARI_ZARR_VECTORS_CONNECTIONS``): concurrent, but no flood a small
+#: server drops (python's http.server has a backlog of 5; 264 HEADs at once stalled there for seconds).
+DEFAULT_CONNECTIONS = 16
+#: Set when the interpreter exits: requests not yet sent fail at once, so a worker still reading ends quickly.
+CLOSING = threading.Event()
 
 
 class RemoteError(OSError):
@@ -100,6 +105,14 @@ def timeout_s() -> float:
         return max(0.1, float(raw)) if raw else DEFAULT_TIMEOUT_S
     except ValueError:
         return DEFAULT_TIMEOUT_S
+
+
+def connections() -> int:
+    raw = os.environ.get("NAPARI_ZARR_VECTORS_CONNECTIONS")
+    try:
+        return max(1, int(raw)) if raw else DEFAULT_CONNECTIONS
+    except ValueError:
+        return DEFAULT_CONNECTIONS
 
 
 def retries() -> int:
@@ -223,6 +236,17 @@ def _make_caching_store(inner: Any, url: str, max_bytes: int) -> Any:
             self._nbytes = 0
             self._lock = threading.Lock()
             self._inflight: dict[Any, asyncio.Future] = {}
+            self._slots: dict[Any, asyncio.Semaphore] = {}
+
+        def _slot(self) -> asyncio.Semaphore:
+            """This event loop's bound on requests in flight (a semaphore belongs to one loop)."""
+            if CLOSING.is_set():
+                raise RemoteError(f"'{shown(self.url)}': not read, napari is closing.")
+            loop = asyncio.get_running_loop()
+            slot = self._slots.get(loop)
+            if slot is None:
+                slot = self._slots[loop] = asyncio.Semaphore(connections())
+            return slot
 
         @property
         def read_only(self) -> bool:
@@ -284,7 +308,8 @@ def _make_caching_store(inner: Any, url: str, max_bytes: int) -> Any:
                 with self.stats.lock:
                     self.stats.requests += 1
                 try:
-                    value = await self._store.get(key, prototype, byte_range)
+                    async with self._slot():
+                        value = await self._store.get(key, prototype, byte_range)
                 except FileNotFoundError:
                     value = None
                 with self.stats.lock:
@@ -315,7 +340,8 @@ def _make_caching_store(inner: Any, url: str, max_bytes: int) -> Any:
                 return size
             with self.stats.lock:
                 self.stats.requests += 1
-            size = int(await self._store.getsize(key))
+            async with self._slot():
+                size = int(await self._store.getsize(key))
             with self._lock:
                 self._meta[(key, "size")] = size
             return size
@@ -325,7 +351,8 @@ def _make_caching_store(inner: Any, url: str, max_bytes: int) -> Any:
 
             if _is_metadata(key):
                 return await self.get(key, default_buffer_prototype()) is not None
-            return await self._store.exists(key)
+            async with self._slot():
+                return await self._store.exists(key)
 
         async def set(self, key: str, value: Any) -> None:
             self._check_writable()
@@ -365,7 +392,8 @@ def _make_caching_store(inner: Any, url: str, max_bytes: int) -> Any:
             hit, names = self._recall(key)
             if not hit:
                 try:
-                    page = await self._store.get(f"{folder}/", default_buffer_prototype())
+                    async with self._slot():
+                        page = await self._store.get(f"{folder}/", default_buffer_prototype())
                 except Exception:  # noqa: BLE001 - any failure means the server lists nothing here
                     page = None
                 names = index_page_names(page.to_bytes()) if page is not None else None
