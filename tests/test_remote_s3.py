@@ -428,11 +428,6 @@ def test_a_bucket_that_does_not_exist_says_check_the_url():
     assert "Check the URL" in _assert_a_sentence(caught.value, url)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store.py: a box read over a chunk missing from the bucket fails with upstream's IndexError "
-    "('boolean index did not match indexed array') instead of naming the chunk",
-)
 def test_a_box_over_a_missing_chunk_names_the_chunk():
     with pytest.raises(store.StoreError) as caught:
         nzv.read_level(DAMAGED_URL, 0, bbox=([250.0, 250.0], [350.0, 350.0]))

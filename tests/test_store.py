@@ -106,3 +106,21 @@ def test_auto_layout_divides_and_covers():
     assert len(chunk) == 3 and chunk[0] == bins[0] * 4
     per_axis = np.ceil((pts.max(0) - pts.min(0)) / chunk[0])
     assert per_axis.prod() >= 200_000 / 50_000
+
+
+def test_a_box_over_a_chunk_whose_file_is_gone_names_the_chunk(small_points_2d, tmp_path):
+    import shutil
+
+    import numpy as np
+
+    from napari_zarr_vectors import store
+
+    damaged = tmp_path / "damaged.zv"
+    shutil.copytree(small_points_2d, damaged)
+    (damaged / "0" / "vertices" / "c" / "2" / "3").unlink()  # chunk (2, 3): x 200..300, y 300..400
+    with pytest.raises(store.StoreError, match=r"vertices chunk \(2, 3\)"):
+        store.read_level(damaged, 0, bbox=(np.array([210.0, 310.0]), np.array([290.0, 390.0])))
+    with pytest.raises(store.StoreError, match=r"vertices chunk \(2, 3\)"):
+        store.chunk_vertex_counts(damaged, 0)  # the viewer's sizing says so too, instead of a silent hole
+    # a box elsewhere still reads
+    assert store.read_level(damaged, 0, bbox=(np.array([610.0, 610.0]), np.array([690.0, 690.0]))).vertex_count > 0

@@ -769,7 +769,14 @@ def _read_points(
     where: dict[str, Any] = {}
     if chunks is not None:
         where = {"chunks": sorted({tuple(int(c) for c in k) for k in chunks})}
-    raw = read_points(_target(p), level=level, attribute_names=list(names), **where)
+    try:
+        raw = read_points(_target(p), level=level, attribute_names=list(names), **where)
+    except Exception:
+        if chunks is not None:  # upstream fails deep inside (an IndexError) when a chunk's file is gone: name it
+            _raise_if_chunks_missing(p, level, where["chunks"])
+        raise
+    if chunks is not None:  # zarr reads a chunk whose file is gone (or a 404) as empty: a hole, unless named here
+        _raise_if_chunks_missing(p, level, where["chunks"])
     attrs = {k: np.asarray(v) for k, v in (raw.get("vertex_attributes") or {}).items()}
     if box is not None:
         pos = np.asarray(raw["positions"])
@@ -784,6 +791,41 @@ def _read_points(
     ):
         check_level_chunks(p, level)  # a whole read that comes up short: name the chunk that is gone
     return LevelData(kind="point_cloud", level=level, positions=np.asarray(raw["positions"]), vertex_attributes=attrs)
+
+
+def _raise_if_chunks_missing(p: Path | str, level: int, chunks: Sequence[tuple[int, ...]]) -> None:
+    """A StoreError naming the chunks among ``chunks`` whose vertex file is gone (locally, or 404 on the server)."""
+    if remote.is_url(p):
+        wanted = {f"{level}/{a}/c/" + "/".join(map(str, k)) for k in chunks for a in ("vertices", "vertex_fragments")}
+        if wanted & set(_remote_group(str(p))._zarr.store.stats.missing):
+            raise _missing_chunks(str(p), level)
+        return
+    root = Path(p)
+    gone = [
+        k
+        for array in ("vertices", "vertex_fragments")
+        if _one_file_per_chunk(root / str(level) / array)
+        for k in chunks
+        if not (root / str(level) / array / "c").joinpath(*map(str, k)).is_file()
+    ]
+    if gone:
+        names = ", ".join(f"vertices chunk {k}" for k in dict.fromkeys(gone))
+        raise StoreError(
+            f"Store '{p}': level {level} is missing data on disk: {names}. The level's metadata lists it, but the "
+            "file is gone. Restore the store (or that level's files) from a copy."
+        )
+
+
+def _one_file_per_chunk(array: Path) -> bool:
+    """Whether an array keeps each chunk in its own file ``c/i/j`` (unsharded, "/" keys): a gone file, a gone chunk."""
+    try:
+        meta = json.loads((array / "zarr.json").read_bytes())
+    except (OSError, ValueError):
+        return False
+    encoding = meta.get("chunk_key_encoding") or {}
+    separator = (encoding.get("configuration") or {}).get("separator", "/")
+    sharded = any(isinstance(c, dict) and c.get("name") == "sharding_indexed" for c in meta.get("codecs") or [])
+    return encoding.get("name", "default") == "default" and separator == "/" and not sharded
 
 
 def _chunks_meeting_box(p: Path | str, level: int, box: Any) -> list[tuple[int, ...]]:
