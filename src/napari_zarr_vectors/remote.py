@@ -301,7 +301,10 @@ def _make_caching_store(inner: Any, url: str, max_bytes: int) -> Any:
                 return value
             pending = self._inflight.get(ck)
             if pending is not None:
-                return await asyncio.shield(pending)
+                try:
+                    return await asyncio.shield(pending)
+                except Exception:  # noqa: BLE001 - that fetch belonged to an earlier read: this one asks afresh
+                    pass
             future: asyncio.Future = asyncio.get_running_loop().create_future()
             self._inflight[ck] = future
             try:
@@ -325,7 +328,8 @@ def _make_caching_store(inner: Any, url: str, max_bytes: int) -> Any:
                 future.exception()  # retrieved: a failure nobody else awaited is not "never retrieved"
                 raise
             finally:
-                self._inflight.pop(ck, None)
+                if self._inflight.get(ck) is future:  # a later fetch of the key may have taken the slot
+                    del self._inflight[ck]
 
         async def get_partial_values(self, prototype: Any, key_ranges: Iterable[tuple[str, Any]]) -> list[Any]:
             return list(await asyncio.gather(*(self.get(k, prototype, r) for k, r in key_ranges)))
