@@ -99,28 +99,28 @@ def name_of(url: str) -> str:
     return urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1] or urlsplit(url).netloc
 
 
-def timeout_s() -> float:
-    raw = os.environ.get("NAPARI_ZARR_VECTORS_TIMEOUT")
+def _env_number(name: str, default: float, cast: type, least: float) -> Any:
+    """``$name`` as a ``cast`` number no smaller than ``least``; ``default`` when unset or not a number."""
+    raw = os.environ.get(name)
     try:
-        return max(0.1, float(raw)) if raw else DEFAULT_TIMEOUT_S
+        return max(cast(least), cast(raw)) if raw else default
     except ValueError:
-        return DEFAULT_TIMEOUT_S
+        return default
+
+
+def timeout_s() -> float:
+    """Seconds a request may take (``$NAPARI_ZARR_VECTORS_TIMEOUT``)."""
+    return _env_number("NAPARI_ZARR_VECTORS_TIMEOUT", DEFAULT_TIMEOUT_S, float, 0.1)
 
 
 def connections() -> int:
-    raw = os.environ.get("NAPARI_ZARR_VECTORS_CONNECTIONS")
-    try:
-        return max(1, int(raw)) if raw else DEFAULT_CONNECTIONS
-    except ValueError:
-        return DEFAULT_CONNECTIONS
+    """Requests in flight per store (``$NAPARI_ZARR_VECTORS_CONNECTIONS``)."""
+    return _env_number("NAPARI_ZARR_VECTORS_CONNECTIONS", DEFAULT_CONNECTIONS, int, 1)
 
 
 def retries() -> int:
-    raw = os.environ.get("NAPARI_ZARR_VECTORS_RETRIES")
-    try:
-        return max(0, int(raw)) if raw else DEFAULT_RETRIES
-    except ValueError:
-        return DEFAULT_RETRIES
+    """Retries of a failed request (``$NAPARI_ZARR_VECTORS_RETRIES``)."""
+    return _env_number("NAPARI_ZARR_VECTORS_RETRIES", DEFAULT_RETRIES, int, 0)
 
 
 def _aws_credentials_configured() -> bool:
