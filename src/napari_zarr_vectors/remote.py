@@ -416,22 +416,25 @@ def _make_caching_store(inner: Any, url: str, max_bytes: int) -> Any:
 
 
 def declared_levels(attrs: Mapping[str, Any]) -> list[str]:
-    """Level names a store's root attributes list (``multiscales`` datasets and OME ``zv:level`` nodes)."""
+    """Level names a store's root attributes list (``multiscales`` datasets and OME ``zv:level`` nodes), sorted.
+
+    Malformed entries (a user-edited zarr.json) are skipped, never raised on.
+    """
+
+    def mapping(value: Any) -> Mapping[str, Any]:
+        return value if isinstance(value, Mapping) else {}
+
     names: list[str] = []
-    for ms in attrs.get("multiscales") or []:
-        for ds in (ms or {}).get("datasets") or [] if isinstance(ms, Mapping) else []:
-            if isinstance(ds, Mapping) and ds.get("path") is not None:
-                names.append(str(ds["path"]))
-    ome = attrs.get("ome")
-    nodes = ome.get("nodes") if isinstance(ome, Mapping) else None
+    multiscales = attrs.get("multiscales")
+    for ms in multiscales if isinstance(multiscales, list) else []:
+        datasets = mapping(ms).get("datasets")
+        if isinstance(datasets, list):
+            names += [str(d.get("path")) for d in datasets if isinstance(d, Mapping)]
+    nodes = mapping(attrs.get("ome")).get("nodes")
     for node in nodes if isinstance(nodes, list) else []:
         if isinstance(node, Mapping) and node.get("type") == "zv:level":
             names.append(str(node.get("name")))
-    out = []
-    for n in names:
-        if n.isdigit() and n not in out:
-            out.append(n)
-    return sorted(out, key=int)
+    return sorted({n for n in names if n.isdigit()}, key=int)
 
 
 def index_page_names(page: bytes) -> list[str] | None:

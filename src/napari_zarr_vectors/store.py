@@ -483,21 +483,6 @@ def _bounds(p: Path, raw: Any, ndim: int) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def _declared_levels(attrs: Mapping[str, Any]) -> list[str]:
-    """Level names the root metadata lists (multiscales datasets and OME level nodes)."""
-    names: list[str] = []
-    multiscales = attrs.get("multiscales")
-    for ms in multiscales if isinstance(multiscales, list) else []:
-        datasets = _mapping(ms).get("datasets")
-        if isinstance(datasets, list):
-            names += [str(d.get("path")) for d in datasets if isinstance(d, Mapping)]
-    nodes = _mapping(attrs.get("ome")).get("nodes")
-    for node in nodes if isinstance(nodes, list) else []:
-        if isinstance(node, Mapping) and node.get("type") == "zv:level":
-            names.append(str(node.get("name")))
-    return [n for n in names if n.isdigit()]
-
-
 def _resolved(path: str | os.PathLike[str]) -> Any:
     """``address(path)`` as a Path for a local store, the canonical URL (a str) for a remote one."""
     where = address(path)
@@ -603,9 +588,9 @@ def open_info(path: str | os.PathLike[str]) -> StoreInfo:
         raise StoreError(f"Store '{p}' has no resolution levels.")
     if _publishing_elsewhere(p):
         # another process is publishing (or died while it did): a level is published when the root lists it
-        published = set(_declared_levels(attrs))
+        published = set(remote.declared_levels(attrs))
         level_ids = tuple(i for i in level_ids if str(i) in published)
-    declared = sorted(set(_declared_levels(attrs)) | {str(i) for i in level_ids})
+    declared = sorted(set(remote.declared_levels(attrs)) | {str(i) for i in level_ids})
     levels = []
     for name in declared:
         if not _metadata_present(p, f"{name}/zarr.json"):
@@ -802,18 +787,14 @@ def _raise_if_chunks_missing(p: Path | str, level: int, chunks: Sequence[tuple[i
         return
     root = Path(p)
     gone = [
-        k
+        (array, tuple(k))
         for array in ("vertices", "vertex_fragments")
         if _one_file_per_chunk(root / str(level) / array)
         for k in chunks
         if not (root / str(level) / array / "c").joinpath(*map(str, k)).is_file()
     ]
     if gone:
-        names = ", ".join(f"vertices chunk {k}" for k in dict.fromkeys(gone))
-        raise StoreError(
-            f"Store '{p}': level {level} is missing data on disk: {names}. The level's metadata lists it, but the "
-            "file is gone. Restore the store (or that level's files) from a copy."
-        )
+        raise _missing_on_disk(p, level, gone)
 
 
 def _one_file_per_chunk(array: Path) -> bool:
@@ -1409,7 +1390,7 @@ def repair(path: str | os.PathLike[str], *, dry_run: bool = False) -> list[str]:
     elif (interrupted := interrupted_write(root)) is not None:
         found.append(f"{interrupted} (recovered by repair without --dry-run)")
     attrs, _ = _store_root(root)
-    declared = sorted({int(n) for n in _declared_levels(attrs)} | {int(n) for n in _level_dirs(root)})
+    declared = sorted({int(n) for n in remote.declared_levels(attrs)} | {int(n) for n in _level_dirs(root)})
     problems = {level: _level_problem(root, level) for level in declared}  # each level is read once
     broken = [level for level in declared if level != 0 and problems[level] is not None]
     found += [f"level {level}: {problems[level]}" for level in broken]
@@ -1855,16 +1836,9 @@ def chunk_vertex_counts(path: str | os.PathLike[str], level: int) -> tuple[np.nd
         got = np.asarray(keys, dtype=np.int64).reshape(len(keys), -1), np.diff(np.r_[starts, total])
     coords, counts = got
     if len(counts) and not counts.all():
-        gone = [tuple(int(c) for c in k) for k in coords[counts == 0]]
         if remote.is_url(p):
             raise _missing_chunks(str(p), level)
-        names = ", ".join(f"vertices chunk {k}" for k in gone[:5]) + (
-            f" and {len(gone) - 5} more" if len(gone) > 5 else ""
-        )
-        raise StoreError(
-            f"Store '{p}': level {level} is missing data on disk: {names}. The level's metadata lists it, but the "
-            "file is gone or empty. Restore the store (or that level's files) from a copy."
-        )
+        raise _missing_on_disk(p, level, [("vertices", tuple(int(c) for c in k)) for k in coords[counts == 0]])
     return coords, counts
 
 
@@ -1958,14 +1932,22 @@ def missing_chunks(path: str | os.PathLike[str], level: int) -> list[tuple[str, 
 def check_level_chunks(path: str | os.PathLike[str], level: int) -> None:
     """A StoreError naming the chunks of ``level`` whose data is missing on disk (nothing when all are there)."""
     gone = missing_chunks(path, level)
-    if not gone:
-        return
+    if gone:
+        raise _missing_on_disk(
+            _resolved(path), level, gone, "; until then the level cannot be read whole nor a pyramid built from it"
+        )
+
+
+def _missing_on_disk(
+    path: Path | str, level: int, gone: Sequence[tuple[str, tuple[int, ...]]], after: str = ""
+) -> StoreError:
+    """The error naming ``(array, chunk)`` files a level lists but that are gone or empty (five, then a count)."""
     names = [f"{array} chunk ({', '.join(map(str, c))})" for array, c in gone[:5]]
     more = f" and {len(gone) - 5:,} more" if len(gone) > 5 else ""
-    raise StoreError(
-        f"Store '{_where(_resolved(path))}': level {level} is missing data on disk: {'; '.join(names)}{more}. "
+    return StoreError(
+        f"Store '{_where(path)}': level {level} is missing data on disk: {'; '.join(names)}{more}. "
         "The level's metadata lists it, but the file is gone or empty. Restore the store (or that level's "
-        "files) from a copy; until then the level cannot be read whole nor a pyramid built from it."
+        f"files) from a copy{after}."
     )
 
 
