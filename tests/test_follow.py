@@ -132,8 +132,10 @@ def test_a_build_adds_levels_while_open(make_napari_viewer, qtbot, tmp_path, mon
     pyramid.build_pyramid(path, [(2.0, 1.0), (2.0, 1.0)])
     _follow.levels_changed(str(path))  # what the build widget says when its worker is done
     settle(qtbot, follower)
-    assert follower.level == 1 and len(layer.data) <= 20_000
+    # a level per region: the structured sample's sparse regions stay at level 0, its dense ones take level 1
+    assert follower.levels_shown == (0, 1) and len(layer.data) <= 20_000
     assert layer.metadata[METADATA_KEY]["levels"] == [0, 1, 2]
+    assert layer.metadata[METADATA_KEY]["levels_shown"] == [0, 1]
 
 
 def test_removed_layer_stops_following(opened, qtbot):

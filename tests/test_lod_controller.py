@@ -98,9 +98,14 @@ def test_lock_holds_through_zooms(small_points_2d):
 
 
 def test_never_finer_than_a_bin_per_pixel(small_points_2d):
-    ctl = lod.LevelOfDetail(str(small_points_2d), "point_cloud", budget=10**9)
+    one = lod.LevelOfDetail(str(small_points_2d), "point_cloud", budget=10**9, per_region=False)
     # 800 px across 8,000 units: 10 units a pixel, so 5-unit bins (level 0) are invisible detail
-    assert run(ctl, view_of((500, 500), 8000)).level == 1
+    assert run(one, view_of((500, 500), 8000)).level == 1
+    # per region, the screen-space criterion: level 1 leaves a pixel a vertex; 4 pixels a vertex asks for level 2
+    regional = lod.LevelOfDetail(str(small_points_2d), "point_cloud", budget=10**9)
+    assert run(regional, view_of((500, 500), 8000)).levels_shown == (1,)
+    strict = lod.LevelOfDetail(str(small_points_2d), "point_cloud", budget=10**9, pixels_per_vertex=4.0)
+    assert run(strict, view_of((500, 500), 8000)).levels_shown == (2,)
 
 
 def test_new_levels_are_picked_up_without_reopening(tmp_path):
@@ -112,7 +117,8 @@ def test_new_levels_are_picked_up_without_reopening(tmp_path):
     pyramid.build_pyramid(path, [(2.0, 1.0), (2.0, 1.0)])
     region = run(ctl, view_of((500, 501), 1400))
     assert [g.index for g in ctl.levels] == [0, 1, 2]
-    assert region.level == 1 and region.vertex_count <= 20_000
+    # the structured sample: its sparse regions stay at level 0, its dense ones take the new level 1
+    assert region.levels_shown == (0, 1) and region.vertex_count <= 20_000
     ctl.lock(2)
     pyramid.remove_resolution_level(path, 2)
     run(ctl, view_of((500, 500), 1400))

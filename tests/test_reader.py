@@ -97,9 +97,11 @@ def test_budget_picks_a_coarser_level(make_napari_viewer, qtbot, upstream_stores
     *_, layer = viewer.open(str(path), plugin=PLUGIN)
     # upstream's coarse levels carry no attributes, so it opens where the budget says, not coarsest first
     assert layer.metadata[METADATA_KEY]["level"] == expected
-    settle(qtbot, [layer])
-    assert layer.metadata[METADATA_KEY]["level"] == expected
     assert len(layer.data) == info.level(expected).vertex_count <= 5000
+    settle(qtbot, [layer])  # then each region at the finest level the budget leaves it (lod.plan_regions)
+    meta = layer.metadata[METADATA_KEY]
+    assert set(meta["levels_shown"]) <= {lv.index for lv in info.levels}
+    assert meta["level"] == min(meta["levels_shown"]) and 0 < len(layer.data) <= 5000
 
 
 def test_few_paths_open_as_shapes(make_napari_viewer, tmp_path):

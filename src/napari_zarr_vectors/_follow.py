@@ -240,6 +240,9 @@ class LayerFollower:
             path_budget=path_budget,
         )
         self.level = int(meta.get("level", 0))
+        #: The levels drawn (finest first: several when each region shows its own), and each point's level then.
+        self.levels_shown: tuple[int, ...] = (self.level,)
+        self.point_levels: np.ndarray | None = None
         # the reader loaded this whole level: any view at this level is covered until the level changes
         everywhere = np.full(len(layer.scale), np.inf)
         self.lod.shown = (self.level, lod.Box(-everywhere, everywhere))
@@ -400,6 +403,7 @@ class LayerFollower:
             scale=store_scale,
             shape_type=self.shape_type,
             colouring=colouring,
+            level_bins={g.index: g.bin_shape for g in self.lod.levels},
         )
         payload.seconds = {"read": read - t, "payload": time.perf_counter() - read}
         return region, payload
@@ -436,6 +440,8 @@ class LayerFollower:
         self.last_swap_seconds = time.perf_counter() - t
         self.last_work_seconds = dict(payload.seconds)
         self.level = region.level
+        self.levels_shown = region.levels_shown
+        self.point_levels = region.point_levels if len(self.levels_shown) > 1 else None
         self.vertex_count = payload.vertex_count
         self.last_error = None
         self._failure_shown = False
@@ -443,6 +449,7 @@ class LayerFollower:
         meta = layer.metadata.get(METADATA_KEY)
         if isinstance(meta, dict):
             meta["level"] = int(region.level)
+            meta["levels_shown"] = list(self.levels_shown)
             meta["levels"] = [g.index for g in self.lod.levels]
         self._notify()
 
@@ -505,16 +512,19 @@ def _swap_points(layer: Any, payload: Payload, follower: LayerFollower | None) -
     ours = follower._our_size if follower is not None else None
     follow_size = ours is None or np.allclose(layer.current_size, ours)
     size = payload.style["size"] if follow_size else layer.current_size
+    sizes = payload.style.get("sizes") if follow_size else None  # per point: a region of several levels
     usable, colours = _face_colors(layer, payload) if _napari_private.uniform(layer) else (False, None)
     if usable:
-        _napari_private.replace_points(layer, payload.data, payload.features, colours, size=size)
+        _napari_private.replace_points(
+            layer, payload.data, payload.features, colours, size=size if sizes is None else sizes
+        )
         if follower is not None:
             _napari_private.use_scalar_symbol(follower.viewer, layer)
     else:
         layer.data = payload.data
         layer.features = payload.features
         if follow_size:
-            layer.size = size
+            layer.size = size if sizes is None else sizes
     if follow_size:
         layer.current_size = size
         if follower is not None:

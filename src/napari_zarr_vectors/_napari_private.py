@@ -151,7 +151,7 @@ def replace_points(
     features: pd.DataFrame,
     face_colors: np.ndarray | None,
     *,
-    size: float,
+    size: float | np.ndarray,
 ) -> None:
     """Give Points ``layer`` new points in place, with colours already mapped; the caller refreshes once.
 
@@ -170,7 +170,7 @@ def replace_points(
     table = layer._feature_table
     table.set_values(features, num_data=n)
     layer._data = data
-    layer._size = np.full(n, float(size))
+    layer._size = np.full(n, float(size)) if np.ndim(size) == 0 else np.asarray(size, dtype=float)
     layer._shown = np.ones(n, dtype=bool)
     layer._border_width = np.full(n, layer.current_border_width, dtype=float)
     layer._symbol = np.full(n, layer.current_symbol, dtype=object)

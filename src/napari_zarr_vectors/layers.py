@@ -498,6 +498,7 @@ def region_payload(
     scale: Sequence[float],
     shape_type: str = "path",
     colouring: Mapping[str, Any] | None = None,
+    level_bins: Mapping[int, Sequence[float]] | None = None,
 ) -> Payload:
     """A controller ``Region`` as data for a layer of ``layer_type`` (points, vectors or shapes).
 
@@ -506,6 +507,9 @@ def region_payload(
     coloured by direction, the colours of the new segments.  Points with
     ``colouring`` (the layer's, snapshot on the GUI thread) get their face
     colours mapped here, on the worker, so the swap only hands them over.
+    A region of several levels (its ``point_levels``) gets, with
+    ``level_bins`` (bin shape per level), each point sized by its level's
+    bin in ``style["sizes"]``; ``style["size"]`` stays the finest level's.
     """
     extent = _bin_extent(bin_shape, scale)
     n = region.vertex_count
@@ -513,6 +517,13 @@ def region_payload(
         features = _features(region.vertex_attributes, n)
         colours = point_colours(region.vertex_attributes, colouring)
         style = {"size": MARKER_FRACTION * extent}
+        point_levels = getattr(region, "point_levels", None)
+        if level_bins and point_levels is not None and len(point_levels) and np.ptp(point_levels) > 0:
+            sizes = {lv: MARKER_FRACTION * _bin_extent(b, scale) for lv, b in level_bins.items()}
+            lookup = np.zeros(int(point_levels.max()) + 1)
+            for lv in np.unique(point_levels):
+                lookup[int(lv)] = sizes[int(lv)]
+            style["sizes"] = lookup[point_levels]
         payload = Payload("points", region.level, _flip(region.positions), features, style, n)
         payload.face_colors, payload.colouring = colours, (dict(colouring) if colouring else None)
         return payload

@@ -8,7 +8,7 @@ with hysteresis.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -320,6 +320,242 @@ def choose_level_from_estimates(
     return max(estimates)
 
 
+# ---------------------------------------------------------------- a level per region (issue 18, item 3)
+
+#: The screen-space criterion of the per-region choice: a region shows the finest level that leaves at least
+#: this many screen pixels per drawn vertex (tunable in pixels, like Cesium's maximum screen-space error).
+#: More vertices than pixels cannot be told apart.  The vertex budget still caps the total: when the view's
+#: regions at this criterion hold more, the criterion is raised until they fit, so the densest regions
+#: turn coarse first.
+DEFAULT_PIXELS_PER_VERTEX = 1.0
+PIXELS_ENV = "NAPARI_ZARR_VECTORS_PIXELS_PER_VERTEX"
+
+
+def default_pixels_per_vertex() -> float:
+    """``$NAPARI_ZARR_VECTORS_PIXELS_PER_VERTEX`` (a positive number), else ``DEFAULT_PIXELS_PER_VERTEX``."""
+    import os
+    import warnings
+
+    raw = os.environ.get(PIXELS_ENV)
+    if not raw:
+        return DEFAULT_PIXELS_PER_VERTEX
+    try:
+        value = float(raw)
+        if not value > 0 or value == float("inf"):
+            raise ValueError
+    except ValueError:
+        warnings.warn(
+            f"{PIXELS_ENV}={raw!r} is not a positive number; using {DEFAULT_PIXELS_PER_VERTEX}.", stacklevel=2
+        )
+        return DEFAULT_PIXELS_PER_VERTEX
+    return value
+
+
+#: At most this many regions are planned per view; a wider view plans on a grid of bigger regions.
+MAX_REGIONS = 4096
+#: How far the criterion steps per try when the budget does not hold (x1.25: about a 1 px step at 4 px).
+_CRITERION_STEP = 1.25
+
+
+@dataclass(frozen=True)
+class RegionPlan:
+    """A level per region of a view: ``levels[i, j, ...]`` for the region (tile) ``origin + (i, j, ...)``.
+
+    Regions are cells of a regular grid of ``tile_shape`` (store units, origin 0): the finest level's
+    chunks, or bigger cells when the view holds more than ``MAX_REGIONS`` of those.
+    """
+
+    tile_shape: np.ndarray
+    origin: np.ndarray
+    levels: np.ndarray
+    estimate: float
+    pixels_per_vertex: float
+
+    def tiles_of(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(flat tile index, inside the plan's grid) of each position."""
+        cell = np.floor(np.asarray(positions, float) / self.tile_shape).astype(np.int64) - self.origin
+        inside = np.all((cell >= 0) & (cell < np.asarray(self.levels.shape)), axis=1)
+        flat = np.zeros(len(cell), np.int64)
+        if inside.any():
+            flat[inside] = np.ravel_multi_index(tuple(cell[inside].T), self.levels.shape)
+        return flat, inside
+
+    def level_of(self, positions: np.ndarray) -> np.ndarray:
+        """The level planned for each position's region (-1 outside the plan)."""
+        flat, inside = self.tiles_of(positions)
+        out = np.full(len(flat), -1, np.int64)
+        out[inside] = self.levels.ravel()[flat[inside]]
+        return out
+
+    def used(self) -> list[int]:
+        """The levels some region shows, finest first."""
+        return sorted(int(v) for v in np.unique(self.levels) if v >= 0)
+
+    def same_as(self, other: RegionPlan | None, box: Box) -> bool:
+        """Whether ``other`` plans the same level for every region meeting ``box``."""
+        if other is None or not np.array_equal(other.tile_shape, self.tile_shape):
+            return False
+        lo = np.floor(box.lo / self.tile_shape).astype(np.int64)
+        hi = np.floor(box.hi / self.tile_shape).astype(np.int64)
+        for plan in (self, other):
+            if np.any(lo < plan.origin) or np.any(hi >= plan.origin + np.asarray(plan.levels.shape)):
+                return False
+        cut = [
+            tuple(slice(int(a), int(b) + 1) for a, b in zip(lo - p.origin, hi - p.origin, strict=True))
+            for p in (self, other)
+        ]
+        return bool(np.array_equal(self.levels[cut[0]], other.levels[cut[1]]))
+
+
+def _data_extent(levels: Sequence[LevelGrid]) -> Box | None:
+    """The box the levels' non-empty chunks fill."""
+    los, his = [], []
+    for g in levels:
+        full = np.asarray(g.chunk_counts) > 0
+        if full.any():
+            size = np.asarray(g.chunk_shape, float)
+            los.append((g.chunk_coords[full] * size).min(axis=0))
+            his.append(((g.chunk_coords[full] + 1) * size).max(axis=0))
+    if not los:
+        return None
+    return Box(np.min(los, axis=0), np.max(his, axis=0))
+
+
+def _tile_counts(
+    grid: LevelGrid, tile: np.ndarray, origin: np.ndarray, shape: tuple[int, ...], weights: np.ndarray | None
+) -> np.ndarray:
+    """A level's vertices per region: a chunk inside one region counts there whole; a chunk spanning
+    several spreads its count over them by ``weights`` (else by volume)."""
+    out = np.zeros(shape, float)
+    counts = np.asarray(grid.chunk_counts, float)
+    if not len(counts):
+        return out
+    size = np.asarray(grid.chunk_shape, float)
+    coords = np.asarray(grid.chunk_coords, float).reshape(-1, len(size))
+    c_lo, c_hi = coords * size, (coords + 1) * size
+    first = np.floor(c_lo / tile + 1e-9).astype(np.int64) - origin
+    last = np.ceil(c_hi / tile - 1e-9).astype(np.int64) - 1 - origin
+    dims = np.asarray(shape)
+    meet = np.all((last >= 0) & (first < dims), axis=1) & (counts > 0)
+    single = meet & np.all(first == last, axis=1)
+    if single.any():
+        np.add.at(out, tuple(first[single].T), counts[single])
+    for k in np.flatnonzero(meet & ~single):
+        lo, hi = np.maximum(first[k], 0), np.minimum(last[k], dims - 1)
+        cut = tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi, strict=True))
+        spanned = np.prod(last[k] - first[k] + 1)  # regions the whole chunk spans (some may lie outside the grid)
+        inside = np.prod(hi - lo + 1)
+        share = counts[k] * inside / spanned
+        w = None if weights is None else weights[cut]
+        if w is None or w.sum() <= 0:
+            out[cut] += share / inside
+        else:
+            out[cut] += share * w / w.sum()
+    return out
+
+
+def plan_regions(
+    levels: Sequence[LevelGrid],
+    box: Box,
+    *,
+    budget: int,
+    data_per_pixel: float,
+    displayed: Sequence[int],
+    pixels_per_vertex: float = DEFAULT_PIXELS_PER_VERTEX,
+    current: RegionPlan | None = None,
+    hysteresis: float = 0.15,
+) -> RegionPlan:
+    """A level per region of ``box``: the finest whose vertices leave ``pixels_per_vertex`` screen pixels each.
+
+    Regions are the finest level's chunks (store order; ``displayed`` are
+    the store axes on screen).  A region's vertices at each level come from
+    per-chunk counts, no vertex read: exact where a chunk lies in one
+    region; a coarser chunk spanning several spreads its count over them in
+    proportion to what the finest level holds there (at most one vertex per
+    bin), so a coarse level is estimated dense where the data is.  Levels
+    finer than about a bin per pixel are never chosen.  Then the vertex
+    budget: while the regions' total exceeds it, the criterion is raised
+    (x1.25 a step), so dense regions go coarse and sparse ones keep their
+    finest vertices.  With ``current``, a region keeps its level unless
+    the new one is better by ``hysteresis`` (no flicker at a threshold).
+    """
+    if not levels:
+        raise ValueError("plan_regions needs at least one level")
+    ordered = sorted(levels, key=lambda g: g.index)
+    finest = ordered[0]
+    extent = _data_extent(ordered[:1])  # every vertex lies within the finest level's chunks
+    lo, hi = np.asarray(box.lo, float), np.asarray(box.hi, float)
+    if extent is not None:
+        lo, hi = np.maximum(lo, extent.lo), np.minimum(hi, extent.hi)
+    hi = np.maximum(hi, lo)
+    tile = np.asarray(finest.chunk_shape, float).copy()
+    while True:
+        origin = np.floor(lo / tile).astype(np.int64)
+        top = np.maximum(np.ceil(hi / tile).astype(np.int64) - 1, origin)  # a box ending on a boundary stops there
+        shape = tuple(int(v) for v in top - origin + 1)
+        if int(np.prod(shape)) <= MAX_REGIONS:
+            break
+        tile = tile * 2
+    base = _tile_counts(finest, tile, origin, shape, None)
+    est = [base]
+    for g in ordered[1:]:
+        bins = float(np.prod(tile / np.asarray(g.bin_shape, float)))  # at most a vertex per bin of the level
+        est.append(_tile_counts(g, tile, origin, shape, np.minimum(base, bins)))
+    est_stack = np.stack(est)  # (levels, *shape)
+    index = np.array([g.index for g in ordered])
+    # screen pixels a region covers: its two largest displayed extents, in pixels
+    extents = sorted((float(tile[a]) for a in displayed), reverse=True)[:2] or [float(tile[0])]
+    area = float(np.prod(extents)) / max(data_per_pixel, 1e-30) ** len(extents)
+    worth = np.array([max(g.bin_shape) <= data_per_pixel for g in ordered])
+    first_ok = int(np.flatnonzero(worth)[-1]) if worth.any() else 0  # coarsest level with bins within a pixel
+    prior = None
+    if current is not None and np.array_equal(current.tile_shape, tile):
+        prior = np.full(shape, -1, np.int64)
+        o = current.origin - origin
+        src = tuple(
+            slice(max(0, -int(a)), min(int(s), int(d) - int(a)))
+            for a, s, d in zip(o, current.levels.shape, shape, strict=True)
+        )
+        dst = tuple(slice(max(0, int(a)), max(0, int(a)) + (sl.stop - sl.start)) for a, sl in zip(o, src, strict=True))
+        if all(sl.stop > sl.start for sl in src):
+            prior[dst] = np.searchsorted(index, np.clip(current.levels[src], index[0], index[-1]))
+    # the share of each region inside the box: what the budget counts (a region half in view draws half)
+    share = np.ones(shape)
+    for axis in range(len(shape)):
+        t_lo = (origin[axis] + np.arange(shape[axis])) * tile[axis]
+        frac = np.clip(np.minimum(t_lo + tile[axis], hi[axis]) - np.maximum(t_lo, lo[axis]), 0, None) / tile[axis]
+        share = share * frac.reshape([-1 if a == axis else 1 for a in range(len(shape))])
+    ppv = float(pixels_per_vertex)
+    for _ in range(64):
+        chosen = _choose_per_region(est_stack, area / ppv, first_ok, prior, hysteresis)
+        total = float((np.take_along_axis(est_stack, chosen[None], 0)[0] * share).sum())
+        if total <= budget or np.all(chosen == len(ordered) - 1):
+            break
+        ppv *= _CRITERION_STEP
+    return RegionPlan(tile, origin, index[chosen], total, ppv)
+
+
+def _choose_per_region(
+    est: np.ndarray, most: float, first_ok: int, prior: np.ndarray | None, hysteresis: float
+) -> np.ndarray:
+    """Per region, the position (in ``est``'s level axis) of the finest level with at most ``most`` vertices."""
+    n = est.shape[0]
+    fits = est <= most
+    fits[:first_ok] = False
+    fits[-1] = True  # the coarsest always shows: something beats nothing
+    chosen = np.argmax(fits, axis=0)
+    if prior is None:
+        return chosen
+    known = prior >= 0
+    p = np.clip(prior, 0, n - 1)
+    held = np.take_along_axis(est, p[None], 0)[0]
+    picked = np.take_along_axis(est, chosen[None], 0)[0]
+    # keep a finer level already shown while it is within the tolerance; refine only with room to spare
+    keep_finer = known & (p < chosen) & (p >= first_ok) & (held <= most * (1 + hysteresis))
+    keep_coarser = known & (p > chosen) & (picked > most * (1 - hysteresis))
+    return np.where(keep_finer | keep_coarser, p, chosen)
+
+
 # ---------------------------------------------------------------- the controller (no Qt)
 
 
@@ -412,10 +648,23 @@ class View:
 
 @dataclass
 class Region(LevelData):
-    """What a controller update produced: one level read inside ``box`` (store order), for request ``generation``."""
+    """What a controller update produced, read inside ``box`` (store order), for request ``generation``.
+
+    One level (``level``), or with a ``plan`` a level per region: then
+    ``level`` is the finest shown and ``point_levels`` each vertex's level.
+    """
 
     generation: int = 0
     box: Box | None = None
+    plan: RegionPlan | None = None
+    point_levels: np.ndarray | None = None
+
+    @property
+    def levels_shown(self) -> tuple[int, ...]:
+        """The levels drawn, finest first."""
+        if self.point_levels is not None and len(self.point_levels):
+            return tuple(int(v) for v in np.unique(self.point_levels))
+        return (int(self.level),)
 
 
 class LevelOfDetail:
@@ -438,6 +687,8 @@ class LevelOfDetail:
         path_budget: int | None = None,
         margin: float = 0.2,
         cache_bytes: int = 256 * 2**20,
+        per_region: bool = True,
+        pixels_per_vertex: float | None = None,
     ) -> None:
         import threading
 
@@ -455,7 +706,11 @@ class LevelOfDetail:
         self.levels: list[LevelGrid] = []
         self._drawn_ratio: dict[int, float] = {}
         self._objects: dict[int, int] = {}
-        self.shown: tuple[int, Box] | None = None  # the level shown and the box it covers
+        self.shown: tuple[int, Box] | None = None  # the (finest) level shown and the box it covers
+        #: Point clouds viewed with every axis on screen get a level per region (``plan_regions``).
+        self.per_region = bool(per_region)
+        self.pixels_per_vertex = default_pixels_per_vertex() if pixels_per_vertex is None else float(pixels_per_vertex)
+        self.plan: RegionPlan | None = None  # the per-region plan shown (None: one level)
         self.reads = 0  # store reads made (chunks for points, regions for polylines), for tests and benchmarks
 
     # -- GUI thread
@@ -473,6 +728,7 @@ class LevelOfDetail:
         if region.generation != self._generation:
             return False
         self.shown = (region.level, region.box)
+        self.plan = region.plan
         return True
 
     def lock(self, level: int | None) -> None:
@@ -551,6 +807,8 @@ class LevelOfDetail:
             if generation != self._generation:
                 return None
             self._levels_current()
+            if self.regional(view):
+                return self._update_per_region(view, generation)
             level = self.choose(view)
             want = view.box(0.0)
             if self.shown is not None and self.shown[0] == level and _covers(self.shown[1], want):
@@ -564,6 +822,109 @@ class LevelOfDetail:
                     break
                 region = reader(min(coarser), self.box_for(view, min(coarser)), generation)
             return region
+
+    def regional(self, view: View) -> bool:
+        """Whether ``view`` gets a level per region: a point cloud, not locked, every store axis on screen."""
+        return (
+            self.per_region
+            and self.locked is None
+            and self.kind in self._store.POINT_KINDS
+            and bool(self.levels)
+            and len(set(view.displayed)) == len(self.levels[0].chunk_shape)
+        )
+
+    def plan_for(self, view: View, current: RegionPlan | None = None) -> RegionPlan:
+        """The per-region plan for ``view`` (see ``plan_regions``), in the margin-expanded view box."""
+        ndim = len(self.levels[0].chunk_shape)
+        return plan_regions(
+            self.levels,
+            view.box(0.0).expanded(self.margin),
+            budget=self.budget,
+            data_per_pixel=view.data_per_pixel,
+            displayed=range(ndim),
+            pixels_per_vertex=self.pixels_per_vertex,
+            current=current,
+        )
+
+    def _update_per_region(self, view: View, generation: int) -> Region | None:
+        box = view.box(0.0).expanded(self.margin)
+        plan = self.plan_for(view, self.plan)
+        want = view.box(0.0)
+        if self.shown is not None and _covers(self.shown[1], want) and plan.same_as(self.plan, want):
+            return None
+        region = self._read_plan(plan, box, generation)
+        # estimates spread coarse chunks evenly where the data is: when a read comes out over, coarsen and read again
+        for _ in range(4):
+            if region.vertex_count <= self.budget or generation != self._generation:
+                break
+            if np.all(plan.levels == max(g.index for g in self.levels)):
+                break
+            ppv = plan.pixels_per_vertex * max(region.vertex_count / self.budget, _CRITERION_STEP)
+            plan = plan_regions(
+                self.levels,
+                box,
+                budget=self.budget,
+                data_per_pixel=view.data_per_pixel,
+                displayed=range(len(box.lo)),
+                pixels_per_vertex=ppv,
+            )
+            region = self._read_plan(plan, box, generation)
+        return region
+
+    def _read_plan(self, plan: RegionPlan, box: Box, generation: int) -> Region:
+        """Each level's vertices in the regions the plan gives it, inside ``box``: one layer's worth."""
+        used = plan.used()
+        names_of = {lv: self._attribute_names(lv) for lv in used}
+        names = list(dict.fromkeys(n for lv in used for n in names_of[lv]))
+        pos_parts, attr_parts, level_parts = [], [], []
+        for lv in used:
+            grid = self._grid(lv)
+            keys = self._chunks_meeting(grid, box)
+            keys = {k: n for k, n in keys.items() if _chunk_meets_level(plan, grid.chunk_shape, k, lv)}
+            found = self._chunk_values(lv, keys, names_of[lv])
+            parts = [v for v in found.values() if v is not None and len(v[0])]
+            if not parts:
+                continue
+            pos = np.concatenate([p for p, _ in parts])
+            keep = box.contains(pos) & (plan.level_of(pos) == lv)
+            pos_parts.append(pos[keep])
+            attr_parts.append(
+                {
+                    n: np.concatenate([a[n] for _, a in parts])[keep]
+                    for n in names_of[lv]
+                    if all(n in a for _, a in parts)
+                }
+            )
+            level_parts.append(np.full(int(keep.sum()), lv, np.int16))
+        ndim = len(box.lo)
+        if pos_parts:
+            pos = np.concatenate(pos_parts)
+            attrs = {n: _joined([a.get(n) for a in attr_parts], [len(p) for p in pos_parts]) for n in names}
+            point_levels = np.concatenate(level_parts)
+        else:
+            pos, attrs, point_levels = (
+                np.zeros((0, ndim), np.float32),
+                {n: np.zeros(0) for n in names},
+                np.zeros(0, np.int16),
+            )
+        drawn = np.unique(point_levels)
+        level = int(drawn[0]) if len(drawn) else (used[0] if used else min(g.index for g in self.levels))
+        return Region(
+            self.kind, level, pos, attrs, generation=generation, box=box, plan=plan, point_levels=point_levels
+        )
+
+    def _chunk_values(self, level: int, keys: Mapping[tuple[int, ...], int], names: Sequence[str]) -> dict:
+        """(positions, attributes) per chunk of ``level``, from the cache or read (one batch for those missing)."""
+        missing = [k for k in keys if (level, k) not in self.cache]
+        if missing:
+            got = self._store.read_point_chunks(self.path, level, missing, names, counts=keys)
+            self.reads += len(got)
+            for k, value in got.items():
+                self.cache.put((level, k), value, _nbytes(value))
+        found = {k: self.cache.get((level, k)) for k in keys}
+        for k in [k for k, v in found.items() if v is None]:  # evicted meanwhile: read again
+            found[k] = self._store.read_point_chunks(self.path, level, [k], names)[k]
+        return found
 
     def _over_budget(self, region: Region) -> bool:
         if region.vertex_count > self.budget:
@@ -585,15 +946,7 @@ class LevelOfDetail:
         grid = self._grid(level)
         keys = self._chunks_meeting(grid, box)
         names = self._attribute_names(level)
-        missing = [k for k in keys if (level, k) not in self.cache]
-        if missing:
-            got = self._store.read_point_chunks(self.path, level, missing, names, counts=keys)
-            self.reads += len(got)
-            for k, value in got.items():
-                self.cache.put((level, k), value, _nbytes(value))
-        found = {k: self.cache.get((level, k)) for k in keys}
-        for k in [k for k, v in found.items() if v is None]:  # evicted meanwhile: read again
-            found[k] = self._store.read_point_chunks(self.path, level, [k], names)[k]
+        found = self._chunk_values(level, keys, names)
         ndim = len(grid.chunk_shape)
         parts = [v for v in found.values() if v is not None and len(v[0])]
         if parts:
@@ -625,6 +978,34 @@ class LevelOfDetail:
             value = (data.positions, data.offsets, data.part_objects, data.object_attributes)
             self.cache.put(cache_key, data, _nbytes(value))
         return Region(**vars(data), generation=generation, box=box)
+
+
+def _chunk_meets_level(plan: RegionPlan, chunk_shape: Sequence[float], key: tuple[int, ...], level: int) -> bool:
+    """Whether chunk ``key`` (of a level with ``chunk_shape``) meets a region the plan gives ``level``."""
+    size = np.asarray(chunk_shape, float)
+    lo = np.asarray(key, float) * size
+    first = np.floor(lo / plan.tile_shape + 1e-9).astype(np.int64) - plan.origin
+    last = np.ceil((lo + size) / plan.tile_shape - 1e-9).astype(np.int64) - 1 - plan.origin
+    first, last = np.maximum(first, 0), np.minimum(last, np.asarray(plan.levels.shape) - 1)
+    if np.any(last < first):
+        return False
+    return bool(
+        (plan.levels[tuple(slice(int(a), int(b) + 1) for a, b in zip(first, last, strict=True))] == level).any()
+    )
+
+
+def _joined(values: Sequence[np.ndarray | None], lengths: Sequence[int]) -> np.ndarray:
+    """One attribute over parts read from several levels; a level without it fills NaN (numbers) or empty text."""
+    sample = next(v for v in values if v is not None)
+    if all(v is not None for v in values):
+        return np.concatenate(values)
+    kind = np.asarray(sample).dtype.kind
+    dtype = np.asarray(sample).dtype if kind in "fc" else (float if kind in "iub" else object)
+    fill = "" if dtype is object else np.nan
+    parts = [
+        np.asarray(v, dtype) if v is not None else np.full(n, fill, dtype) for v, n in zip(values, lengths, strict=True)
+    ]
+    return np.concatenate(parts)
 
 
 def _covers(shown: Box, want: Box) -> bool:

@@ -73,6 +73,37 @@ def make_uniform_point_cloud(
     return _write_points(path, positions, attrs, chunk, bin_size, factors)
 
 
+def make_clustered_point_cloud(
+    path: str | os.PathLike[str],
+    *,
+    background: int = 25_000,
+    blobs: int = 4,
+    per_blob: int = 250_000,
+    sigma: float = 150.0,
+    extent: float = 2000.0,
+    chunk: float = 200.0,
+    bin_size: float = 2.0,
+    factors: list[tuple[float, float]] | None = None,
+    seed: int = 0,
+) -> Path:
+    """Dense Gaussian blobs in a sparse uniform background (2D), plus a pyramid: what per-region levels are for.
+
+    Viewed whole, the background's level-0 vertices fit a budget many times
+    over while the blobs need their coarsest metanodes.
+    """
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0.2 * extent, 0.8 * extent, (blobs, 2))
+    parts = [rng.uniform(0, extent, (background, 2))]
+    parts += [rng.normal(c, sigma, (per_blob, 2)) for c in centres]
+    positions = np.clip(np.concatenate(parts), 0, np.nextafter(extent, 0)).astype(np.float32)
+    n = len(positions)
+    attrs = {
+        "intensity": rng.uniform(0, 1, n).astype(np.float32),
+        "label": np.repeat(np.arange(blobs + 1), [background] + [per_blob] * blobs).astype(np.int32),
+    }
+    return _write_points(path, positions, attrs, chunk, bin_size, factors or [(4.0, 1.0)] * 3)
+
+
 def _write_points(
     path: str | os.PathLike[str],
     positions: np.ndarray,

@@ -123,11 +123,26 @@ class DrillWidget(QWidget):
             self._fail(f"No points are selected in '{layer.name}': select metanodes with the selection tool.")
             return None
         data = np.asarray(layer.data)[selected][:, -meta["ndim"] :]
+        self._selected = selected
         return layer, meta, np.ascontiguousarray(data[:, ::-1])
 
-    def _level_of(self, layer: Any, meta: dict) -> int:
+    def _level_of(self, layer: Any, meta: dict, selected: list[int] | None = None) -> int | None:
+        """The level of the selected vertices; None (with a message) when they come from several levels."""
         f = _follow.follower_of(layer)
-        return int(f.level) if f is not None and f.level is not None else int(meta["level"])
+        if f is None or f.level is None:
+            return int(meta["level"])
+        levels = f.point_levels
+        if selected is None or levels is None or len(levels) != len(layer.data):
+            return int(f.level)
+        found = sorted({int(v) for v in np.asarray(levels)[selected]})
+        if len(found) > 1:
+            self._fail(
+                f"The selection holds vertices of levels {', '.join(map(str, found))}: this view shows each region "
+                "at its own level. Select vertices of one level (their size tells them apart), or lock a level "
+                "in the Levels dock."
+            )
+            return None
+        return found[0]
 
     # -- actions
     def drill_down(self) -> None:
@@ -146,7 +161,10 @@ class DrillWidget(QWidget):
         if src is None:
             return None
         layer, meta, positions = src
-        return meta["path"], self._level_of(layer, meta), positions, bool(meta.get("highlight"))
+        level = self._level_of(layer, meta, self._selected)
+        if level is None:
+            return None
+        return meta["path"], level, positions, bool(meta.get("highlight"))
 
     def _drill(self, *, down: bool) -> None:
         picked = self._selection()

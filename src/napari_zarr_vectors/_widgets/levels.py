@@ -52,7 +52,8 @@ class LevelsWidget(QWidget):
         self.table.setSelectionMode(QTableWidget.NoSelection)
         self.table.setToolTip(
             "level: 'auto' follows the camera (the finest level whose vertices in view fit the budget); "
-            "a number locks that level. shown: the level drawn now. vertices: drawn now. "
+            "a number locks that level. shown: the level drawn now ('0\u20132': each region of a point cloud at the "
+            "finest level that leaves a few screen pixels per vertex). vertices: drawn now. "
             "budget: the most vertices drawn; type a number and press Enter."
         )
         layout.addWidget(self.table)
@@ -210,7 +211,9 @@ class LevelsWidget(QWidget):
             show_error(f"{f.layer.name}: could not load the view: {f.last_error}")
 
     def _show_state(self, i: int, f: _follow.LayerFollower) -> None:
-        for column, text in ((SHOWN, str(f.level)), (VERTICES, f"{f.vertex_count:,}")):
+        shown = f.levels_shown
+        level_text = str(f.level) if len(shown) == 1 else f"{shown[0]}\u2013{shown[-1]}"  # "0–2": per region
+        for column, text in ((SHOWN, level_text), (VERTICES, f"{f.vertex_count:,}")):
             item = QTableWidgetItem(text)
             item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
             self.table.setItem(2 * i + 1, column, item)
