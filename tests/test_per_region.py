@@ -193,3 +193,41 @@ def test_one_layer_of_several_levels_and_no_hole_while_refining(make_napari_view
         now = {tuple(t) for t in np.floor(after / CHUNK).astype(int)}
         assert seen <= now, f"regions emptied by a swap: {sorted(seen - now)[:5]}"
     assert follower.levels_shown[0] == 0  # zoomed in, the blob's core shows its raw vertices
+
+
+def test_docks_show_the_levels_and_drill_one_level_at_a_time(make_napari_viewer, qtbot, clustered, monkeypatch):
+    from qtpy.QtCore import Qt
+
+    monkeypatch.setenv(lod.BUDGET_ENV, str(BUDGET))
+    viewer = make_napari_viewer()
+    viewer.window._qt_viewer.canvas.size = (600, 800)
+    layer = next(
+        ly for ly in viewer.open(str(clustered), plugin="napari-zarr-vectors") if type(ly).__name__ == "Points"
+    )
+    follower = _follow.follower_of(layer)
+    viewer.reset_view()
+    qtbot.waitUntil(lambda: follower.idle and len(follower.levels_shown) > 1, timeout=30_000)
+    shown = follower.levels_shown
+    _, levels = viewer.window.add_plugin_dock_widget("napari-zarr-vectors", "Levels")
+    qtbot.waitUntil(lambda: levels.table.rowCount() == 2, timeout=5_000)
+    assert levels.shown_text(0)[0] == f"{shown[0]}\u2013{shown[-1]}"
+    assert levels.shown_text(0)[1] == f"{len(layer.data):,}"
+
+    _, drill = viewer.window.add_plugin_dock_widget("napari-zarr-vectors", "Drill")
+    point_levels = follower.point_levels
+    coarse = int(np.flatnonzero(point_levels == shown[-1])[0])
+    raw = int(np.flatnonzero(point_levels == shown[0])[0])
+
+    def press_down():
+        qtbot.mouseClick(drill.down_button, Qt.LeftButton)
+        qtbot.waitUntil(lambda: not drill.busy, timeout=30_000)
+
+    viewer.layers.selection.active = layer
+    layer.selected_data = {coarse, raw}
+    press_down()
+    assert f"levels {shown[0]}, {shown[-1]}" in drill.last_error
+    assert not any(ly.name.startswith("drill: ") for ly in viewer.layers)  # nothing was drilled
+    layer.selected_data = {coarse}
+    press_down()
+    assert drill.last_error is None
+    assert drill.breadcrumb.text().startswith(f"L{shown[-1]} (1) → L{shown[-1] - 1} (")
