@@ -26,6 +26,8 @@ from .layers import DENSITY_KEY, METADATA_KEY, Payload, region_payload
 log = logging.getLogger(__name__)
 
 DEBOUNCE_MS = 100
+#: A view of several levels draws no marker smaller than this many screen pixels (when it was swapped in).
+MIN_MARKER_PIXELS = 2.0
 #: Vectors layers draw tens of thousands of polylines quickly; Shapes layers ~14 ms per path.
 VECTORS_PATH_BUDGET = 20_000
 
@@ -404,6 +406,7 @@ class LayerFollower:
             shape_type=self.shape_type,
             colouring=colouring,
             level_bins={g.index: g.bin_shape for g in self.lod.levels},
+            min_size=MIN_MARKER_PIXELS / max(view.zoom, 1e-30),
         )
         payload.seconds = {"read": read - t, "payload": time.perf_counter() - read}
         return region, payload

@@ -499,6 +499,7 @@ def region_payload(
     shape_type: str = "path",
     colouring: Mapping[str, Any] | None = None,
     level_bins: Mapping[int, Sequence[float]] | None = None,
+    min_size: float = 0.0,
 ) -> Payload:
     """A controller ``Region`` as data for a layer of ``layer_type`` (points, vectors or shapes).
 
@@ -509,7 +510,9 @@ def region_payload(
     colours mapped here, on the worker, so the swap only hands them over.
     A region of several levels (its ``point_levels``) gets, with
     ``level_bins`` (bin shape per level), each point sized by its level's
-    bin in ``style["sizes"]``; ``style["size"]`` stays the finest level's.
+    bin in ``style["sizes"]``, at least ``min_size`` world units (a marker
+    below a pixel or two shows its border colour, not its face colour);
+    ``style["size"]`` stays the finest level's.
     """
     extent = _bin_extent(bin_shape, scale)
     n = region.vertex_count
@@ -519,7 +522,7 @@ def region_payload(
         style = {"size": MARKER_FRACTION * extent}
         point_levels = getattr(region, "point_levels", None)
         if level_bins and point_levels is not None and len(point_levels) and np.ptp(point_levels) > 0:
-            sizes = {lv: MARKER_FRACTION * _bin_extent(b, scale) for lv, b in level_bins.items()}
+            sizes = {lv: max(MARKER_FRACTION * _bin_extent(b, scale), min_size) for lv, b in level_bins.items()}
             lookup = np.zeros(int(point_levels.max()) + 1)
             for lv in np.unique(point_levels):
                 lookup[int(lv)] = sizes[int(lv)]
