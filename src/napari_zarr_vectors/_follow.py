@@ -259,6 +259,9 @@ class LayerFollower:
         self._listeners: list[Callable[[LayerFollower], None]] = []
         self._our_size: float | None = float(layer.current_size) if self.layer_type == "points" else None
         self._workers: set[Any] = set()
+        self._last_event = 0.0  # perf_counter of the last schedule (a quiet spell plans at once)
+        self._debounce_ms = int(debounce_ms) or DEBOUNCE_MS
+        self._leading = False  # the timer is set for the next event-loop turn
         self._timer = QTimer()
         self._timer.setSingleShot(True)
         self._timer.setInterval(int(debounce_ms))
@@ -322,13 +325,25 @@ class LayerFollower:
         self._listeners.append(callback)
 
     def schedule(self, immediately: bool = False) -> None:
-        """Plan again after the debounce interval (or on the next event-loop turn)."""
+        """Plan again after the debounce interval (or on the next event-loop turn).
+
+        A view change after a quiet spell (one scroll-wheel step, a click on
+        a button, the first event of a drag) is planned on the next
+        event-loop turn, so the events of one step still coalesce; events
+        following within the interval (the rest of a drag) wait for it.
+        """
         if self.detached:
             return
-        if immediately:
+        now = time.perf_counter()
+        quiet = now - self._last_event >= self._debounce_ms / 1000 and not self._workers
+        self._last_event = now
+        if self._leading and self._timer.isActive():
+            return  # planned for the next turn already: this event of the same step joins it
+        if immediately or (quiet and not self._timer.isActive()):
+            self._leading = True
             self._timer.start(0)
         else:
-            self._timer.start(self._timer.interval() or DEBOUNCE_MS)
+            self._timer.start(self._debounce_ms)
 
     def view(self) -> lod.View:
         """The current camera, canvas and dims, in the layer's terms."""
@@ -370,6 +385,7 @@ class LayerFollower:
             self.detach()
 
     def _start(self) -> None:
+        self._leading = False
         layer = self.layer
         if layer is None or self.detached:
             self.detach()
