@@ -262,6 +262,8 @@ class LayerFollower:
         self._last_event = 0.0  # perf_counter of the last schedule (a quiet spell plans at once)
         self._debounce_ms = int(debounce_ms) or DEBOUNCE_MS
         self._leading = False  # the timer is set for the next event-loop turn
+        #: Seconds from the last view change to the plan starting (the debounce, or one event-loop turn).
+        self.last_wait_seconds = 0.0
         self._timer = QTimer()
         self._timer.setSingleShot(True)
         self._timer.setInterval(int(debounce_ms))
@@ -386,6 +388,7 @@ class LayerFollower:
 
     def _start(self) -> None:
         self._leading = False
+        self.last_wait_seconds = time.perf_counter() - self._last_event
         layer = self.layer
         if layer is None or self.detached:
             self.detach()
