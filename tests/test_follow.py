@@ -101,11 +101,13 @@ def test_two_quick_moves_show_only_the_second(opened, qtbot):
     # the first move's read still in flight when the second starts: the first is dropped
     real_update = follower.lod.update
 
-    def slow_first(view, generation, _calls=[]):  # noqa: B006 - counts calls
-        _calls.append(generation)
-        if len(_calls) == 1:
+    calls = []
+
+    def slow_first(view, generation, colouring=None):
+        calls.append(generation)
+        if len(calls) == 1:
             time.sleep(0.6)
-        return real_update(view, generation)
+        return real_update(view, generation, colouring)
 
     follower.lod.update = slow_first
     applied.clear()

@@ -150,3 +150,42 @@ def test_polylines_keep_whole_objects_and_respect_a_path_budget(upstream_stores,
     tight = lod.LevelOfDetail(str(path), "streamline", budget=10**6, path_budget=5)
     coarse = run(tight, view)
     assert coarse.level > 0  # level 0 has more than 5 paths in view
+
+
+def _rgba_keys(ctl):
+    return {k for k in ctl.cache._items if isinstance(k, tuple) and k[0] == "rgba"}
+
+
+def test_colours_are_mapped_per_chunk_and_kept_with_it(small_points_2d):
+    from napari.utils.colormaps import ensure_colormap
+
+    from napari_zarr_vectors import layers
+
+    cycle = {
+        "mode": "cycle",
+        "name": "label",
+        "mapping": {i: np.array([i / 16, 0.5, 1 - i / 16, 1], np.float32) for i in range(16)},
+    }
+    ctl = lod.LevelOfDetail(str(small_points_2d), "point_cloud", budget=20_000)
+    first = ctl.update(view_of((300, 700), 60), ctl.request(), colouring=cycle)
+    assert ctl.accept(first)
+    np.testing.assert_array_equal(first.face_colors, layers.point_colours(first.vertex_attributes, cycle))
+    mapped, reads = _rgba_keys(ctl), ctl.reads
+    assert 0 < len(mapped) <= reads  # one mapping per chunk read
+    far = ctl.update(view_of((330, 700), 60), ctl.request(), colouring=cycle)
+    np.testing.assert_array_equal(far.face_colors, layers.point_colours(far.vertex_attributes, cycle))
+    assert len(_rgba_keys(ctl) - mapped) == ctl.reads - reads  # only the newly read chunks were mapped
+
+    ramp = {
+        "mode": "colormap",
+        "name": "intensity",
+        "colormap": ensure_colormap("viridis"),
+        "contrast_limits": (0.0, 1.0),
+    }
+    ctl.forget_shown()
+    region = ctl.update(view_of((300, 700), 60), ctl.request(), colouring=ramp)
+    np.testing.assert_allclose(region.face_colors, layers.point_colours(region.vertex_attributes, ramp))
+
+    unseen = dict(cycle, mapping={k: v for k, v in cycle["mapping"].items() if k != 3})
+    ctl.forget_shown()
+    assert ctl.update(view_of((300, 700), 60), ctl.request(), colouring=unseen).face_colors is None  # GUI maps

@@ -411,7 +411,7 @@ class LayerFollower:
         self, view: lod.View, generation: int, colouring: dict[str, Any] | None = None
     ) -> tuple[lod.Region, Payload] | None:
         t = time.perf_counter()
-        region = self.lod.update(view, generation)
+        region = self.lod.update(view, generation, colouring=colouring)
         if region is None:
             return None
         read = time.perf_counter()

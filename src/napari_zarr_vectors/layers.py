@@ -490,6 +490,25 @@ def point_colours(columns: Mapping[str, np.ndarray], colouring: Mapping[str, Any
     return None
 
 
+def colouring_key(colouring: Mapping[str, Any] | None) -> tuple | None:
+    """A hashable identity of a ``face_colouring`` snapshot, so colours mapped with it can be cached per chunk.
+
+    None when there is nothing to map on the worker (direct colours, no feature).
+    """
+    if not colouring or colouring.get("name") is None:
+        return None
+    mode, name = colouring["mode"], colouring["name"]
+    if mode == "colormap" and colouring.get("contrast_limits") is not None:
+        cmap = colouring["colormap"]
+        colours = np.asarray(getattr(cmap, "colors", ()), dtype=np.float32)
+        controls = np.asarray(getattr(cmap, "controls", ()), dtype=np.float32)
+        return (mode, name, tuple(colouring["contrast_limits"]), colours.tobytes(), controls.tobytes())
+    if mode == "cycle":
+        table = sorted((repr(k), np.asarray(v, np.float32).tobytes()) for k, v in colouring["mapping"].items())
+        return (mode, name, tuple(table))
+    return None
+
+
 def region_payload(
     layer_type: str,
     region: LevelData,
@@ -518,7 +537,9 @@ def region_payload(
     n = region.vertex_count
     if layer_type == "points":
         features = _features(region.vertex_attributes, n)
-        colours = point_colours(region.vertex_attributes, colouring)
+        colours = getattr(region, "face_colors", None)  # mapped per chunk by the controller, cached there
+        if colours is None or len(colours) != n:
+            colours = point_colours(region.vertex_attributes, colouring)
         style = {"size": MARKER_FRACTION * extent}
         point_levels = getattr(region, "point_levels", None)
         if level_bins and point_levels is not None and len(point_levels) and np.ptp(point_levels) > 0:
