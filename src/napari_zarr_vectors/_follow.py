@@ -26,6 +26,8 @@ from .layers import DENSITY_KEY, METADATA_KEY, Payload, region_payload
 log = logging.getLogger(__name__)
 
 DEBOUNCE_MS = 100
+#: A swap's layer-list thumbnail is redrawn once no swap came for this long.
+THUMBNAIL_DELAY_MS = 300
 #: A view of several levels draws no marker smaller than this many screen pixels (when it was swapped in).
 MIN_MARKER_PIXELS = 2.0
 #: Vectors layers draw tens of thousands of polylines quickly; Shapes layers ~14 ms per path.
@@ -264,6 +266,9 @@ class LayerFollower:
         self._leading = False  # the timer is set for the next event-loop turn
         #: Seconds from the last view change to the plan starting (the debounce, or one event-loop turn).
         self.last_wait_seconds = 0.0
+        self._thumb_timer = QTimer()
+        self._thumb_timer.setSingleShot(True)
+        self._thumb_timer.timeout.connect(self._thumbnail_now)
         self._timer = QTimer()
         self._timer.setSingleShot(True)
         self._timer.setInterval(int(debounce_ms))
@@ -322,6 +327,15 @@ class LayerFollower:
         self.lod.forget_shown()
         self.schedule(immediately=True)
 
+    def _thumbnail_later(self) -> None:
+        """Redraw the layer-list thumbnail after the swaps pause (each would cost ~15 ms at 150,000 points)."""
+        self._thumb_timer.start(THUMBNAIL_DELAY_MS)
+
+    def _thumbnail_now(self) -> None:
+        layer = self.layer
+        if layer is not None and not self.detached:
+            _napari_private.thumbnail(layer)
+
     def on_change(self, callback: Callable[[LayerFollower], None]) -> None:
         """Call ``callback(self)`` after every swap, lock or failure (for the levels widget)."""
         self._listeners.append(callback)
@@ -371,6 +385,7 @@ class LayerFollower:
             return
         self.detached = True
         self._timer.stop()
+        self._thumb_timer.stop()
         for emitter in self._connections:
             emitter.disconnect(self._on_view_event)
         with contextlib.suppress(TypeError, ValueError, RuntimeError):  # already gone
@@ -567,6 +582,7 @@ def swap(layer: Any, payload: Payload, follower: LayerFollower | None = None) ->
 
     if hasattr(layer, "selected_data"):
         layer.selected_data = set()
+    deferred = follower is not None and payload.layer_type == "points"
     with ExitStack() as stack:
         for group in _blocked(layer):
             stack.enter_context(group.blocker_all())
@@ -583,7 +599,9 @@ def swap(layer: Any, payload: Payload, follower: LayerFollower | None = None) ->
             layer.data = [(p, payload.style["shape_type"]) for p in payload.data]
             layer.edge_width = [width] * len(payload.data)
             layer.features = payload.features
-    layer.refresh()
+    layer.refresh(thumbnail=not deferred)  # a follower redraws the thumbnail once the camera rests
+    if deferred:
+        follower._thumbnail_later()
     if payload.layer_type == "points":
         layer.events.current_size()  # blocked above with the rest: the size slider shows the size in effect
 
