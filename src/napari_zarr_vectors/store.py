@@ -1086,7 +1086,7 @@ def read_polyline_box(
             )
         chunks = index.entry_chunk[sel]
         (code,) = pack_rows(chunks)  # one int64 per chunk: ~10x faster than np.unique(axis=0)
-        codes, first, chunk_of = np.unique(code, return_index=True, return_inverse=True)
+        _, first, chunk_of = np.unique(code, return_index=True, return_inverse=True)
         chunk_of = np.asarray(chunk_of, np.int64).reshape(-1)
         keys = [tuple(int(c) for c in k) for k in chunks[first].tolist()]
         buffers, attrs, frag_offsets, frag_rows = _read_box_chunks(p, group, level, keys, names, ndim)
@@ -1137,12 +1137,12 @@ def read_polyline_box(
         offsets=offsets,
         part_objects=np.asarray(part_objects, np.int64),
     )
-    # an empty box still names its columns (a layer's features keep them), as zero-length arrays of their dtype
-    ids = data.part_objects if len(data.part_objects) else np.zeros(1, np.int64)
-    data.object_attributes = _read_object_attributes(p, level, list(object_attributes), ids)
-    ids = data.part_objects
-    if not len(ids):
-        data.object_attributes = {k: v[:0] for k, v in data.object_attributes.items()}
+    onames = list(object_attributes)
+    if len(data.part_objects):
+        data.object_attributes = _read_object_attributes(p, level, onames, data.part_objects)
+    else:  # an empty box still names its columns (a layer's features keep them): zero-length, in their dtype
+        first_row = _read_object_attributes(p, level, onames, np.zeros(1, np.int64))
+        data.object_attributes = {k: v[:0] for k, v in first_row.items()}
     return clip_parts(data, lo, hi) if clip else data
 
 
