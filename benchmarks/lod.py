@@ -6,13 +6,15 @@
     moves that each need new data (zooms and pans across the store);
 (c) 10,000 streamlines opened by the plugin vs all of them added as
     napari Shapes paths (the baseline takes minutes: run it with --shapes);
+    then, without a viewer, the refine's box read for six zoomed views vs
+    the upstream whole-object read it replaced (time and vertices drawn);
 (d) a clustered store (4 dense blobs in a sparse background, 1,025,000
     points) viewed whole: vertices drawn with a level per region vs one
     level for the whole view, at the same budget.
 
 Run headless with:
 
-    xvfb-run -a -s "-screen 0 1280x1024x24" python benchmarks/lod.py [--shapes] [--tiny]
+    xvfb-run -a -s "-screen 0 1280x1024x24" python benchmarks/lod.py [--shapes] [--tiny] [--only-lines]
 
 --tiny: the same steps (with the Shapes baseline) on 20,000 points (bins
 of 20, so as full as the big store's), budgets of 2,500 and 500, 3 moves,
@@ -33,7 +35,7 @@ import numpy as np
 from qtpy.QtWidgets import QApplication
 
 from _common import PLUGIN, all_of_level0_as_points, drawn, open_with_plugin
-from napari_zarr_vectors import _follow, samples, store
+from napari_zarr_vectors import _follow, lod, samples, store
 
 
 def two_million_store(tiny_in: Path | None = None) -> str:
@@ -190,6 +192,7 @@ def main() -> None:
         help="vertex budgets for (b), 0 the default (default 0 250000; 2500 500 with --tiny)",
     )
     parser.add_argument("--tiny", action="store_true", help="20,000 points, 200 streamlines: a smoke run")
+    parser.add_argument("--only-lines", action="store_true", help="run (c) only (streamlines), not (a) and (b)")
     args = parser.parse_args()
     tiny = args.tiny
     if args.repeats is None:
@@ -207,7 +210,16 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, tiny_in: Path | None) -> None:
-    """(a), (b) and (c) on the full-size stores, or (``tiny_in``) on tiny ones written into that folder."""
+    """(a) to (d) on the full-size stores, or (``tiny_in``) on tiny ones written into that folder."""
+    if not args.only_lines:
+        points(args, tiny_in)
+    streamlines(args, tiny_in)
+    if not args.only_lines:
+        per_region_vs_one_level(clustered_store(tiny_in), 2_500 if tiny_in is not None else None)
+
+
+def points(args: argparse.Namespace, tiny_in: Path | None) -> None:
+    """(a) and (b): the 2,000,000-point store (or the tiny one)."""
     path = two_million_store(tiny_in)
     info = store.open_info(path)
     print(f"(a) store: {path}")
@@ -225,6 +237,9 @@ def run(args: argparse.Namespace, tiny_in: Path | None) -> None:
     for budget in args.budgets or [None]:
         report_latency(path, args.moves, budget)
 
+
+def streamlines(args: argparse.Namespace, tiny_in: Path | None) -> None:
+    """(c): 10,000 streamlines (or 200) opened by the plugin, and refined."""
     if tiny_in is None:
         lines, n_lines = str(samples.sample_store("synthetic_streamlines.zv")), "10,000"
     else:
@@ -239,8 +254,78 @@ def run(args: argparse.Namespace, tiny_in: Path | None) -> None:
         print(f"    ratio: {t_shapes / t_plugin:.0f}x faster (target >= 30x)")
     else:
         print("    (Shapes baseline skipped; --shapes runs it, ~2 minutes here)")
+    refine_reads(lines, n_lines)
 
-    per_region_vs_one_level(clustered_store(tiny_in), 2_500 if tiny_in is not None else None)
+
+#: (c)'s zoomed views: (fraction of the store's width shown, centre as a fraction of its extent).
+REFINE_VIEWS = [(0.05, 0.5), (0.05, 0.6), (0.2, 0.55), (0.2, 0.7), (0.5, 0.5), (1.0, 0.5)]
+
+
+class WholeObjectRefine(lod.LevelOfDetail):
+    """The refine before issue 18: upstream's per-object bbox read, every whole polyline crossing the box's chunks."""
+
+    def refresh_levels(self) -> None:  # drawn-vertex ratios from 64 sampled objects a level, as then
+        info = store.open_info(self.path)
+        counts = {lv.index: store.chunk_vertex_counts(self.path, lv.index) for lv in info.levels}
+        self.levels = [lod.LevelGrid(lv.index, lv.bin_shape, lv.chunk_shape, *counts[lv.index]) for lv in info.levels]
+        self._objects = {lv.index: lv.object_count for lv in info.levels}
+        self._drawn_ratio = {
+            lv.index: store.estimate_drawn_vertices(self.path, lv.index) / max(lv.vertex_count, 1) for lv in info.levels
+        }
+        self.cache.clear()
+        self._signature = store.signature(self.path)
+
+    def _read_polylines(self, level: int, box: lod.Box, generation: int) -> lod.Region:
+        data = store.read_level(self.path, level, kind=self.kind, bbox=(box.lo, box.hi))
+        self.reads += 1
+        return lod.Region(**vars(data), generation=generation, box=box)
+
+
+def refine_reads(path: str, n_lines: str, budget: int = 250_000) -> None:
+    """(c) refine, no viewer: the controller's box read vs the whole-object refine it replaced, per zoomed view.
+
+    Each view gets fresh controllers (level tables read first, as a
+    follower has them after its first move), so every read is cold.  The
+    old refine reads whole objects, and when they overshoot the budget it
+    reads the next coarser level again: both reads are in its time.
+    """
+    info = store.open_info(path)
+    lo, hi = info.bounds
+    rows, t_levels = [], {lod.LevelOfDetail: [], WholeObjectRefine: []}
+    for fraction, where in REFINE_VIEWS:
+        width = fraction * float(np.max(hi - lo))
+        centre = lo + where * (hi - lo)
+        view = lod.View(
+            center=tuple(centre[::-1]),
+            zoom=800 / width,
+            canvas_size=(600, 800),
+            ndisplay=3,
+            displayed=(0, 1, 2),
+            point=tuple(centre[::-1]),
+            scale=(1.0,) * 3,
+            translate=(0.0,) * 3,
+        )
+        row = [fraction]
+        for kind in (lod.LevelOfDetail, WholeObjectRefine):
+            ctl = kind(path, info.kind, budget=budget, path_budget=_follow.VECTORS_PATH_BUDGET)
+            t = time.perf_counter()
+            ctl.refresh_levels()
+            t_levels[kind].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            region = ctl.update(view, ctl.request())
+            row += [region.level, time.perf_counter() - t, region.vertex_count, ctl.reads]
+        rows.append(row)
+    new_t, old_t = (statistics.median(t_levels[k]) for k in (lod.LevelOfDetail, WholeObjectRefine))
+    print(f"(c) refine, {n_lines} streamlines, budget {budget:,}, no viewer; median per view:")
+    print(f"    level tables (once, before the first read): {new_t:.2f} s vs {old_t:.2f} s sampling objects")
+    for fraction, level, new, v_new, _, old_level, old, v_old, reads in rows:
+        print(
+            f"    {fraction:>4.0%} of the width: box read level {level}, {new * 1000:5.0f} ms, {v_new:>7,} vertices; "
+            f"whole objects level {old_level}, {old * 1000:5.0f} ms ({reads} reads), {v_old:>7,} vertices"
+        )
+    new_s, old_s = statistics.median(r[2] for r in rows), statistics.median(r[6] for r in rows)
+    print(f"    median refine read {new_s * 1000:.0f} ms vs {old_s * 1000:.0f} ms whole objects (target <= 1 s)")
+    print(f"    ratio: box read {old_s / new_s:.1f}x faster than whole objects")
 
 
 if __name__ == "__main__":

@@ -158,8 +158,7 @@ def test_streamlines_follow_as_vectors(make_napari_viewer, qtbot, tmp_path, monk
     assert type(layer).__name__ == "Vectors"
     settle(qtbot, follower)
     coarse = follower.level
-    # off the middle, where every walk starts: whole objects crossing the box are read, so a box
-    # that every streamline crosses would hold nearly all of them
+    # off the middle, where every walk starts: a box there would hold a piece of nearly every streamline
     viewer.scene.camera.center = (250.0, 250.0, 250.0)
     viewer.scene.camera.zoom *= 12
     settle(qtbot, follower)

@@ -126,7 +126,7 @@ def test_new_levels_are_picked_up_without_reopening(tmp_path):
     assert ctl.locked is None  # the locked level went away: automatic again
 
 
-def test_polylines_keep_whole_objects_and_respect_a_path_budget(upstream_stores, tmp_path):
+def test_polylines_read_the_pieces_in_the_box_or_whole_objects_and_respect_a_path_budget(upstream_stores, tmp_path):
     path = tmp_path / "lines.zv"
     shutil.copytree(upstream_stores["streamline"], path)
     full = store.read_level(str(path), 0, kind="streamline")
@@ -142,11 +142,28 @@ def test_polylines_keep_whole_objects_and_respect_a_path_budget(upstream_stores,
         translate=(0.0, 0.0, 0.0),
     )
     region = run(ctl, view)
-    assert region.level == 0
+    assert region.level == 0 and 0 < region.vertex_count < full.vertex_count
+    # the camera refine draws pieces: every segment meets the box read, every vertex is one of its object's
     by_id = dict(zip(full.part_objects.tolist(), full.parts(), strict=True))
+    box = region.box
     for oid, part in zip(region.part_objects.tolist(), region.parts(), strict=True):
+        whole = {tuple(v) for v in by_id[oid].tolist()}
+        assert {tuple(v) for v in part.tolist()} <= whole
+        if len(part) > 1:
+            lo, hi = np.minimum(part[:-1], part[1:]), np.maximum(part[:-1], part[1:])
+            assert np.all((hi >= box.lo) & (lo <= box.hi))
+        else:
+            assert box.contains(part).all()
+    assert len(set(region.part_objects.tolist())) < len(full.part_objects)
+    # whole objects on request: every polyline with a fragment in the box's chunks, end to end
+    ends = lod.LevelOfDetail(str(path), "streamline", budget=10**6, path_budget=10**6)
+    ends.whole_objects = True
+    whole_region = run(ends, view)
+    assert whole_region.level == 0 and whole_region.vertex_count > region.vertex_count
+    for oid, part in zip(whole_region.part_objects.tolist(), whole_region.parts(), strict=True):
         np.testing.assert_allclose(part, by_id[oid])  # the whole polyline, not a clipped piece
-    assert len(region.part_objects) < len(full.part_objects)
+    assert set(region.part_objects.tolist()) <= set(whole_region.part_objects.tolist())
+    assert len(whole_region.part_objects) < len(full.part_objects)
     tight = lod.LevelOfDetail(str(path), "streamline", budget=10**6, path_budget=5)
     coarse = run(tight, view)
     assert coarse.level > 0  # level 0 has more than 5 paths in view

@@ -758,12 +758,11 @@ class LevelOfDetail:
             coords, counts = self._store.chunk_vertex_counts(self.path, lv.index)
             grids.append(LevelGrid(lv.index, lv.bin_shape, lv.chunk_shape, coords, counts))
             self._objects[lv.index] = lv.object_count
-        if self.kind in self._store.POLYLINE_KINDS:
-            for lv in info.levels:
-                drawn = self._store.estimate_drawn_vertices(self.path, lv.index)
-                self._drawn_ratio[lv.index] = drawn / max(lv.vertex_count, 1)
         self.levels = grids
         self.cache.clear()
+        if self.kind in self._store.POLYLINE_KINDS:
+            for lv in info.levels:  # the manifest tables box reads need anyway (~0.1 s a level, kept in the cache)
+                self._drawn_ratio[lv.index] = self._line_index(lv.index).sharing
         if self.locked is not None and self.locked not in [g.index for g in grids]:
             self.locked = None
         self._signature = self._store.signature(self.path)
@@ -1018,16 +1017,42 @@ class LevelOfDetail:
             self.cache.put(key, names, 64)
         return names
 
+    #: Polylines: read every object crossing the box end to end, unclipped (True), instead of the pieces in the
+    #: box (False, the default: docs/viewing.md).  Set on an instance; the vertex budget still bounds the read.
+    whole_objects: bool = False
+
+    def _line_index(self, level: int) -> store.PolylineIndex:
+        """A polyline level's manifest table (``store.polyline_index``), cached."""
+        index = self.cache.get(("line index", level))
+        if index is None:
+            index = self._store.polyline_index(self.path, level)
+            self.cache.put(("line index", level), index, index.nbytes)
+        return index
+
     def _read_polylines(self, level: int, box: Box, generation: int) -> Region:
-        """Whole objects that cross the box (upstream keeps every polyline with a segment in a matching chunk)."""
-        keys = tuple(self._chunks_meeting(self._grid(level), box))
-        cache_key = ("region", level, keys)
+        """The polylines in the box: the fragments of the chunks that can hold its vertices, cut to the box.
+
+        One whole-array store read per chunk set (``store.read_polyline_box``),
+        kept unclipped in the cache, so a small move within the same chunks
+        only re-cuts; the level's manifest table is read once and cached too.
+        """
+        grid = self._grid(level)
+        size = np.asarray(grid.chunk_shape, dtype=float)
+        holds = np.all(((grid.chunk_coords + 1) * size > box.lo) & (grid.chunk_coords * size <= box.hi), axis=1)
+        keys = tuple(tuple(int(c) for c in k) for k in grid.chunk_coords[holds & (grid.chunk_counts > 0)])
+        whole = bool(self.whole_objects)
+        cache_key = ("lines", level, whole, keys)
         data = self.cache.get(cache_key)
         if data is None:
-            data = self._store.read_level(self.path, level, kind=self.kind, bbox=(box.lo, box.hi))
+            index = self._line_index(level)
+            data = self._store.read_polyline_box(
+                self.path, level, (box.lo, box.hi), kind=self.kind, index=index, whole_objects=whole, clip=False
+            )
             self.reads += 1
-            value = (data.positions, data.offsets, data.part_objects, data.object_attributes)
+            value = (data.positions, data.offsets, data.part_objects, data.object_attributes, data.vertex_attributes)
             self.cache.put(cache_key, data, _nbytes(value))
+        if not whole:
+            data = self._store.clip_parts(data, box.lo, box.hi)
         return Region(**vars(data), generation=generation, box=box)
 
 
