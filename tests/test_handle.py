@@ -178,6 +178,20 @@ def test_a_root_rewritten_by_another_process_is_noticed_with_one_stat(points_cop
     assert [lv.index for lv in store.open_info(points_copy).levels] == [0, 1, 2]
 
 
+def test_a_publish_that_leaves_the_root_as_it_was_is_noticed_too(points_copy):
+    """A write session replaces the root zarr.json even when it changed only a level (journal._publish)."""
+    _settled_age(points_copy)
+    assert "added" not in store.vertex_attribute_names(points_copy, 1)
+    code = (
+        "import sys, numpy as np; from napari_zarr_vectors import store; p = sys.argv[1]; "
+        "rows = store.level_rows(p, 1)\n"
+        "with store.write_session(p, 'test'):\n"
+        "    store.write_vertex_attributes(p, 1, {'added': np.ones(rows, np.float32)})"
+    )
+    subprocess.run([sys.executable, "-c", code, str(points_copy)], check=True, env={**os.environ})
+    assert "added" in store.vertex_attribute_names(points_copy, 1)
+
+
 def test_an_edit_in_place_within_the_clock_tick_is_noticed(points_copy):
     meta = points_copy / "zarr.json"
     raw = meta.read_bytes()
