@@ -687,6 +687,8 @@ class Handle:
 
 #: Opened local stores: address -> the handle of the root zarr.json last seen there; remote ones by URL.
 _HANDLES: dict[str, Handle] = {}
+#: Most handles kept; the store opened longest ago goes first (it is opened afresh when read again).
+MAX_HANDLES = 64
 #: Bumped each time this process changes a store: a handle opened meanwhile is not kept.
 _EPOCHS: dict[str, int] = {}
 _HANDLES_LOCK = threading.Lock()
@@ -741,8 +743,16 @@ def handle(path: str | os.PathLike[str] | Handle) -> Handle:
         if kept is not None and kept.stamp == stamp and not kept.racy:
             return kept  # another thread opened it meanwhile: one handle
         if _EPOCHS.get(where, 0) == epoch:  # else this process changed the store meanwhile: not kept
-            _HANDLES[where] = fresh
+            _keep(where, fresh)
     return fresh
+
+
+def _keep(where: str, h: Handle) -> None:
+    """Keep ``h`` as the store's handle (the caller holds ``_HANDLES_LOCK``)."""
+    _HANDLES.pop(where, None)
+    _HANDLES[where] = h
+    while len(_HANDLES) > MAX_HANDLES:
+        _HANDLES.pop(next(iter(_HANDLES)))
 
 
 def _is_racy(st: os.stat_result) -> bool:
@@ -793,7 +803,10 @@ def _remote_handle(url: str) -> Handle:
     fresh = Handle(url, (0, 0, 0), group._zarr.store, _remote_root_bytes(url), kept=True)
     fresh._group = group
     with _HANDLES_LOCK:
-        return _HANDLES.setdefault(url, fresh)
+        kept = _HANDLES.get(url)
+        if kept is None:
+            _keep(url, fresh)
+        return kept or fresh
 
 
 def _forget(where: str) -> None:
