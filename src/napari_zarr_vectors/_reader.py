@@ -81,7 +81,10 @@ def read_stores(path: PathLike | list[PathLike]) -> list:
     for p in paths:
         try:
             recovered = store.recover_if_interrupted(p)  # removes only what no reader could see
-            out.extend(layers.layers_for_store(p, progressive=progressive, vertex_budget=budget, budget_reason=reason))
+            opened = store.handle(p)  # the store opened once: its layers, followers and drills share it
+            out.extend(
+                layers.layers_for_store(opened, progressive=progressive, vertex_budget=budget, budget_reason=reason)
+            )
         except store.StoreError as exc:
             _notify_error(str(exc))
             continue
@@ -94,7 +97,7 @@ def read_stores(path: PathLike | list[PathLike]) -> list:
                 f"`napari-zarr-vectors recover {p}` does it now."
             )
         try:
-            store.check_writable_format(p)
+            store.check_writable_format(opened)
         except store.StoreError as exc:  # another format series: shown, never changed
             _notify_warning(str(exc))
     if not out:

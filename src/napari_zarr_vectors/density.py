@@ -289,7 +289,7 @@ def _accumulate(target: np.ndarray, idx: np.ndarray, weights: np.ndarray | None)
 
 
 def compute_density(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | store.Handle,
     *,
     level: int = 0,
     axis: int | str | None = None,
@@ -307,11 +307,12 @@ def compute_density(
     """
     if reduce not in REDUCES:
         raise DensityError(f"reduce must be one of {', '.join(REDUCES)}, got {reduce!r}.")
-    info = store.open_info(path)
+    h = store.handle(path)
+    info = store.open_info(h)
     if info.kind in store.MESH_KINDS and level != 0:
         raise DensityError(f"Store '{info.path}': coarse mesh levels keep no faces; use level 0.")
     grid = density_grid(info, level=level, axis=axis, pixel_size=pixel_size, bounds=bounds, max_pixels=max_pixels)
-    names = store.vertex_attribute_names(info.path, level)
+    names = store.vertex_attribute_names(h, level)
     if weight is not None and weight not in names:
         raise DensityError(
             f"Store '{info.path}' level {level} has no vertex attribute '{weight}'; "
@@ -329,7 +330,7 @@ def compute_density(
     total = info.level(level).vertex_count
     done = 0
     counted = 0.0
-    for positions, attrs in store.iter_rows(info.path, level, wanted, batch_vertices=batch_vertices):
+    for positions, attrs in store.iter_rows(h, level, wanted, batch_vertices=batch_vertices):
         inside, flat = grid.level_indices(positions)
         n = np.asarray(attrs[per_vertex], dtype=np.float64)[inside] if per_vertex else None
         w = None
@@ -777,7 +778,8 @@ def export_deep_zoom(
     StoreError
         ``path`` is not a readable Zarr Vectors store.
     """
-    info = store.open_info(path)
+    h = store.handle(path)
+    info = store.open_info(h)
     if info.ndim == 3 and axis is None:
         raise DensityError(
             f"Store '{info.path}' is 3D: name the axis to project along (for example axis='z'); "
@@ -790,7 +792,7 @@ def export_deep_zoom(
         raise DensityError(f"format must be one of {', '.join(DZI_FORMATS)}, got {format!r}.")
     _refuse_existing(Path(out_dir), name)
     dens = compute_density(
-        path,
+        h,
         level=level,
         axis=axis,
         pixel_size=pixel_size,

@@ -102,17 +102,18 @@ def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class Drill:
     """Parents and children of vertices in one store, with small caches.
 
-    One instance per store; safe to call from a worker thread (one call
-    at a time).
+    One instance per opened store (``store.Handle``): its levels, link
+    deltas and per-level readers are the handle's; safe to call from a
+    worker thread (one call at a time).
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = str(path)
-        self.info = store.open_info(self.path)
+    def __init__(self, path: str | os.PathLike[str] | store.Handle) -> None:
+        self.handle = store.handle(path)
+        self.info = store.open_info(self.handle)
+        self.path = self.info.path
         self.ndim = self.info.ndim
-        self._deltas = {lv.index: set(store.link_deltas(self.path, lv.index)) for lv in self.info.levels}
+        self._deltas = {lv.index: set(store.link_deltas(self.handle, lv.index)) for lv in self.info.levels}
         self._owners: OrderedDict[int, dict] = OrderedDict()
-        self._readers: dict[int, store.LevelReader] = {}
         self._lock = threading.Lock()
 
     @property
@@ -128,9 +129,7 @@ class Drill:
         return all(1 in self._deltas.get(f, ()) for f in range(lo, hi))
 
     def _reader(self, level: int) -> store.LevelReader:
-        if level not in self._readers:
-            self._readers[level] = store.LevelReader(self.path, level)
-        return self._readers[level]
+        return self.handle.reader(level)
 
     # -- lookups
     def positions(self, level: int, keys: np.ndarray) -> np.ndarray:
@@ -316,11 +315,11 @@ class Drill:
     def _objects_of(self, level: int, keys: np.ndarray) -> np.ndarray:
         owners = self._owners.get(level)
         if owners is None:
-            owners = store.fragment_owners(self.path, level)
+            owners = store.fragment_owners(self.handle, level)
             self._owners[level] = owners
             while len(self._owners) > 4:
                 self._owners.popitem(last=False)
-        per_chunk = store.vertex_owners(self.path, level, {tuple(c) for c in keys[:, :-1].tolist()}, owners)
+        per_chunk = store.vertex_owners(self.handle, level, {tuple(c) for c in keys[:, :-1].tolist()}, owners)
         out = np.full(len(keys), -1, np.int64)
         for i, k in enumerate(keys.tolist()):
             rows = per_chunk.get(tuple(k[:-1]))
@@ -340,17 +339,22 @@ def _join(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.unique(np.column_stack([np.repeat(a[:, 0], n), b[idx, 1]]), axis=0).astype(np.int64)
 
 
-_drills: OrderedDict[tuple[str, tuple[int, int]], Drill] = OrderedDict()
+_drills: OrderedDict[str, Drill] = OrderedDict()
+_drills_lock = threading.Lock()
 
 
-def drill_for(path: str | os.PathLike[str]) -> Drill:
-    """A cached ``Drill`` for ``path``, renewed when the store's levels change."""
-    key = (str(path), store.signature(path))
-    d = _drills.get(key)
-    if d is None:
-        d = _drills[key] = Drill(path)
-        while len(_drills) > 8:
-            _drills.popitem(last=False)
+def drill_for(path: str | os.PathLike[str] | store.Handle) -> Drill:
+    """A cached ``Drill`` for ``path``, renewed with the store's handle (when its levels change)."""
+    h = store.handle(path)
+    with _drills_lock:
+        d = _drills.get(h.address)
+    if d is None or d.handle is not h:
+        d = Drill(h)
+        with _drills_lock:
+            _drills[h.address] = d
+            _drills.move_to_end(h.address)
+            while len(_drills) > 8:
+                _drills.popitem(last=False)
     return d
 
 

@@ -428,9 +428,22 @@ def _staged_keys(staged: Path) -> list[str]:
 
 
 def _publish(root: Path, journal: dict[str, Any]) -> None:
-    """Move staged metadata into place (deepest new nodes first, the root last), then apply removals."""
+    """Move staged metadata into place (deepest new nodes first, the root last), then apply removals.
+
+    The root zarr.json is replaced by every publish, changed or not: a
+    reader notices a publish by one stat of it (``store.handle``).
+    """
     staged = root / JOURNAL / "staged"
     keys = _staged_keys(staged)
+    if METADATA not in keys and (root / METADATA).is_file():
+        staged.mkdir(parents=True, exist_ok=True)
+        copy = staged / f".{METADATA}.copy"  # not a staged key until whole and durable (a crash may stop here)
+        with open(copy, "wb") as fh:
+            fh.write((root / METADATA).read_bytes())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(copy, staged / METADATA)
+        keys.append(METADATA)
     # new nodes before existing ones; deeper before shallower: a node appears only once its children are whole
     keys.sort(key=lambda k: ((root / k).exists(), -k.count("/"), k))
     for key in keys:

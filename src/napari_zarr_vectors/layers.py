@@ -294,7 +294,7 @@ def _part_columns(data: LevelData) -> dict[str, np.ndarray]:
     return cols
 
 
-def _coarsest_with_attributes(info: StoreInfo) -> int | None:
+def _coarsest_with_attributes(info: StoreInfo, h: store.Handle | None = None) -> int | None:
     """The coarsest level that carries every level-0 vertex attribute.
 
     Colouring is chosen from the attributes of the level opened and must
@@ -305,14 +305,14 @@ def _coarsest_with_attributes(info: StoreInfo) -> int | None:
     indices = sorted(lv.index for lv in info.levels)
     if not info.vertex_attributes or info.kind not in store.POINT_KINDS:
         return indices[-1]
-    names = store.level_attribute_names(info.path, indices)
+    names = store.level_attribute_names(h or info.path, indices)
     want = set(info.vertex_attributes)
     carrying = [i for i in indices[1:] if want <= set(names[i])]
     return max(carrying) if carrying else None
 
 
 def layers_for_store(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | store.Handle,
     *,
     vertex_budget: int | None = None,
     budget_reason: str | None = None,
@@ -351,30 +351,31 @@ def layers_for_store(
 
 
 def _layers_for_store(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | store.Handle,
     vertex_budget: int | None,
     shapes_path_limit: int,
     level: int | None,
     progressive: bool,
     density: bool,
 ) -> list[LayerDataTuple]:
-    info = store.open_info(path)
+    h = store.handle(path)
+    info = store.open_info(h)
     if vertex_budget is None:
         vertex_budget = lod.default_vertex_budget()
     followable = info.kind in store.POINT_KINDS + store.POLYLINE_KINDS
     if level is None and progressive and followable:
-        level = _coarsest_with_attributes(info)
+        level = _coarsest_with_attributes(info, h)
     if level is None:
         drawn = None
         if info.kind in store.POLYLINE_KINDS:
-            drawn = lambda index: store.estimate_drawn_vertices(info.path, index)  # noqa: E731
+            drawn = lambda index: store.estimate_drawn_vertices(h, index)  # noqa: E731
         level = lod.choose_level([(lv.index, lv.vertex_count) for lv in info.levels], vertex_budget, drawn)
     info.level(level)  # raises a clear error for an unknown level
     kind = info.kind
     base = f"{info.name} ({kind})"
     if kind in store.MESH_KINDS:
         return [_mesh_layer(info, level, base, vertex_budget)]
-    data = store.read_level(info.path, level, kind=kind)
+    data = store.read_level(h, level, kind=kind)
     if kind in store.POINT_KINDS:
         companion = [density_layer(info)] if density else []
         return [*companion, points_layer(info, data, base, vertex_budget)]

@@ -164,7 +164,8 @@ def plan_build(
 ) -> BuildPlan:
     """Check everything before anything is written; raise PyramidError naming what to change."""
     store.refuse_remote(path, "build a pyramid")
-    info = store.open_info(path)
+    h = store.handle(path)
+    info = store.open_info(h)
     norm = normalize_factors(factors)
     if engine not in ENGINES:
         raise PyramidError(f"engine {engine!r} is unknown; choose one of {', '.join(ENGINES)}.")
@@ -188,7 +189,7 @@ def plan_build(
             "A point cloud has no objects to thin: set every sparsity factor to 1 "
             "(coarsening alone reduces a point cloud)."
         )
-    numeric = [n for n in store.vertex_attribute_names(info.path, 0) if n != COUNT_ATTRIBUTE]
+    numeric = [n for n in store.vertex_attribute_names(h, 0) if n != COUNT_ATTRIBUTE]
     modes = _attribute_modes(numeric, agg_mode, agg_overrides)
     methods = available_methods()
     if method not in methods:
@@ -210,7 +211,7 @@ def plan_build(
             f"cross_level_storage {cross_level_storage!r} is unknown; choose one of {', '.join(LINK_STORAGES)}."
         )
     _refuse_redundant_levels(info, norm, source_level)
-    levels = store.list_levels(info.path)
+    levels = store.list_levels(h)
     if source_level != levels[-1]:
         raise PyramidError(
             f"Store '{info.path}' already has levels {levels}; a build adds levels after level "
@@ -1055,9 +1056,10 @@ def pyramid_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
         ``path`` is not a readable Zarr Vectors store.
     """
     store.recover_if_interrupted(path)  # a killed build is undone (or finished) before it is summed up
-    info = store.open_info(path)
+    h = store.handle(path)
+    info = store.open_info(h)
     base = info.levels[0]
-    names = store.level_attribute_names(info.path, [lv.index for lv in info.levels])
+    names = store.level_attribute_names(h, [lv.index for lv in info.levels])
     rows = []
     for lv in info.levels:
         nbytes = store.level_nbytes(info.path, lv.index)
@@ -1143,9 +1145,10 @@ def estimate_level_vertices(path: str | os.PathLike[str], factors: Any, *, sampl
     occupied bin; thinning scales the estimate by the fraction kept.
     """
     norm = normalize_factors(factors)
-    info = store.open_info(path)
+    h = store.handle(path)
+    info = store.open_info(h)
     top = info.levels[-1]
-    data = store.read_level(info.path, top.index, kind=info.kind, vertex_attributes=(), object_attributes=())
+    data = store.read_level(h, top.index, kind=info.kind, vertex_attributes=(), object_attributes=())
     pos = data.positions
     if len(pos) > sample:
         pos = pos[np.random.default_rng(0).choice(len(pos), sample, replace=False)]

@@ -209,7 +209,7 @@ class _Stats:
         self.lock = threading.Lock()
 
 
-def _is_metadata(key: str) -> bool:
+def is_metadata_key(key: str) -> bool:
     """Metadata documents (zarr v3, and the v2 names zarr probes for): kept all session, absences too."""
     return key.rsplit("/", 1)[-1] in ("zarr.json", ".zgroup", ".zattrs", ".zarray", ".zmetadata")
 
@@ -271,7 +271,7 @@ def _make_caching_store(inner: Any, url: str, max_bytes: int) -> Any:
 
         def _remember(self, key: Any, value: Any) -> None:
             with self._lock:
-                if _is_metadata(key[0]):
+                if is_metadata_key(key[0]):
                     self._meta[key] = value
                     return
                 size = len(value) if value is not None else 0
@@ -317,9 +317,9 @@ def _make_caching_store(inner: Any, url: str, max_bytes: int) -> Any:
                     value = None
                 with self.stats.lock:
                     self.stats.bytes += len(value) if value is not None else 0
-                    if value is None and not _is_metadata(key):
+                    if value is None and not is_metadata_key(key):
                         self.stats.missing.append(key)
-                if value is not None or _is_metadata(key):  # a missing chunk may be uploaded yet: ask again later
+                if value is not None or is_metadata_key(key):  # a missing chunk may be uploaded yet: ask again later
                     self._remember(ck, value)
                 future.set_result(value)
                 return value
@@ -353,7 +353,7 @@ def _make_caching_store(inner: Any, url: str, max_bytes: int) -> Any:
         async def exists(self, key: str) -> bool:
             from zarr.core.buffer import default_buffer_prototype
 
-            if _is_metadata(key):
+            if is_metadata_key(key):
                 return await self.get(key, default_buffer_prototype()) is not None
             async with self._slot():
                 return await self._store.exists(key)

@@ -157,33 +157,12 @@ def _remote_root_bytes(url: str) -> bytes:
 def _read_root_json(path: Path | str) -> dict[str, Any]:
     """The root zarr.json as a dict whose ``attributes`` is a dict; a StoreError naming any problem.
 
-    Reads at most ``MAX_METADATA_BYTES``, so a huge or hostile file costs
-    neither the memory to parse it nor a RecursionError.
+    Read through the store's handle, so once per store and process while
+    the file is unchanged; at most ``MAX_METADATA_BYTES`` are read, so a
+    huge or hostile file costs neither the memory to parse it nor a
+    RecursionError.  The dict is the handle's: do not change it.
     """
-    if remote.is_url(path):
-        return _parse_root_json(remote.shown(str(path)), _remote_root_bytes(str(path)))
-    path = Path(path)
-    meta = path / "zarr.json"
-    try:
-        with meta.open("rb") as f:
-            raw = f.read(MAX_METADATA_BYTES + 1)
-    except FileNotFoundError:
-        raise StoreError(
-            f"'{path}' is not a Zarr Vectors store: it has no zarr.json. "
-            "Open a directory written by zarr-vectors (a .zv or .zarrvectors store)."
-        ) from None
-    except OSError as exc:
-        raise StoreError(
-            f"Store '{path}': its zarr.json cannot be read ({exc}). Check the file's permissions, or restore it."
-        ) from None
-    if len(raw) > MAX_METADATA_BYTES:
-        size = meta.stat().st_size
-        raise StoreError(
-            f"Store '{path}' has a zarr.json of {size:,} bytes; a Zarr Vectors store's root zarr.json is a few "
-            f"kB (at most {MAX_METADATA_BYTES:,} bytes are read). It is not a store's root metadata or it is "
-            "damaged; restore it from a copy."
-        )
-    return _parse_root_json(str(path), raw)
+    return handle(path).root_json
 
 
 def _parse_root_json(path: str, raw: bytes) -> dict[str, Any]:
@@ -228,13 +207,9 @@ def is_store(path: str | os.PathLike[str]) -> bool:
     Never raises: readers use it to decide whether to claim a path.
     """
     try:
-        if remote.is_url(path):
-            meta = _read_root_json(address(path))
-        else:
-            p = remote.local_path(path)
-            if not p.is_dir():
-                return False
-            meta = _read_root_json(p)
+        if not remote.is_url(path) and not remote.local_path(path).is_dir():
+            return False
+        meta = handle(path).root_json
     except (StoreError, OSError, TypeError, ValueError):
         return False
     return "zarr_vectors" in (meta.get("attributes") or {})
@@ -254,11 +229,13 @@ _REMOTE_LOCK = threading.Lock()
 
 def is_remote(path: Any) -> bool:
     """Whether a store address is a URL (http(s)://, s3://, gs://) rather than a local path."""
-    return remote.is_url(path)
+    return remote.is_url(_plain(path))
 
 
-def address(path: str | os.PathLike[str]) -> str:
+def address(path: str | os.PathLike[str] | Handle) -> str:
     """A store address's one spelling: a canonical URL, or the resolved local path (never resolves a URL)."""
+    if isinstance(path, Handle):
+        return path.address
     if remote.is_url(path):
         url = remote.canonical_url(str(path))
         try:
@@ -276,6 +253,7 @@ def _where(path: Any) -> str:
 
 def refuse_remote(path: Any, operation: str) -> None:
     """Writes never reach a URL: a StoreError saying how to work on a local copy."""
+    path = _plain(path)
     if not remote.is_url(path):
         return
     url = remote.shown(str(path))
@@ -407,12 +385,13 @@ def forget_remote(path: str | os.PathLike[str] | None = None) -> None:
     with _REMOTE_LOCK:
         if path is None:
             _REMOTE.clear()
-            _REMOTE_COUNTS.clear()
         else:
             url = address(path)
             _REMOTE.pop(url, None)
-            for key in [k for k in _REMOTE_COUNTS if k[0] == url]:
-                _REMOTE_COUNTS.pop(key, None)
+    with _HANDLES_LOCK:
+        same = None if path is None else {url, remote.canonical_url(remote.shown(url))}
+        for key in [k for k in _HANDLES if remote.is_url(k) and (same is None or k in same)]:
+            _HANDLES.pop(key, None)
 
 
 def _shown(value: Any, limit: int = 120) -> str:
@@ -483,17 +462,9 @@ def _bounds(p: Path, raw: Any, ndim: int) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def _resolved(path: str | os.PathLike[str]) -> Any:
-    """``address(path)`` as a Path for a local store, the canonical URL (a str) for a remote one."""
-    where = address(path)
-    return where if remote.is_url(where) else Path(where)
-
-
-def _store_root(p: Path | str) -> tuple[dict[str, Any], Mapping[str, Any]]:
+def _store_root(p: Path | str | Handle) -> tuple[dict[str, Any], Mapping[str, Any]]:
     """The root ``attributes`` and ``attributes.zarr_vectors`` of a store, or a StoreError saying what it is not."""
-    if not remote.is_url(p) and not Path(p).is_dir():
-        raise StoreError(f"'{p}' does not exist or is not a directory.")
-    root = _read_root_json(p)
+    root = (p if isinstance(p, Handle) else handle(p)).root_json
     attrs = root.get("attributes") or {}
     zmeta = attrs.get("zarr_vectors")
     if not isinstance(zmeta, Mapping):
@@ -533,20 +504,348 @@ def _metadata_present(root: Path | str, key: str) -> bool:
     return (root / key).is_file() or (staging is not None and (staging.staged / key).is_file())
 
 
-def _open_dataset(path: Path | str) -> Any:
-    import zarr_vectors as zv
+# ---------------------------------------------------------------- the opened-store handle
+
+
+#: Seconds after its last change within which a root zarr.json's stat cannot vouch for its content: an edit in
+#: place within the file system's clock tick keeps its mtime and size, so such a handle re-reads it to compare.
+RACY_S = 0.1
+
+
+def _metadata_cache_class() -> type:
+    """zarr's LocalStore, read-only, keeping every metadata document it reads (and every absence)."""
+    global _METADATA_CACHE
+    if _METADATA_CACHE is not None:
+        return _METADATA_CACHE
+    from zarr.storage import LocalStore as _ZarrLocalStore
+
+    class LocalStore(_ZarrLocalStore):
+        """A handle's view of a local store: metadata read once, chunk bytes always from disk.
+
+        Named ``LocalStore`` on purpose (as journal.py's staging store is):
+        zarr-vectors reads chunk cells straight from disk only for a store
+        of that class name.  Chunk bytes are not kept: the OS caches files.
+        """
+
+        def __init__(self, root: Path | str) -> None:
+            super().__init__(root, read_only=True)
+            self._meta: dict[str, Any] = {}
+            self._meta_lock = threading.Lock()
+
+        def with_read_only(self, read_only: bool = False) -> Any:
+            # upstream opens mode "r" through this; a copy would start with an empty cache
+            return self if read_only else _ZarrLocalStore(self.root, read_only=False)
+
+        async def get(self, key: str, prototype: Any = None, byte_range: Any = None) -> Any:
+            if byte_range is not None or not remote.is_metadata_key(key):
+                return await super().get(key, prototype, byte_range)
+            with self._meta_lock:
+                if key in self._meta:
+                    return self._meta[key]
+            value = await super().get(key, prototype)
+            with self._meta_lock:
+                return self._meta.setdefault(key, value)
+
+        async def exists(self, key: str) -> bool:
+            if remote.is_metadata_key(key):
+                return await self.get(key) is not None
+            return await super().exists(key)
+
+        async def reread(self, key: str) -> Any:
+            """``key`` read from disk again (and kept in place of what was kept)."""
+            value = await super().get(key)
+            with self._meta_lock:
+                self._meta[key] = value
+            return value
+
+    _METADATA_CACHE = LocalStore
+    return LocalStore
+
+
+_METADATA_CACHE: type | None = None
+
+
+class Handle:
+    """A store opened once in this process: its root metadata, its upstream group and what was read from them.
+
+    ``handle(path)`` gives the store's current one; every read in this
+    module goes through it, so opening, describing, viewing and drilling a
+    store read its root ``zarr.json`` once.  It holds the parsed root, the
+    upstream root group over a zarr store that keeps every metadata
+    document (``remote.py``'s session cache for a URL), the
+    ``StoreInfo``, and per level the vertex attribute names, chunk
+    offsets and counts, and a ``LevelReader`` (chunk presence, link
+    layouts).
+
+    A handle is the store as it was when opened.  The store functions
+    accept one wherever they take a path and use the store's current
+    handle, which ``handle`` checks with one stat of the root zarr.json:
+    other processes publish by replacing it, and this process's own
+    writes through this module drop the handle.  During a write session
+    in this process, reads get a handle over its staging store, made
+    afresh for each call (nothing kept: the session is changing it).
+    """
+
+    def __init__(self, where: str, stamp: tuple[int, ...], zstore: Any, raw: bytes, *, kept: bool) -> None:
+        self.address = where
+        #: The store as messages and ``StoreInfo.path`` name it: a Path, or the URL (a str).
+        self.path: Path | str = where if remote.is_url(where) else Path(where)
+        self.stamp = stamp
+        self.kept = kept
+        self.root_json = _parse_root_json(_where(where), raw)
+        self.racy = False
+        self._raw = raw
+        self._store = zstore
+        self._lock = threading.Lock()
+        self._group: Any = None
+        self._memo: dict[Any, Any] = {}
+
+    def __str__(self) -> str:
+        return _where(self.path)
+
+    def __repr__(self) -> str:
+        return f"Handle({str(self)!r})"
+
+    @property
+    def raw(self) -> bytes:
+        """The root zarr.json's bytes, as read."""
+        return self._raw
+
+    @property
+    def attrs(self) -> Mapping[str, Any]:
+        """The root zarr.json's ``attributes``."""
+        return self.root_json.get("attributes") or {}
+
+    @property
+    def group(self) -> Any:
+        """The upstream root Group (read-only), opened on first use."""
+        if self._group is None:
+            if remote.is_url(self.address):
+                group = _remote_group(self.address)
+            else:
+                from zarr_vectors import building as b
+
+                group = b.open_store(self._store, mode="r")
+            with self._lock:
+                if self._group is None:
+                    self._group = group
+        return self._group
+
+    def memo(self, key: Any, compute: Any) -> Any:
+        """``compute()`` once per handle (a failure is not kept: the next call tries again)."""
+        with self._lock:
+            if key in self._memo:
+                return self._memo[key]
+        value = compute()
+        with self._lock:
+            return self._memo.setdefault(key, value)
+
+    @property
+    def dataset(self) -> Any:
+        """The upstream ``Dataset`` facade over the root group; a StoreError when upstream cannot open it."""
+
+        def open_dataset() -> Any:
+            import zarr_vectors as zv
+
+            try:
+                return zv.open(self.group)
+            except StoreError:
+                raise
+            except Exception as exc:  # upstream raises many kinds; all mean "cannot open"
+                if remote.is_url(self.address):
+                    raise _remote_failure(self.address, exc, "opening the store") from None
+                raise StoreError(f"Store '{self.path}' cannot be opened by zarr-vectors: {exc}") from exc
+
+        return self.memo("dataset", open_dataset)
+
+    @property
+    def ndim(self) -> int:
+        from zarr_vectors import building as b
+
+        return self.memo("ndim", lambda: int(b.read_root_metadata(self.group).sid_ndim))
+
+    def info(self) -> StoreInfo:
+        return self.memo("info", lambda: _describe(self))
+
+    def level_group(self, level: int) -> Any:
+        """A level's upstream group: a new object each call (upstream's batched reads are per object), no read."""
+        from zarr_vectors import building as b
+
+        return b.get_resolution_level(self.group, level)
+
+    def attribute_names(self, level: int, kind: str = "vertex") -> tuple[str, ...]:
+        return self.memo(("names", kind, int(level)), lambda: tuple(self.dataset.level(level).attribute_names(kind)))
+
+    def reader(self, level: int) -> LevelReader:
+        """The level's ``LevelReader`` (chunk presence, link layouts), one per handle."""
+        return self.memo(("reader", int(level)), lambda: LevelReader(self, level))
+
+    def chunk_offsets(self, level: int) -> tuple[dict[tuple, int], list[tuple], int]:
+        """Each non-empty chunk's first row, the chunks in row order, and the level's rows (sizes every chunk)."""
+        return self.memo(("offsets", int(level)), lambda: _chunk_offsets(self.level_group(level), self.ndim))
+
+
+#: Opened local stores: address -> the handle of the root zarr.json last seen there; remote ones by URL.
+_HANDLES: dict[str, Handle] = {}
+#: Most handles kept; the store opened longest ago goes first (it is opened afresh when read again).
+MAX_HANDLES = 64
+#: Bumped each time this process changes a store: a handle opened meanwhile is not kept.
+_EPOCHS: dict[str, int] = {}
+_HANDLES_LOCK = threading.Lock()
+
+
+def handle(path: str | os.PathLike[str] | Handle) -> Handle:
+    """The store's current handle: one per store and process while its root zarr.json is unchanged.
+
+    One ``stat`` of the root zarr.json checks a kept handle (a Handle
+    given is checked the same way, so this is idempotent); a changed
+    file, or a change this process made, opens the store afresh.  Raises
+    StoreError when there is no store there to open (the message says why).
+    """
+    where = address(path)
+    if remote.is_url(where):
+        return _remote_handle(where)
+    staging = _SESSIONS.get(where)
+    if staging is not None:  # a write in progress here: its staged view, nothing kept
+        return Handle(where, (0, 0, 0), staging, _local_root_bytes(where, staging), kept=False)
+    meta = os.path.join(where, "zarr.json")
+    try:
+        st = os.stat(meta)
+    except (FileNotFoundError, NotADirectoryError):
+        _forget(where)
+        if not os.path.isdir(where):
+            raise StoreError(f"'{where}' does not exist or is not a directory.") from None
+        raise StoreError(
+            f"'{where}' is not a Zarr Vectors store: it has no zarr.json. "
+            "Open a directory written by zarr-vectors (a .zv or .zarrvectors store)."
+        ) from None
+    except OSError as exc:
+        raise StoreError(
+            f"Store '{where}': its zarr.json cannot be read ({exc}). Check the file's permissions, or restore it."
+        ) from None
+    stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+    with _HANDLES_LOCK:
+        kept = _HANDLES.get(where)
+        epoch = _EPOCHS.get(where, 0)
+    if kept is not None and kept.stamp == stamp and (not kept.racy or _still_same(kept, st)):
+        return kept
+    if st.st_size > MAX_METADATA_BYTES:
+        raise StoreError(
+            f"Store '{where}' has a zarr.json of {st.st_size:,} bytes; a Zarr Vectors store's root zarr.json is a "
+            f"few kB (at most {MAX_METADATA_BYTES:,} bytes are read). It is not a store's root metadata or it is "
+            "damaged; restore it from a copy."
+        )
+    zstore = _metadata_cache_class()(where)
+    fresh = Handle(where, stamp, zstore, _local_root_bytes(where, zstore), kept=True)
+    fresh.racy = _is_racy(st)
+    with _HANDLES_LOCK:
+        kept = _HANDLES.get(where)
+        if kept is not None and kept.stamp == stamp and not kept.racy:
+            return kept  # another thread opened it meanwhile: one handle
+        if _EPOCHS.get(where, 0) == epoch:  # else this process changed the store meanwhile: not kept
+            _keep(where, fresh)
+    return fresh
+
+
+def _keep(where: str, h: Handle) -> None:
+    """Keep ``h`` as the store's handle (the caller holds ``_HANDLES_LOCK``)."""
+    _HANDLES.pop(where, None)
+    _HANDLES[where] = h
+    while len(_HANDLES) > MAX_HANDLES:
+        _HANDLES.pop(next(iter(_HANDLES)))
+
+
+def _is_racy(st: os.stat_result) -> bool:
+    import time
+
+    return time.time_ns() - st.st_mtime_ns < RACY_S * 1e9
+
+
+def _still_same(kept: Handle, st: os.stat_result) -> bool:
+    """Whether a handle opened within ``RACY_S`` of its root's last change still matches it (one read)."""
+    from zarr.core.sync import sync
 
     try:
-        return zv.open(_target(path))
-    except StoreError:
-        raise
-    except Exception as exc:  # upstream raises many kinds; all mean "cannot open"
-        if remote.is_url(path):
-            raise _remote_failure(str(path), exc, "opening the store") from None
-        raise StoreError(f"Store '{path}' cannot be opened by zarr-vectors: {exc}") from exc
+        buf = sync(kept._store.reread("zarr.json"))
+    except OSError:
+        return False
+    if buf is None or buf.to_bytes() != kept._raw:
+        return False
+    kept.racy = _is_racy(st)
+    return True
 
 
-def open_info(path: str | os.PathLike[str]) -> StoreInfo:
+def _local_root_bytes(where: str, zstore: Any) -> bytes:
+    """The root zarr.json's bytes through ``zstore`` (what upstream then opens, so it is read once)."""
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    try:
+        buf = sync(zstore.get("zarr.json", default_buffer_prototype()))
+    except OSError as exc:
+        raise StoreError(
+            f"Store '{where}': its zarr.json cannot be read ({exc}). Check the file's permissions, or restore it."
+        ) from None
+    if buf is None:
+        reason = "it is not a file" if os.path.exists(os.path.join(where, "zarr.json")) else "it was just removed"
+        raise StoreError(
+            f"Store '{where}': its zarr.json cannot be read ({reason}). Check the file's permissions, or restore it."
+        )
+    return buf.to_bytes()
+
+
+def _remote_handle(url: str) -> Handle:
+    with _HANDLES_LOCK:
+        kept = _HANDLES.get(url)
+    if kept is not None:
+        return kept
+    group = _remote_group(url)
+    fresh = Handle(url, (0, 0, 0), group._zarr.store, _remote_root_bytes(url), kept=True)
+    fresh._group = group
+    with _HANDLES_LOCK:
+        kept = _HANDLES.get(url)
+        if kept is None:
+            _keep(url, fresh)
+        return kept or fresh
+
+
+def _forget(where: str) -> None:
+    with _HANDLES_LOCK:
+        _HANDLES.pop(where, None)
+        _EPOCHS[where] = _EPOCHS.get(where, 0) + 1
+
+
+def forget(path: str | os.PathLike[str] | Handle) -> None:
+    """Drop the handle of the local store at ``path``: the next read opens it afresh.
+
+    Every write in this module calls it (before and after it writes); a
+    writer that changes a store by other means (its own files, another
+    library) in this process calls it too.  ``forget_remote`` is the
+    counterpart for URLs, whose session cache goes with their handle.
+    """
+    try:
+        where = address(path)
+    except (StoreError, TypeError, OSError):
+        return
+    _forget(where)
+
+
+@contextlib.contextmanager
+def _writing(path: str | os.PathLike[str] | Handle) -> Iterator[None]:
+    """Drop the store's handle before and after a write, so no read keeps what it saw in between."""
+    forget(path)
+    try:
+        yield
+    finally:
+        forget(path)
+
+
+def _plain(path: Any) -> Any:
+    """A Handle as its address (for the writers, which take paths); anything else unchanged."""
+    return path.address if isinstance(path, Handle) else path
+
+
+def open_info(path: str | os.PathLike[str] | Handle) -> StoreInfo:
     """Describe a store from its metadata, without reading vertices.
 
     Parameters
@@ -568,9 +867,20 @@ def open_info(path: str | os.PathLike[str]) -> StoreInfo:
         malformed metadata, a level listed but missing on disk, ...) and
         what to do. A ``ValueError``.
     """
-    p = _resolved(path)
-    attrs, zmeta = _store_root(p)
-    ds = _open_dataset(p)
+    return handle(path).info()
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """``array`` made read-only: a handle's results are shared by every caller."""
+    array.setflags(write=False)
+    return array
+
+
+def _describe(h: Handle) -> StoreInfo:
+    """``open_info``'s work, once per handle."""
+    p = h.path
+    attrs, zmeta = _store_root(h)
+    ds = h.dataset
     try:
         kinds = tuple(ds.kinds)
         ndim = int(ds.ndim)
@@ -631,7 +941,7 @@ def open_info(path: str | os.PathLike[str]) -> StoreInfo:
         kind=kind,
         ndim=ndim,
         axis_names=axis_names,
-        bounds=(np.asarray(lo, float), np.asarray(hi, float)),
+        bounds=(_frozen(np.asarray(lo, float)), _frozen(np.asarray(hi, float))),
         levels=tuple(levels),
         vertex_attributes=tuple(lv0.attribute_names("vertex")),
         object_attributes=tuple(lv0.attribute_names("object")),
@@ -649,14 +959,13 @@ def _as_bbox(bbox: tuple[Sequence[float], Sequence[float]] | None) -> Any:
     return (np.asarray(bbox[0], dtype=float), np.asarray(bbox[1], dtype=float))
 
 
-def _read_object_attributes(path: Path, level: int, names: Sequence[str], ids: np.ndarray) -> dict[str, np.ndarray]:
+def _read_object_attributes(h: Handle, level: int, names: Sequence[str], ids: np.ndarray) -> dict[str, np.ndarray]:
     """Object attributes for the given object ids (dense arrays indexed by id)."""
     if not names or ids is None or len(ids) == 0:
         return {}
     from zarr_vectors import building as b
 
-    root = b.open_store(_target(path))
-    group = b.get_resolution_level(root, level)
+    group = h.level_group(level)
     out: dict[str, np.ndarray] = {}
     for name in names:
         try:
@@ -670,7 +979,7 @@ def _read_object_attributes(path: Path, level: int, names: Sequence[str], ids: n
 
 
 def read_level(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Handle,
     level: int,
     *,
     kind: str | None = None,
@@ -714,15 +1023,16 @@ def read_level(
         The store or level cannot be read (the message names why), or a
         whole-level read finds chunks missing on disk (it names them).
     """
-    p = _resolved(path)
+    h = handle(path)
+    p = h.path
     try:
         if kind is None:
-            kind = open_info(p).kind
+            kind = h.info().kind
         if kind in POINT_KINDS:
-            return _read_points(p, level, bbox, vertex_attributes, chunks)
+            return _read_points(h, level, bbox, vertex_attributes, chunks)
         if kind in POLYLINE_KINDS:
-            return _read_polylines(p, level, kind, bbox, object_attributes, object_ids)
-        return _read_facade(p, level, kind, bbox, vertex_attributes, object_attributes)
+            return _read_polylines(h, level, kind, bbox, object_attributes, object_ids)
+        return _read_facade(h, level, kind, bbox, vertex_attributes, object_attributes)
     except StoreError:
         raise
     except Exception as exc:
@@ -732,18 +1042,17 @@ def read_level(
 
 
 def _read_points(
-    p: Path | str, level: int, bbox: Any, names: Sequence[str] | None, chunks: Sequence[Sequence[int]] | None = None
+    h: Handle, level: int, bbox: Any, names: Sequence[str] | None, chunks: Sequence[Sequence[int]] | None = None
 ) -> LevelData:
-    import zarr_vectors as zv
     from zarr_vectors.types.points import read_points
 
     if names is None:
-        names = tuple(zv.open(_target(p)).level(level).attribute_names("vertex"))
+        names = h.attribute_names(level)
     box = _as_bbox(bbox) if chunks is None else None
     if box is not None:
         # upstream 0.9.2's bbox read picks bins with the root's bin and chunk shape, so a box of a coarse level
         # (its own chunk shape) came back empty: read the chunks meeting the box by the level's grid, then cut
-        chunks = _chunks_meeting_box(p, level, box)
+        chunks = _chunks_meeting_box(h, level, box)
         if not chunks:
             return LevelData(
                 kind="point_cloud",
@@ -755,13 +1064,13 @@ def _read_points(
     if chunks is not None:
         where = {"chunks": sorted({tuple(int(c) for c in k) for k in chunks})}
     try:
-        raw = read_points(_target(p), level=level, attribute_names=list(names), **where)
+        raw = read_points(h.group, level=level, attribute_names=list(names), **where)
     except Exception:
         if chunks is not None:  # upstream fails deep inside (an IndexError) when a chunk's file is gone: name it
-            _raise_if_chunks_missing(p, level, where["chunks"])
+            _raise_if_chunks_missing(h, level, where["chunks"])
         raise
     if chunks is not None:  # zarr reads a chunk whose file is gone (or a 404) as empty: a hole, unless named here
-        _raise_if_chunks_missing(p, level, where["chunks"])
+        _raise_if_chunks_missing(h, level, where["chunks"])
     attrs = {k: np.asarray(v) for k, v in (raw.get("vertex_attributes") or {}).items()}
     if box is not None:
         pos = np.asarray(raw["positions"])
@@ -772,14 +1081,15 @@ def _read_points(
     if (
         bbox is None
         and chunks is None
-        and (any(len(v) != n for v in attrs.values()) or n != _metadata_vertex_count(p, level, n))
+        and (any(len(v) != n for v in attrs.values()) or n != _metadata_vertex_count(h, level, n))
     ):
-        check_level_chunks(p, level)  # a whole read that comes up short: name the chunk that is gone
+        check_level_chunks(h, level)  # a whole read that comes up short: name the chunk that is gone
     return LevelData(kind="point_cloud", level=level, positions=np.asarray(raw["positions"]), vertex_attributes=attrs)
 
 
-def _raise_if_chunks_missing(p: Path | str, level: int, chunks: Sequence[tuple[int, ...]]) -> None:
+def _raise_if_chunks_missing(h: Handle, level: int, chunks: Sequence[tuple[int, ...]]) -> None:
     """A StoreError naming the chunks among ``chunks`` whose vertex file is gone (locally, or 404 on the server)."""
+    p = h.path
     if remote.is_url(p):
         wanted = {f"{level}/{a}/c/" + "/".join(map(str, k)) for k in chunks for a in ("vertices", "vertex_fragments")}
         if wanted & set(_remote_group(str(p))._zarr.store.stats.missing):
@@ -789,7 +1099,7 @@ def _raise_if_chunks_missing(p: Path | str, level: int, chunks: Sequence[tuple[i
     gone = [
         (array, tuple(k))
         for array in ("vertices", "vertex_fragments")
-        if _one_file_per_chunk(root / str(level) / array)
+        if _one_file_per_chunk(h, f"{level}/{array}")
         for k in chunks
         if not (root / str(level) / array / "c").joinpath(*map(str, k)).is_file()
     ]
@@ -797,10 +1107,13 @@ def _raise_if_chunks_missing(p: Path | str, level: int, chunks: Sequence[tuple[i
         raise _missing_on_disk(p, level, gone)
 
 
-def _one_file_per_chunk(array: Path) -> bool:
+def _one_file_per_chunk(h: Handle, array: str) -> bool:
     """Whether an array keeps each chunk in its own file ``c/i/j`` (unsharded, "/" keys): a gone file, a gone chunk."""
+    from zarr.core.sync import sync
+
     try:
-        meta = json.loads((array / "zarr.json").read_bytes())
+        raw = sync(h._store.get(f"{array}/zarr.json"))  # the handle's copy of the array's metadata
+        meta = json.loads(raw.to_bytes()) if raw is not None else {}
     except (OSError, ValueError):
         return False
     encoding = meta.get("chunk_key_encoding") or {}
@@ -809,24 +1122,22 @@ def _one_file_per_chunk(array: Path) -> bool:
     return encoding.get("name", "default") == "default" and separator == "/" and not sharded
 
 
-def _chunks_meeting_box(p: Path | str, level: int, box: Any) -> list[tuple[int, ...]]:
+def _chunks_meeting_box(h: Handle, level: int, box: Any) -> list[tuple[int, ...]]:
     """The non-empty chunks of ``level`` whose cells meet ``box`` (the level's own chunk grid, origin 0)."""
-    import zarr_vectors as zv
-
-    shape = np.asarray(zv.open(_target(p)).level(level).scale, dtype=float)
-    present = chunks_present(p, level)
+    shape = np.asarray(h.memo(("scale", int(level)), lambda: tuple(h.dataset.level(level).scale)), dtype=float)
+    present = h.reader(level).chunks_present()
     if not len(present):
         return []
     meet = np.all(((present + 1) * shape >= box[0]) & (present * shape <= box[1]), axis=1)
     return [tuple(int(c) for c in k) for k in present[meet]]
 
 
-def _metadata_vertex_count(p: Path, level: int, default: int) -> int:
+def _metadata_vertex_count(h: Handle, level: int, default: int) -> int:
     """The vertex count a level's own metadata records (``default`` when it records none)."""
     from zarr_vectors import building as b
 
     try:
-        count = b.read_level_metadata(_root(p), level).vertex_count
+        count = b.read_level_metadata(h.group, level).vertex_count
     except Exception:
         return default
     return default if count is None else int(count)
@@ -847,14 +1158,13 @@ def _concat_parts(parts: Sequence[np.ndarray], ndim: int) -> tuple[np.ndarray, n
 
 
 def _read_polylines(
-    p: Path, level: int, kind: str, bbox: Any, onames: Sequence[str] | None, object_ids: Sequence[int] | None = None
+    h: Handle, level: int, kind: str, bbox: Any, onames: Sequence[str] | None, object_ids: Sequence[int] | None = None
 ) -> LevelData:
     """Polylines through the typed reader (~1.7x faster than the facade, measured)."""
-    import zarr_vectors as zv
     from zarr_vectors.types.polylines import read_polylines
 
     ids_wanted = None if object_ids is None else [int(i) for i in object_ids]
-    raw = read_polylines(_target(p), level=level, bbox=_as_bbox(bbox), object_ids=ids_wanted)
+    raw = read_polylines(h.group, level=level, bbox=_as_bbox(bbox), object_ids=ids_wanted)
     ndim = int(raw.get("ndim") or 3)
     # each polyline comes back as a list of per-chunk segments; joined, they are the polyline exactly
     parts = [_join_segments(x, ndim) for x in raw["polylines"]]
@@ -868,7 +1178,7 @@ def _read_polylines(
         values = np.asarray(values)
         if len(values) == len(positions):
             attrs[name] = values
-    names = zv.open(_target(p)).level(level).attribute_names("object") if onames is None else onames
+    names = h.attribute_names(level, "object") if onames is None else onames
     return LevelData(
         kind=kind,
         level=level,
@@ -876,7 +1186,7 @@ def _read_polylines(
         vertex_attributes=attrs,
         offsets=offsets,
         part_objects=part_objects,
-        object_attributes=_read_object_attributes(p, level, names, part_objects),
+        object_attributes=_read_object_attributes(h, level, names, part_objects),
     )
 
 
@@ -1240,7 +1550,7 @@ def clip_parts(data: LevelData, lo: Sequence[float], hi: Sequence[float]) -> Lev
 
 
 def read_point_chunks(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Handle,
     level: int,
     chunks: Sequence[Sequence[int]],
     attributes: Sequence[str] = (),
@@ -1256,16 +1566,17 @@ def read_point_chunks(
     """
     from zarr_vectors.types.points import read_points
 
-    p = _resolved(path)
+    h = handle(path)
+    p = h.path
     keys = sorted({tuple(int(c) for c in k) for k in chunks})
     if not keys:
         return {}
     if counts is None:
-        coords, n = chunk_vertex_counts(p, level)
+        coords, n = chunk_vertex_counts(h, level)
         counts = {tuple(int(c) for c in k): int(v) for k, v in zip(coords, n, strict=True)}
     names = list(attributes)
     try:
-        raw = read_points(_target(p), level=level, chunks=keys, attribute_names=names)
+        raw = read_points(h.group, level=level, chunks=keys, attribute_names=names)
         sizes = [int(counts.get(k, 0)) for k in keys]
         pos = np.asarray(raw["positions"])
         attrs = {k: np.asarray(v) for k, v in (raw.get("vertex_attributes") or {}).items()}
@@ -1274,7 +1585,7 @@ def read_point_chunks(
                 raise _missing_chunks(str(p), level)
             out = {}
             for k in keys:
-                one = read_points(_target(p), level=level, chunks=[k], attribute_names=names)
+                one = read_points(h.group, level=level, chunks=[k], attribute_names=names)
                 out[k] = (np.asarray(one["positions"]), {a: np.asarray(v) for a, v in one["vertex_attributes"].items()})
             return out
     except StoreError:
@@ -1290,15 +1601,19 @@ def read_point_chunks(
     }
 
 
-def signature(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """Changes whenever levels are added or removed (the root zarr.json is rewritten); one stat call."""
-    if remote.is_url(path):
+def signature(path: str | os.PathLike[str] | Handle) -> tuple[int, ...]:
+    """Changes whenever levels are added or removed (the root zarr.json is replaced, or this process changed
+    the store); one stat call."""
+    where = path.address if isinstance(path, Handle) else path
+    if remote.is_url(where):
         return (0, 0)  # never written here; its root is read once a session
-    st = (Path(path) / "zarr.json").stat()
-    return (st.st_mtime_ns, st.st_size)
+    st = (Path(where) / "zarr.json").stat()
+    return (st.st_mtime_ns, st.st_size, st.st_ino, _EPOCHS.get(address(where), 0))
 
 
-def estimate_drawn_vertices(path: str | os.PathLike[str], level: int, *, sample: int = 64, seed: int = 0) -> int:
+def estimate_drawn_vertices(
+    path: str | os.PathLike[str] | Handle, level: int, *, sample: int = 64, seed: int = 0
+) -> int:
     """Vertices a polyline level draws, from a random sample of its objects.
 
     per_object pyramids let objects share metavertices, so a level's
@@ -1306,11 +1621,10 @@ def estimate_drawn_vertices(path: str | os.PathLike[str], level: int, *, sample:
     (measured: 20k vs 627k on the streamline sample). Reading 64 objects
     costs ~0.1 s and lands within a few percent.
     """
-    import zarr_vectors as zv
+    h = handle(path)
 
-    p = _resolved(path)
-    try:
-        lv = zv.open(_target(p)).level(level)
+    def estimate() -> int:
+        lv = h.dataset.level(level)
         ids = np.asarray(lv.objects.ids())
         if len(ids) == 0:
             return 0
@@ -1319,21 +1633,23 @@ def estimate_drawn_vertices(path: str | os.PathLike[str], level: int, *, sample:
         chosen = np.sort(np.random.default_rng(seed).choice(ids, sample, replace=False))
         got = lv.read(objects=chosen.tolist(), attributes=[]).vertex_count
         return int(round(got / sample * len(ids)))
+
+    try:
+        return h.memo(("drawn", int(level), sample, seed), estimate)
     except Exception as exc:
-        raise StoreError(f"Store '{p}': estimating level {level}'s size failed: {exc}") from exc
+        raise StoreError(f"Store '{h.path}': estimating level {level}'s size failed: {exc}") from exc
 
 
 def _read_facade(
-    p: Path,
+    h: Handle,
     level: int,
     kind: str,
     bbox: Any,
     vnames: Sequence[str] | None,
     onames: Sequence[str] | None,
 ) -> LevelData:
-    import zarr_vectors as zv
-
-    lv = zv.open(_target(p)).level(level)
+    p = h.path
+    lv = h.dataset.level(level)
     kw: dict[str, Any] = {}
     if bbox is not None:
         kw["bbox"] = _as_bbox(bbox)
@@ -1354,7 +1670,7 @@ def _read_facade(
             np.asarray(ids, dtype=np.int64) if ids is not None else np.arange(len(stops), dtype=np.int64)
         )
         names = lv.attribute_names("object") if onames is None else onames
-        data.object_attributes = _read_object_attributes(p, level, names, data.part_objects)
+        data.object_attributes = _read_object_attributes(h, level, names, data.part_objects)
     elif kind in GRAPH_KINDS:
         data.edges = np.asarray(r.edges if r.edges is not None else np.zeros((0, 2)), dtype=np.int64)
     elif kind in MESH_KINDS:
@@ -1420,6 +1736,7 @@ def atomic_store(target: str | os.PathLike[str]) -> Iterator[Path]:
         if target.exists():  # an empty directory: replace it
             target.rmdir()
         os.replace(tmp, target)
+        forget(target)
     except StoreError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -1578,12 +1895,13 @@ def upstream_build_pyramid(path: str | os.PathLike[str], factors: Sequence[tuple
     """Run the upstream ``build_pyramid`` unchanged (geometry and links only)."""
     from zarr_vectors.multiresolution.coarsen import build_pyramid
 
-    return build_pyramid(_target(path), factors=[tuple(map(float, f)) for f in factors], **kwargs)
+    with _writing(path):
+        return build_pyramid(_target(path), factors=[tuple(map(float, f)) for f in factors], **kwargs)
 
 
-def validate(path: str | os.PathLike[str], level: int = 2) -> list[str]:
+def validate(path: str | os.PathLike[str] | Handle, level: int = 2) -> list[str]:
     """Upstream validator's errors (empty when the store passes)."""
-    return [str(e) for e in _open_dataset(_resolved(path)).validate(level=level).errors]
+    return [str(e) for e in handle(path).dataset.validate(level=level).errors]
 
 
 # ---------------------------------------------------------------- pyramid plumbing
@@ -1601,19 +1919,21 @@ _SESSIONS_LOCK = threading.Lock()
 WRITABLE_ZV_SERIES = "0.9"
 
 
-def _target(path: str | os.PathLike[str] | Any) -> Any:
-    """What zarr-vectors should open for ``path``: the staging store of a write in progress here, else the path."""
-    if not isinstance(path, str | os.PathLike):
-        return path
-    key = address(path)
+def _target(path: str | os.PathLike[str] | Handle) -> Any:
+    """What zarr-vectors should open to write ``path``: the staging store of a write in progress here, else the path.
+
+    Reads go through ``handle(path)`` instead.
+    """
+    key = address(_plain(path))
     if remote.is_url(key):
         return _remote_group(key)
-    return _SESSIONS.get(key, key)
+    staging = _SESSIONS.get(key)
+    return key if staging is None else staging
 
 
-def check_writable_format(path: str | os.PathLike[str]) -> None:
+def check_writable_format(path: str | os.PathLike[str] | Handle) -> None:
     """Refuse to change a store written in another format series than the one this plugin writes."""
-    attrs, _ = _store_root(_resolved(path))
+    attrs, _ = _store_root(handle(path))
     zv_meta = _mapping(attrs.get("zarr_vectors"))
     version = str(zv_meta.get("zv_version", "")).strip()
     series = ".".join(version.split(".")[:2])
@@ -1642,6 +1962,7 @@ def write_session(path: str | os.PathLike[str], operation: str = "build") -> Ite
     """
     from . import journal
 
+    path = _plain(path)
     refuse_remote(path, "build or remove levels")
     root = Path(path).resolve()
     key = str(root)
@@ -1672,6 +1993,7 @@ def write_session(path: str | os.PathLike[str], operation: str = "build") -> Ite
         with _SESSIONS_LOCK:
             _SESSIONS.pop(key, None)
             _SESSION_OWNERS.pop(key, None)
+        _forget(key)  # published (or undone): the next read opens the store as it now is
 
 
 def _os_error_message(path: str | os.PathLike[str], exc: OSError) -> str:
@@ -1701,9 +2023,11 @@ def recover(path: str | os.PathLike[str]) -> str | None:
     """Finish or undo an interrupted build on ``path`` (a sentence saying which), or None if there was none."""
     from . import journal
 
+    path = _plain(path)
     refuse_remote(path, "recover an interrupted change")
     try:
-        return journal.recover(Path(path).resolve())
+        with _writing(path):
+            return journal.recover(Path(path).resolve())
     except journal.StoreLocked as exc:
         raise StoreBusy(str(exc)) from exc
     except journal.JournalError as exc:
@@ -1717,6 +2041,7 @@ def recover_if_interrupted(path: str | os.PathLike[str]) -> str | None:
     durable, so an open may do it.  A store this process cannot write,
     or one a live writer holds, is left alone: it reads as published.
     """
+    path = _plain(path)
     if remote.is_url(path):
         return None
     root = Path(path).resolve()
@@ -1740,8 +2065,14 @@ def repair(path: str | os.PathLike[str], *, dry_run: bool = False) -> list[str]:
     files.  Only what is incomplete is removed, and never level 0; the
     removal is itself one all-or-nothing write session.
     """
+    path = _plain(path)
     refuse_remote(path, "repair it")
     root = Path(path).resolve()
+    with _writing(root):
+        return _repair(root, dry_run)
+
+
+def _repair(root: Path, dry_run: bool) -> list[str]:
     found: list[str] = []
     done = None if dry_run else recover(root)
     if done:
@@ -1798,9 +2129,7 @@ def _level_problem(root: Path, level: int) -> str | None:
     if not _metadata_present(root, f"{level}/zarr.json"):
         return "listed, but its folder or zarr.json is missing"
     try:
-        import zarr_vectors as zv
-
-        lv = zv.open(_target(root)).level(level)
+        lv = handle(root).dataset.level(level)
         listed = int(lv.vertex_count) if hasattr(lv, "vertex_count") else None
         rows = level_rows(root, level)
     except Exception as exc:  # upstream raises many kinds for a damaged level
@@ -1824,6 +2153,7 @@ def interrupted_write(path: str | os.PathLike[str]) -> str | None:
     """A sentence about an interrupted write left in ``path``'s journal (nobody holds its lock), else None."""
     from . import journal
 
+    path = _plain(path)
     if remote.is_url(path):
         return None
     root = Path(path).resolve()
@@ -1837,27 +2167,35 @@ def interrupted_write(path: str | os.PathLike[str]) -> str | None:
     return f"Store '{root}' has an interrupted change by {who}; it shows as it was before that change."
 
 
-def _root(path: str | os.PathLike[str], mode: str = "r") -> Any:
+def _root(path: str | os.PathLike[str] | Handle, mode: str = "r") -> Any:
+    """The upstream root group: the handle's to read; opened writable afresh (dropping the handle) to write."""
     from zarr_vectors import building as b
 
+    if mode == "r":
+        return handle(path).group
+    forget(path)  # the caller writes next; its write helper drops the handle again when done
     return b.open_store(_target(path), mode=mode)
 
 
-def _level(path: str | os.PathLike[str], level: int, mode: str = "r") -> tuple[Any, int]:
+def _level(path: str | os.PathLike[str] | Handle, level: int, mode: str = "r") -> tuple[Any, int]:
     """A level's group and the store's dimensionality."""
     from zarr_vectors import building as b
 
+    if mode == "r":
+        h = handle(path)
+        return h.level_group(level), h.ndim
     root = _root(path, mode)
     return b.get_resolution_level(root, level), int(b.read_root_metadata(root).sid_ndim)
 
 
-def list_levels(path: str | os.PathLike[str]) -> list[int]:
+def list_levels(path: str | os.PathLike[str] | Handle) -> list[int]:
     """Resolution levels on disk, sorted."""
     from zarr_vectors import building as b
 
-    _store_root(_resolved(path))  # a clear message for what is not a store, before upstream's
+    h = handle(path)
+    _store_root(h)  # a clear message for what is not a store, before upstream's
     try:
-        return sorted(int(i) for i in b.list_resolution_levels(_root(path)))
+        return sorted(int(i) for i in b.list_resolution_levels(h.group))
     except Exception as exc:  # upstream's own StoreError, KeyError, ... all mean "cannot open"
         raise StoreError(f"Store '{path}' cannot be opened by zarr-vectors: {exc}") from exc
 
@@ -1886,6 +2224,7 @@ def remove_level(path: str | os.PathLike[str], level: int) -> None:
     """Remove one resolution level (never level 0); a read-only store is refused before anything changes."""
     from zarr_vectors import building as b
 
+    path = _plain(path)
     refuse_remote(path, "remove a level")
     levels = list_levels(path)
     if level == 0:
@@ -1914,9 +2253,8 @@ def remove_level(path: str | os.PathLike[str], level: int) -> None:
 def _drop_level_from_root_metadata(root: Path, level: int) -> None:
     """Upstream 0.9.2 leaves a removed level listed in ``multiscales`` and the OME nodes; drop it."""
     staging = _SESSIONS.get(str(root))
-    staged = None if staging is None else staging.staged / "zarr.json"
-    meta = json.loads(staged.read_text()) if staged is not None and staged.is_file() else _read_root_json(root)
-    meta_path = staged if staged is not None else root / "zarr.json"
+    meta = json.loads(handle(root).raw)  # during a write session, the staged root when there is one
+    meta_path = root / "zarr.json" if staging is None else staging.staged / "zarr.json"
     meta_path.parent.mkdir(parents=True, exist_ok=True)
     attrs = meta.get("attributes") or {}
     multiscales = attrs.get("multiscales")
@@ -1933,6 +2271,7 @@ def _drop_level_from_root_metadata(root: Path, level: int) -> None:
     tmp = meta_path.with_name(".zarr.json.tmp")
     tmp.write_text(json.dumps(meta, indent=2))
     os.replace(tmp, meta_path)
+    forget(root)
 
 
 def coarsen_one_level(
@@ -1951,44 +2290,49 @@ def coarsen_one_level(
     """Upstream ``coarsen_level``, emitting +-1 links inline as ``emit_links`` says."""
     from zarr_vectors.multiresolution.coarsen import coarsen_level
 
-    return coarsen_level(
-        _target(path),
-        source_level=source_level,
-        target_level=target_level,
-        coarsen_factor=float(coarsen_factor),
-        sparsity_factor=float(sparsity_factor),
-        method=method,
-        sparsity_strategy=sparsity_strategy,
-        sparsity_seed=sparsity_seed,
-        cross_level_storage=emit_links,
-        chunk_scale_factor=int(chunk_scale),
-    )
+    with _writing(path):
+        return coarsen_level(
+            _target(path),
+            source_level=source_level,
+            target_level=target_level,
+            coarsen_factor=float(coarsen_factor),
+            sparsity_factor=float(sparsity_factor),
+            method=method,
+            sparsity_strategy=sparsity_strategy,
+            sparsity_seed=sparsity_seed,
+            cross_level_storage=emit_links,
+            chunk_scale_factor=int(chunk_scale),
+        )
 
 
 def finalize_links(path: str | os.PathLike[str], depth: int, storage: str) -> None:
     """Upstream's post-build pass: stamps the root's link settings, composes +-N (N >= 2)."""
     from zarr_vectors.multiresolution.coarsen import _finalize_cross_level_for_store
 
-    _finalize_cross_level_for_store(_target(path), cross_level_depth=depth, cross_level_storage=storage)
+    with _writing(path):
+        _finalize_cross_level_for_store(_target(path), cross_level_depth=depth, cross_level_storage=storage)
 
 
-def link_deltas(path: str | os.PathLike[str], level: int) -> list[int]:
+def link_deltas(path: str | os.PathLike[str] | Handle, level: int) -> list[int]:
     """The cross-level link deltas stored at ``level`` (0, the intra-level links, excluded)."""
     from zarr_vectors import building as b
 
-    group, _ = _level(path, level)
-    return sorted(int(d) for d in b.list_link_deltas(group) if int(d) != 0)
+    h = handle(path)
+    found = h.memo(("deltas", int(level)), lambda: tuple(int(d) for d in b.list_link_deltas(h.level_group(level))))
+    return sorted(d for d in found if d != 0)
 
 
-def remove_link_family(path: str | os.PathLike[str], level: int, delta: int) -> None:
+def remove_link_family(path: str | os.PathLike[str] | Handle, level: int, delta: int) -> None:
     """Delete ``links/<delta>`` at ``level`` (and its cross-chunk twin when present)."""
     from zarr_vectors import building as b
 
-    group, _ = _level(path, level, "r+")
-    for family in (b.links_group_path(delta), f"cross_chunk_links/{delta:+d}"):
-        if group.array_exists(family) or (Path(path) / str(level) / family).exists():
-            group.delete_subtree(family)
-    b.refresh_arrays_present(group)
+    path = _plain(path)
+    with _writing(path):
+        group, _ = _level(path, level, "r+")
+        for family in (b.links_group_path(delta), f"cross_chunk_links/{delta:+d}"):
+            if group.array_exists(family) or (Path(path) / str(level) / family).exists():
+                group.delete_subtree(family)
+        b.refresh_arrays_present(group)
 
 
 def _chunk_offsets(group: Any, ndim: int) -> tuple[dict[tuple, int], list[tuple], int]:
@@ -2032,7 +2376,7 @@ def _rows_of(chunks: np.ndarray, local: np.ndarray, offsets: Mapping[tuple, int]
     return np.where(found, starts[pos] + local, -1)
 
 
-def parent_map(path: str | os.PathLike[str], fine_level: int, delta: int = 1) -> np.ndarray:
+def parent_map(path: str | os.PathLike[str] | Handle, fine_level: int, delta: int = 1) -> np.ndarray:
     """For every row of ``fine_level``, its parent's row at ``fine_level + delta`` (-1: none).
 
     Decoded from the ``links/+delta`` records at the fine level, read in
@@ -2040,12 +2384,10 @@ def parent_map(path: str | os.PathLike[str], fine_level: int, delta: int = 1) ->
     """
     from zarr_vectors import building as b
 
-    root = _root(path)
-    ndim = b.read_root_metadata(root).sid_ndim
-    fine = b.get_resolution_level(root, fine_level)
-    coarse = b.get_resolution_level(root, fine_level + delta)
-    fine_off, _, n_fine = _chunk_offsets(fine, ndim)
-    coarse_off, _, _ = _chunk_offsets(coarse, ndim)
+    h = handle(path)
+    fine = h.level_group(fine_level)
+    fine_off, _, n_fine = h.chunk_offsets(fine_level)
+    coarse_off, _, _ = h.chunk_offsets(fine_level + delta)
     family = b.links_group_path(delta)
     if not fine.array_exists(family):
         raise StoreError(
@@ -2134,19 +2476,20 @@ def read_row_batch(
     from zarr_vectors import building as b
     from zarr_vectors.core.arrays import vertices_dtype
 
-    group, ndim = _level(path, level)
-    points = list(b.read_root_metadata(_root(path)).geometry_types)[:1] == ["point_cloud"]
+    h = handle(path)
+    group, ndim = h.level_group(level), h.ndim
+    points = list(b.read_root_metadata(h.group).geometry_types)[:1] == ["point_cloud"]
     if chunk_keys is None or whole:
         if points:
-            data = _read_points(_resolved(path), level, None, list(attributes))
+            data = _read_points(h, level, None, list(attributes))
             return np.asarray(data.positions, np.float64), data.vertex_attributes
         if chunk_keys is None:
-            chunk_keys = [tuple(int(c) for c in k) for k in chunk_vertex_counts(path, level)[0]]
+            chunk_keys = [tuple(int(c) for c in k) for k in chunk_vertex_counts(h, level)[0]]
     if not chunk_keys:
         return np.zeros((0, ndim)), {name: np.zeros(0) for name in attributes}
     if points:
         sizes = dict(zip(chunk_keys, counts, strict=True))
-        got = read_point_chunks(path, level, chunk_keys, attributes, counts=sizes)
+        got = read_point_chunks(h, level, chunk_keys, attributes, counts=sizes)
         parts = [got[k] for k in chunk_keys if k in got]
         return (
             np.concatenate([np.asarray(p, np.float64).reshape(-1, ndim) for p, _ in parts]),
@@ -2173,12 +2516,12 @@ def read_row_batch(
     return np.concatenate(positions), {k: np.concatenate(v) for k, v in values.items()}
 
 
-def level_rows(path: str | os.PathLike[str], level: int) -> int:
+def level_rows(path: str | os.PathLike[str] | Handle, level: int) -> int:
     """How many vertex rows a level has (what parent maps index)."""
-    return _chunk_offsets(*_level(path, level))[2]
+    return handle(path).chunk_offsets(level)[2]
 
 
-def chunk_vertex_counts(path: str | os.PathLike[str], level: int) -> tuple[np.ndarray, np.ndarray]:
+def chunk_vertex_counts(path: str | os.PathLike[str] | Handle, level: int) -> tuple[np.ndarray, np.ndarray]:
     """Per non-empty chunk of a level: its grid coordinates (M, D) and vertex count (M,).
 
     Upstream sizes chunks by reading every vertex blob; for a remote store
@@ -2187,13 +2530,9 @@ def chunk_vertex_counts(path: str | os.PathLike[str], level: int) -> tuple[np.nd
     level lists as non-empty but that holds no vertices has lost its file:
     a StoreError names it, rather than a silent hole in the view.
     """
-    p = _resolved(path)
-    got = _remote_chunk_counts(str(p), level) if remote.is_url(p) else None
-    if got is None:
-        offsets, keys, total = _chunk_offsets(*_level(p, level))
-        starts = np.asarray([offsets[k] for k in keys], dtype=np.int64)
-        got = np.asarray(keys, dtype=np.int64).reshape(len(keys), -1), np.diff(np.r_[starts, total])
-    coords, counts = got
+    h = handle(path)
+    p = h.path
+    coords, counts = h.memo(("counts", int(level)), lambda: _chunk_counts(h, level))
     if len(counts) and not counts.all():
         if remote.is_url(p):
             raise _missing_chunks(str(p), level)
@@ -2201,8 +2540,14 @@ def chunk_vertex_counts(path: str | os.PathLike[str], level: int) -> tuple[np.nd
     return coords, counts
 
 
-#: Remote levels' per-chunk vertex counts, per (URL, level): a remote store does not change within a session.
-_REMOTE_COUNTS: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+def _chunk_counts(h: Handle, level: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per non-empty chunk: its coordinates and vertex count, once per handle (read-only arrays: shared)."""
+    got = _remote_chunk_counts(h.address, level) if remote.is_url(h.address) else None
+    if got is None:
+        offsets, keys, total = h.chunk_offsets(level)
+        starts = np.asarray([offsets[k] for k in keys], dtype=np.int64)
+        got = np.asarray(keys, dtype=np.int64).reshape(len(keys), -1), np.diff(np.r_[starts, total])
+    return _frozen(got[0]), _frozen(got[1])
 
 
 def _remote_chunk_counts(url: str, level: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -2214,9 +2559,6 @@ def _remote_chunk_counts(url: str, level: int) -> tuple[np.ndarray, np.ndarray] 
     level 0 (28 MB for the 2,000,000-point store) before the first refined
     view.  Any other codec, encoding or cell shape: None (upstream's count).
     """
-    key = (url, int(level))
-    if key in _REMOTE_COUNTS:
-        return _REMOTE_COUNTS[key]
     from zarr.core.buffer import default_buffer_prototype
     from zarr.core.sync import sync
 
@@ -2255,9 +2597,7 @@ def _remote_chunk_counts(url: str, level: int) -> tuple[np.ndarray, np.ndarray] 
         return None  # not the layout assumed: let upstream count
     coords = np.asarray([[int(c) for c in k.split(".")] for k in chunks], dtype=np.int64).reshape(len(chunks), ndim)
     order = np.lexsort(coords.T[::-1]) if len(coords) else np.zeros(0, np.int64)
-    out = coords[order], (got[order] - 8) // row
-    _REMOTE_COUNTS[key] = out
-    return out
+    return coords[order], (got[order] - 8) // row
 
 
 def missing_chunks(path: str | os.PathLike[str], level: int) -> list[tuple[str, tuple[int, ...]]]:
@@ -2293,7 +2633,7 @@ def check_level_chunks(path: str | os.PathLike[str], level: int) -> None:
     gone = missing_chunks(path, level)
     if gone:
         raise _missing_on_disk(
-            _resolved(path), level, gone, "; until then the level cannot be read whole nor a pyramid built from it"
+            handle(path).path, level, gone, "; until then the level cannot be read whole nor a pyramid built from it"
         )
 
 
@@ -2310,16 +2650,14 @@ def _missing_on_disk(
     )
 
 
-def vertex_attribute_names(path: str | os.PathLike[str], level: int) -> tuple[str, ...]:
-    return level_attribute_names(path, [level])[level]
+def vertex_attribute_names(path: str | os.PathLike[str] | Handle, level: int) -> tuple[str, ...]:
+    return handle(path).attribute_names(level)
 
 
-def level_attribute_names(path: str | os.PathLike[str], levels: Sequence[int]) -> dict[int, tuple[str, ...]]:
-    """The vertex attribute names of several levels, opening the store once."""
-    import zarr_vectors as zv
-
-    ds = zv.open(_target(path))
-    return {level: tuple(ds.level(level).attribute_names("vertex")) for level in levels}
+def level_attribute_names(path: str | os.PathLike[str] | Handle, levels: Sequence[int]) -> dict[int, tuple[str, ...]]:
+    """The vertex attribute names of several levels."""
+    h = handle(path)
+    return {level: h.attribute_names(level) for level in levels}
 
 
 def write_vertex_attributes(
@@ -2331,6 +2669,11 @@ def write_vertex_attributes(
     can run beside a writer of the same level's metadata); call
     ``register_level_arrays`` afterwards.
     """
+    with _writing(path):
+        _write_vertex_attributes(_plain(path), level, columns, register)
+
+
+def _write_vertex_attributes(path: Any, level: int, columns: Mapping[str, np.ndarray], register: bool) -> None:
     from zarr_vectors import building as b
 
     group, ndim = _level(path, level, "r+")
@@ -2361,7 +2704,8 @@ def register_level_arrays(path: str | os.PathLike[str], level: int) -> None:
     """Re-derive a level's ``arrays_present`` from what is on disk."""
     from zarr_vectors import building as b
 
-    b.refresh_arrays_present(_level(path, level, "r+")[0])
+    with _writing(path):
+        b.refresh_arrays_present(_level(_plain(path), level, "r+")[0])
 
 
 def object_slots(path: str | os.PathLike[str], level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -2373,12 +2717,12 @@ def object_slots(path: str | os.PathLike[str], level: int) -> tuple[np.ndarray, 
     """
     from zarr_vectors.core.arrays import read_object_manifest_rows
 
-    group, _ = _level(path, level)
-    ids, manifests = read_object_manifest_rows(group)
+    h = handle(path)
+    ids, manifests = read_object_manifest_rows(h.level_group(level))
     ids = np.asarray(ids, dtype=np.int64)
     alive = np.fromiter((len(m) > 0 for m in manifests), dtype=bool, count=len(manifests))
-    info = open_info(path)
-    data = read_level(path, level, kind=info.kind, vertex_attributes=(), object_attributes=())
+    info = h.info()
+    data = read_level(h, level, kind=info.kind, vertex_attributes=(), object_attributes=())
     reps = np.full((len(ids), info.ndim), np.nan)
     if data.part_objects is not None and data.offsets is not None and len(data.part_objects):
         lengths = np.diff(data.offsets)
@@ -2420,6 +2764,7 @@ def coarsen_methods() -> tuple[str, ...]:
 
 def level_nbytes(path: str | os.PathLike[str], level: int) -> int:
     """Bytes on disk under a level's folder (0 for a remote store: a web server cannot list them)."""
+    path = _plain(path)
     if remote.is_url(path):
         return 0
     total = 0
@@ -2443,24 +2788,26 @@ def level_nbytes(path: str | os.PathLike[str], level: int) -> int:
 
 
 class LevelReader:
-    """One level opened once for many small reads (drilling).
+    """One level opened once for many small reads (drilling): a handle's per-level part (``Handle.reader``).
 
     Opening a level, listing a link family's offset arrays and parsing
     their chunk listings cost more than the few cells a drill reads
     (~60% of a level 3 -> 0 drill, measured), so they are done once per
-    reader; each read resolves zarr nodes at most once.
+    reader; each read resolves zarr nodes at most once.  Reads are one at
+    a time (upstream's batched reads belong to the level's group object).
     """
 
-    def __init__(self, path: str | os.PathLike[str], level: int) -> None:
-        from zarr_vectors import building as b
-
-        self.path, self.level = str(path), int(level)
-        self._root = _root(path)
-        self.group = b.get_resolution_level(self._root, level)
-        self.ndim = int(b.read_root_metadata(self._root).sid_ndim)
+    def __init__(self, path: str | os.PathLike[str] | Handle, level: int) -> None:
+        h = path if isinstance(path, Handle) else handle(path)  # a handle's reader reads that handle
+        self.handle = h
+        self.path, self.level = str(h.path), int(level)
+        self._root = h.group
+        self.group = h.level_group(level)
+        self.ndim = h.ndim
         self._links: dict[int, tuple] = {}
         self._present: frozenset | None = None
         self._dtype: Any = None
+        self._reading = threading.RLock()
 
     def chunks_present(self) -> np.ndarray:
         """Grid coordinates (M, D) of the level's non-empty vertex chunks (presence manifest, no data read)."""
@@ -2481,7 +2828,11 @@ class LevelReader:
         keys = sorted({tuple(int(c) for c in k) for k in chunks} & self._vertex_present())
         names = [".".join(map(str, k)) for k in keys]
         out = {}
-        with self._root.cached_nodes(), self.group.batched_reads([(b.VERTICES, names), (b.VERTEX_FRAGMENTS, names)]):
+        with (
+            self._reading,
+            self._root.cached_nodes(),
+            self.group.batched_reads([(b.VERTICES, names), (b.VERTEX_FRAGMENTS, names)]),
+        ):
             if self._dtype is None:
                 self._dtype = vertices_dtype(self.group)
             for key in keys:
@@ -2499,7 +2850,7 @@ class LevelReader:
         g, family = self.group, b.links_group_path(delta)
         segments = []
         width, scales = 2, ((1,) * self.ndim, (1,) * self.ndim)
-        with self._root.cached_nodes():
+        with self._reading, self._root.cached_nodes():
             if g.array_exists(family):
                 fam = g.read_array_meta(family) or {}
                 width, directed, kind = int(fam.get("link_width", 2)), bool(fam.get("directed")), fam.get("store")
@@ -2532,7 +2883,7 @@ class LevelReader:
         plan = [(seg, sorted(wanted & seg[2])) for seg in segments if wanted & seg[2]]
         chunk_parts, row_parts = [], []
         batch = [(seg[0], [".".join(map(str, c)) for c in cs]) for seg, cs in plan]
-        with self._root.cached_nodes(), self.group.batched_reads(batch):
+        with self._reading, self._root.cached_nodes(), self.group.batched_reads(batch):
             for (name, offsets, _, dtype), cs in plan:
                 for cell in cs:
                     blob = self.group.read_bytes(name, ".".join(map(str, cell)))
@@ -2545,12 +2896,12 @@ class LevelReader:
         return np.concatenate(chunk_parts), np.concatenate(row_parts).astype(np.int64)
 
 
-def chunks_present(path: str | os.PathLike[str], level: int) -> np.ndarray:
+def chunks_present(path: str | os.PathLike[str] | Handle, level: int) -> np.ndarray:
     """Grid coordinates (M, D) of a level's non-empty vertex chunks, from the presence manifest."""
-    return LevelReader(path, level).chunks_present()
+    return handle(path).reader(level).chunks_present()
 
 
-def fragment_owners(path: str | os.PathLike[str], level: int) -> dict[tuple[tuple[int, ...], int], int]:
+def fragment_owners(path: str | os.PathLike[str] | Handle, level: int) -> dict[tuple[tuple[int, ...], int], int]:
     """Which object owns each (chunk, fragment) of a level; a fragment shared by several names the lowest id.
 
     Reads every object manifest of the level (about a second for 10,000
@@ -2609,18 +2960,19 @@ class LevelLayout:
     object_attributes: tuple[str, ...]
 
 
-def level_layout(path: str | os.PathLike[str], level: int) -> LevelLayout:
+def level_layout(path: str | os.PathLike[str] | Handle, level: int) -> LevelLayout:
     from zarr_vectors import building as b
 
-    root = _root(path)
+    h = handle(path)
+    root = h.group
     meta = b.read_root_metadata(root)
-    group = b.get_resolution_level(root, level)
+    group = h.level_group(level)
     try:
         level_meta = b.read_level_metadata(root, level)
     except Exception:
         level_meta = None
     own_bin = getattr(level_meta, "bin_shape", None) if level_meta is not None else None
-    keys, counts = chunk_vertex_counts(path, level)
+    keys, counts = chunk_vertex_counts(h, level)
     names: tuple[str, ...] = ()
     if b.OBJECT_ATTRIBUTES in group:
         names = tuple(str(n) for n in group[b.OBJECT_ATTRIBUTES].children())
@@ -2650,8 +3002,9 @@ def level_object_rows(
     from zarr_vectors import building as b
     from zarr_vectors.core import arrays as A
 
-    layout = layout or level_layout(path, level)
-    group, ndim = _level(path, level)
+    h = handle(path)
+    layout = layout or level_layout(h, level)
+    group, ndim = h.level_group(level), h.ndim
     ids, manifests = A.read_object_manifest_rows(group)
     keys = [tuple(int(c) for c in k) for k in layout.chunk_keys.tolist()]
     starts = np.r_[0, np.cumsum(layout.chunk_counts)[:-1]].astype(np.int64).tolist()
@@ -2740,6 +3093,11 @@ class NewLevel:
 
 def write_new_level(path: str | os.PathLike[str], new: NewLevel, layout: LevelLayout) -> None:
     """Create one coarse level: metadata, vertices (batched), object index and object attributes."""
+    with _writing(path):
+        _write_new_level(_plain(path), new, layout)
+
+
+def _write_new_level(path: Any, new: NewLevel, layout: LevelLayout) -> None:
     from zarr_vectors import building as b
     from zarr_vectors.multiresolution.coarsen import _stamp_root_capability
 
@@ -2823,15 +3181,16 @@ def write_parent_links(
 
     f_cc, f_vi = address(fine, fine_chunks)
     c_cc, c_vi = address(coarse, coarse_chunks)
-    root = _root(path, "r+")
-    ndim = int(b.read_root_metadata(root).sid_ndim)
-    group = b.get_resolution_level(root, fine_level)
-    with group.batched_writes():
-        write_cross_level_links(group, f_cc, f_vi, c_cc, c_vi, ndim, delta=delta)
-    if mirror:
-        group = b.get_resolution_level(root, fine_level + delta)
+    with _writing(path):
+        root = _root(_plain(path), "r+")
+        ndim = int(b.read_root_metadata(root).sid_ndim)
+        group = b.get_resolution_level(root, fine_level)
         with group.batched_writes():
-            write_cross_level_links(group, c_cc, c_vi, f_cc, f_vi, ndim, delta=-delta)
+            write_cross_level_links(group, f_cc, f_vi, c_cc, c_vi, ndim, delta=delta)
+        if mirror:
+            group = b.get_resolution_level(root, fine_level + delta)
+            with group.batched_writes():
+                write_cross_level_links(group, c_cc, c_vi, f_cc, f_vi, ndim, delta=-delta)
 
 
 def stamp_link_settings(path: str | os.PathLike[str], depth: int, storage: str, *, linked: bool) -> None:
@@ -2839,10 +3198,11 @@ def stamp_link_settings(path: str | os.PathLike[str], depth: int, storage: str, 
     from zarr_vectors import building as b
     from zarr_vectors.multiresolution.coarsen import _stamp_root_capability, _stamp_root_cross_level
 
-    root = _root(path, "r+")
-    _stamp_root_cross_level(root, depth=depth, storage=storage)
-    if linked:
-        _stamp_root_capability(root, b.CAP_MULTISCALE_LINKS)
+    with _writing(path):
+        root = _root(_plain(path), "r+")
+        _stamp_root_cross_level(root, depth=depth, storage=storage)
+        if linked:
+            _stamp_root_capability(root, b.CAP_MULTISCALE_LINKS)
 
 
 # ---------------------------------------------------------------- copying a remote store
@@ -3245,8 +3605,9 @@ def finish_copy(path: str | os.PathLike[str], plan: CopyPlan) -> None:
     ``arrays_present``, and ``_drop_level_from_root_metadata`` takes the
     levels left out off the root's lists, as ``remove_level`` does.
     """
-    root = Path(path).resolve()
-    for level, delta in plan.skipped:
-        remove_link_family(root, level, delta)
-    for level in plan.dropped:
-        _drop_level_from_root_metadata(root, level)
+    root = Path(_plain(path)).resolve()
+    with _writing(root):
+        for level, delta in plan.skipped:
+            remove_link_family(root, level, delta)
+        for level in plan.dropped:
+            _drop_level_from_root_metadata(root, level)
