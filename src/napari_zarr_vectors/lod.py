@@ -704,7 +704,7 @@ class LevelOfDetail:
         self.locked: int | None = None
         self._lock = threading.Lock()
         self._generation = 0
-        self._signature: tuple[int, int] | None = None
+        self._signature: tuple[int, ...] | None = None
         self.levels: list[LevelGrid] = []
         self._drawn_ratio: dict[int, float] = {}
         self._objects: dict[int, int] = {}

@@ -1279,7 +1279,7 @@ def _manifest_entries(group: Any, ndim: int) -> tuple[np.ndarray, np.ndarray, np
     return ids, np.repeat(np.arange(n, dtype=np.int32), sizes), chunk, frag
 
 
-def polyline_index(path: str | os.PathLike[str], level: int) -> PolylineIndex:
+def polyline_index(path: str | os.PathLike[str] | Handle, level: int) -> PolylineIndex:
     """The flat manifest table of a polyline level (``PolylineIndex``); callers reading many boxes keep it.
 
     About 0.1 s for the streamline sample's 600k manifest entries (upstream's
@@ -1287,7 +1287,7 @@ def polyline_index(path: str | os.PathLike[str], level: int) -> PolylineIndex:
     """
     from zarr_vectors import building as b
 
-    p = _resolved(path)
+    p = address(path)
     try:
         root = _root(p)
         meta = b.read_root_metadata(root)
@@ -1337,7 +1337,7 @@ def _box_chunks(index: PolylineIndex, lo: np.ndarray, hi: np.ndarray) -> np.ndar
 
 
 def read_polyline_box(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Handle,
     level: int,
     box: tuple[Sequence[float], Sequence[float]],
     *,
@@ -1375,7 +1375,7 @@ def read_polyline_box(
     """
     from zarr_vectors import building as b
 
-    p = _resolved(path)
+    p = address(path)
     index = index if index is not None else polyline_index(p, level)
     ndim = index.ndim
     lo, hi = (np.asarray(v, float).reshape(ndim) for v in box)
@@ -1449,9 +1449,9 @@ def read_polyline_box(
     )
     onames = list(object_attributes)
     if len(data.part_objects):
-        data.object_attributes = _read_object_attributes(p, level, onames, data.part_objects)
+        data.object_attributes = _read_object_attributes(handle(p), level, onames, data.part_objects)
     else:  # an empty box still names its columns (a layer's features keep them): zero-length, in their dtype
-        first_row = _read_object_attributes(p, level, onames, np.zeros(1, np.int64))
+        first_row = _read_object_attributes(handle(p), level, onames, np.zeros(1, np.int64))
         data.object_attributes = {k: v[:0] for k, v in first_row.items()}
     return clip_parts(data, lo, hi) if clip else data
 
