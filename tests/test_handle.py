@@ -94,8 +94,8 @@ def test_open_view_and_drill_read_the_root_zarr_json_once(make_napari_viewer, qt
     assert follower is not None
     qtbot.waitUntil(lambda: follower.idle, timeout=30_000)
     opened_at = follower.level
-    viewer.camera.center = (500.0, 500.0)
-    viewer.camera.zoom = viewer.canvas.size[1] / 100.0  # a window 10% of the store's width: finer levels
+    viewer.scene.camera.center = (500.0, 500.0)
+    viewer.scene.camera.zoom = viewer.canvas.size[1] / 100.0  # a window 10% of the store's width: finer levels
     qtbot.waitUntil(lambda: follower.idle, timeout=30_000)
     _follow.wait_settled(viewer)
     assert follower.level < opened_at  # the follower read the store again, at another level

@@ -181,9 +181,9 @@ def test_one_layer_of_several_levels_and_no_hole_while_refining(make_napari_view
     counts = tile_counts(clustered)
     core = max(counts, key=counts.get)
     target = (np.asarray(core) + 0.5) * CHUNK  # store (x, y)
-    viewer.camera.center = (float(target[1]), float(target[0]))
+    viewer.scene.camera.center = (float(target[1]), float(target[0]))
     for width in (600.0, 300.0, 150.0, 75.0):
-        viewer.camera.zoom = viewer.canvas.size[1] / width
+        viewer.scene.camera.zoom = viewer.canvas.size[1] / width
         qtbot.waitUntil(lambda: follower.idle, timeout=30_000)
     assert len(snapshots) >= 3
     for (before, _, _), (after, _, box) in zip(snapshots, snapshots[1:], strict=False):

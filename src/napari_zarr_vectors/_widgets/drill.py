@@ -269,7 +269,7 @@ class DrillWidget(QWidget):
             face_color="transparent",
             border_color=HIGHLIGHT,
             border_width=0.2,
-            out_of_slice_display=True,  # in a 2D view of a 3D store, children sit on many slices
+            projection_mode="all",  # in a 2D view of a 3D store, children sit on many slices
             features=features,
             metadata={DRILL_KEY: _drill_meta(info, found.level, highlight=True)},
         )
