@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -356,6 +356,13 @@ def _remote_failure(url: str, exc: BaseException, what: str) -> StoreError:
         text = f"'{remote.shown(url)}' is not a Zarr Vectors store ({text.splitlines()[0][:200]})."
         return RemoteStoreError(text)
     return RemoteStoreError(remote.explain(url, exc, what))
+
+
+def _read_failed(p: Any, exc: Exception, what: str) -> NoReturn:
+    """Raise the error for a read of store ``p`` that failed: a sentence for a URL, "Store ...: <what> failed: ..."."""
+    if remote.is_url(p):
+        raise _remote_failure(str(p), exc, what) from None
+    raise StoreError(f"Store '{p}': {what} failed: {exc}") from exc
 
 
 def _missing_chunks(url: str, level: int) -> StoreError:
@@ -1036,9 +1043,7 @@ def read_level(
     except StoreError:
         raise
     except Exception as exc:
-        if remote.is_url(p):
-            raise _remote_failure(str(p), exc, f"reading level {level}") from None
-        raise StoreError(f"Store '{p}': reading level {level} failed: {exc}") from exc
+        _read_failed(p, exc, f"reading level {level}")
 
 
 def _read_points(
@@ -1304,9 +1309,7 @@ def polyline_index(path: str | os.PathLike[str] | Handle, level: int) -> Polylin
     except StoreError:
         raise
     except Exception as exc:
-        if remote.is_url(p):
-            raise _remote_failure(str(p), exc, f"reading the object index of level {level}") from None
-        raise StoreError(f"Store '{p}': reading the object index of level {level} failed: {exc}") from exc
+        _read_failed(p, exc, f"reading the object index of level {level}")
     return PolylineIndex(level, ndim, shape, ids, rows, chunk, frag)
 
 
@@ -1403,9 +1406,7 @@ def read_polyline_box(
     except StoreError:
         raise
     except Exception as exc:
-        if remote.is_url(p):
-            raise _remote_failure(str(p), exc, f"reading a box of level {level}") from None
-        raise StoreError(f"Store '{p}': reading a box of level {level} failed: {exc}") from exc
+        _read_failed(p, exc, f"reading a box of level {level}")
     # each selected entry -> its fragment's rows in the joined buffer of the box's chunks (CSR over all fragments)
     n_frags = np.fromiter((len(o) - 1 for o in frag_offsets), np.int64, len(keys))
     frag_base = np.r_[0, np.cumsum(n_frags)].astype(np.int64)
@@ -1591,9 +1592,7 @@ def read_point_chunks(
     except StoreError:
         raise
     except Exception as exc:
-        if remote.is_url(p):
-            raise _remote_failure(str(p), exc, f"reading {len(keys)} chunks of level {level}") from None
-        raise StoreError(f"Store '{p}': reading {len(keys)} chunks of level {level} failed: {exc}") from exc
+        _read_failed(p, exc, f"reading {len(keys)} chunks of level {level}")
     bounds = np.r_[0, np.cumsum(sizes)]
     return {
         k: (pos[a:b], {name: v[a:b] for name, v in attrs.items()})
