@@ -840,8 +840,13 @@ class LevelOfDetail:
             and len(set(view.displayed)) == len(self.levels[0].chunk_shape)
         )
 
-    def plan_for(self, view: View, current: RegionPlan | None = None) -> RegionPlan:
-        """The per-region plan for ``view`` (see ``plan_regions``), in the margin-expanded view box."""
+    def plan_for(
+        self, view: View, current: RegionPlan | None = None, pixels_per_vertex: float | None = None
+    ) -> RegionPlan:
+        """The per-region plan for ``view`` (see ``plan_regions``), in the margin-expanded view box.
+
+        ``pixels_per_vertex`` overrides the controller's criterion (a re-plan after a read came out over).
+        """
         ndim = len(self.levels[0].chunk_shape)
         return plan_regions(
             self.levels,
@@ -849,7 +854,7 @@ class LevelOfDetail:
             budget=self.budget,
             data_per_pixel=view.data_per_pixel,
             displayed=range(ndim),
-            pixels_per_vertex=self.pixels_per_vertex,
+            pixels_per_vertex=self.pixels_per_vertex if pixels_per_vertex is None else pixels_per_vertex,
             current=current,
         )
 
@@ -867,14 +872,7 @@ class LevelOfDetail:
             if np.all(plan.levels == max(g.index for g in self.levels)):
                 break
             ppv = plan.pixels_per_vertex * max(region.vertex_count / self.budget, _CRITERION_STEP)
-            plan = plan_regions(
-                self.levels,
-                box,
-                budget=self.budget,
-                data_per_pixel=view.data_per_pixel,
-                displayed=range(len(box.lo)),
-                pixels_per_vertex=ppv,
-            )
+            plan = self.plan_for(view, pixels_per_vertex=ppv)
             region = self._read_plan(plan, box, generation)
         return region
 
