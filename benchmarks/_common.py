@@ -7,7 +7,8 @@ import time
 import napari
 import numpy as np
 
-from napari_zarr_vectors import _follow, store
+from napari_zarr_vectors import store
+from napari_zarr_vectors._qt import follow as _follow
 
 PLUGIN = "napari-zarr-vectors"
 

@@ -35,7 +35,8 @@ import numpy as np
 from qtpy.QtWidgets import QApplication
 
 from _common import PLUGIN, all_of_level0_as_points, drawn, open_with_plugin
-from napari_zarr_vectors import _follow, lod, samples, store
+from napari_zarr_vectors import lod, samples, store
+from napari_zarr_vectors._qt import follow as _follow
 
 
 def two_million_store(tiny_in: Path | None = None) -> str:

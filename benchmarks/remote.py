@@ -32,7 +32,8 @@ from qtpy.QtWidgets import QApplication
 
 from _common import drawn
 from lod import two_million_store
-from napari_zarr_vectors import _follow, lod, store
+from napari_zarr_vectors import lod, store
+from napari_zarr_vectors._qt import follow as _follow
 from napari_zarr_vectors._serve import StoreServer
 
 

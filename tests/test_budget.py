@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 from qtpy.QtCore import Qt
 
-from napari_zarr_vectors import _follow, _renderer, lod
-from napari_zarr_vectors._widgets.levels import SET_HERE
+from napari_zarr_vectors import _renderer, lod
+from napari_zarr_vectors._qt import follow as _follow
+from napari_zarr_vectors._qt.levels_widget import SET_HERE
 from napari_zarr_vectors.layers import METADATA_KEY
 
 PLUGIN = "napari-zarr-vectors"

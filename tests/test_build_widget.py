@@ -12,8 +12,8 @@ from qtpy.QtCore import Qt, QTimer
 from zarr_vectors import building
 
 from napari_zarr_vectors import pyramid, store
-from napari_zarr_vectors._widgets._layout import unreadable
-from napari_zarr_vectors._widgets.build import BuildPyramidWidget
+from napari_zarr_vectors._qt._layout import unreadable
+from napari_zarr_vectors._qt.build_widget import BuildPyramidWidget
 from napari_zarr_vectors.layers import METADATA_KEY
 
 PLUGIN = "napari-zarr-vectors"

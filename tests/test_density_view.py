@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtCore import Qt
 
-from napari_zarr_vectors import _follow, store
-from napari_zarr_vectors._widgets.levels import LevelsWidget
+from napari_zarr_vectors import store
+from napari_zarr_vectors._qt import follow as _follow
+from napari_zarr_vectors._qt.levels_widget import LevelsWidget
 from napari_zarr_vectors.layers import DENSITY_KEY, METADATA_KEY
 
 PLUGIN = "napari-zarr-vectors"

@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 from qtpy.QtCore import Qt
 
-from napari_zarr_vectors import _follow, store
+from napari_zarr_vectors import store
+from napari_zarr_vectors._qt import follow as _follow
 from napari_zarr_vectors.layers import METADATA_KEY
 
 PLUGIN = "napari-zarr-vectors"

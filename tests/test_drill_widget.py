@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
-from napari_zarr_vectors import _follow, pyramid, samples, store
-from napari_zarr_vectors._widgets.drill import DrillWidget
+from napari_zarr_vectors import pyramid, samples, store
+from napari_zarr_vectors._qt import follow as _follow
+from napari_zarr_vectors._qt.drill_widget import DrillWidget
 
 PLUGIN = "napari-zarr-vectors"
 
@@ -172,7 +173,7 @@ def test_drill_dock_is_readable_at_its_default_width(make_napari_viewer, qtbot, 
     """Opened from the Plugins menu's entry: the whole hint shows, and every button's text."""
     import contextlib
 
-    from napari_zarr_vectors._widgets._layout import unreadable
+    from napari_zarr_vectors._qt._layout import unreadable
 
     viewer = make_napari_viewer(show=True)
     viewer.open(str(small_points_2d), plugin=PLUGIN)

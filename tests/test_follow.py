@@ -7,7 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from napari_zarr_vectors import _follow, lod, pyramid, samples
+from napari_zarr_vectors import lod, pyramid, samples
+from napari_zarr_vectors._qt import follow as _follow
 from napari_zarr_vectors.layers import METADATA_KEY
 
 PLUGIN = "napari-zarr-vectors"

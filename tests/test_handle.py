@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 from zarr.storage import LocalStore
 
-from napari_zarr_vectors import _follow, _reader, drill, lod, pyramid, samples, store
+from napari_zarr_vectors import _reader, drill, lod, pyramid, samples, store
+from napari_zarr_vectors._qt import follow as _follow
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ import contextlib
 
 from qtpy.QtCore import Qt
 
-from napari_zarr_vectors import _follow
-from napari_zarr_vectors._widgets._layout import unreadable
-from napari_zarr_vectors._widgets.levels import AUTO, COLUMNS, LevelsWidget
+from napari_zarr_vectors._qt import follow as _follow
+from napari_zarr_vectors._qt._layout import unreadable
+from napari_zarr_vectors._qt.levels_widget import AUTO, COLUMNS, LevelsWidget
 
 PLUGIN = "napari-zarr-vectors"
 #: About the width of napari's own layer-controls column (367 px here): a dock must not ask for much more.

@@ -99,7 +99,7 @@ def _small_store(kind: str, path):
 
 @pytest.mark.parametrize("kind", ["polyline", "streamline", "line"])
 def test_small_polyline_stores_open_at_every_level(make_napari_viewer, qtbot, tmp_path, kind):
-    from napari_zarr_vectors import _follow
+    from napari_zarr_vectors._qt import follow as _follow
 
     path = _small_store(kind, tmp_path / f"{kind}.zv")
     info = store.open_info(path)
@@ -138,7 +138,7 @@ def test_other_small_stores_open_at_every_level(make_napari_viewer, upstream_sto
 
 
 def test_samples_open_in_3d_as_the_reader_opens_them(make_napari_viewer, qtbot):
-    from napari_zarr_vectors import _follow
+    from napari_zarr_vectors._qt import follow as _follow
 
     viewer = make_napari_viewer()
     added = viewer.open_sample(PLUGIN, "synthetic_point_cloud")

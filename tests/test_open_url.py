@@ -14,10 +14,9 @@ import pytest
 from qtpy.QtCore import Qt
 
 from conftest import write_upstream_store
-from napari_zarr_vectors import _follow
-from napari_zarr_vectors._serve import StoreServer
-from napari_zarr_vectors._widgets import open_url
-from napari_zarr_vectors._widgets.open_url import (
+from napari_zarr_vectors._qt import follow as _follow
+from napari_zarr_vectors._qt import open_url
+from napari_zarr_vectors._qt.open_url import (
     MAX_RECENT,
     OpenUrlWidget,
     add_recent,
@@ -25,6 +24,7 @@ from napari_zarr_vectors._widgets.open_url import (
     recent_path,
     save_recent,
 )
+from napari_zarr_vectors._serve import StoreServer
 from napari_zarr_vectors.layers import METADATA_KEY
 
 PLUGIN = "napari-zarr-vectors"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_zarr_vectors import _follow, lod, samples, store
+from napari_zarr_vectors import lod, samples, store
+from napari_zarr_vectors._qt import follow as _follow
 from napari_zarr_vectors.layers import METADATA_KEY
 
 BUDGET = 6_000

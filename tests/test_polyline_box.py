@@ -10,7 +10,8 @@ from zarr_vectors import building
 from zarr_vectors.core import arrays as A
 from zarr_vectors.types.polylines import read_polylines
 
-from napari_zarr_vectors import _follow, lod, pyramid, samples, store
+from napari_zarr_vectors import lod, pyramid, samples, store
+from napari_zarr_vectors._qt import follow as _follow
 
 PLUGIN = "napari-zarr-vectors"
 FACTORS = [(2.0, 1.0), (2.0, 2.0)]

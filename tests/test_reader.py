@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import zarr_vectors as zv
 
-from napari_zarr_vectors import _follow, _reader, store
+from napari_zarr_vectors import _reader, store
+from napari_zarr_vectors._qt import follow as _follow
 from napari_zarr_vectors.layers import METADATA_KEY
 
 PLUGIN = "napari-zarr-vectors"

@@ -7,7 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from napari_zarr_vectors import _follow, lod, pyramid, remote, store
+from napari_zarr_vectors import lod, pyramid, remote, store
+from napari_zarr_vectors._qt import follow as _follow
 from napari_zarr_vectors._serve import StoreServer, free_port
 from napari_zarr_vectors.layers import METADATA_KEY
 

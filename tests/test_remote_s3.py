@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 import napari_zarr_vectors as nzv
-from napari_zarr_vectors import _follow, drill, lod, remote, samples, store
+from napari_zarr_vectors import drill, lod, remote, samples, store
+from napari_zarr_vectors._qt import follow as _follow
 from napari_zarr_vectors.layers import METADATA_KEY
 
 boto3 = pytest.importorskip("boto3")

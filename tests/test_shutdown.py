@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent(
     import sys, time
     import napari
     from qtpy.QtWidgets import QApplication
-    from napari_zarr_vectors import _follow
+    from napari_zarr_vectors._qt import follow as _follow
 
     path, close = sys.argv[1], sys.argv[2] == "close"
     viewer = napari.Viewer(show=True)

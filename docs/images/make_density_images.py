@@ -47,8 +47,8 @@ def napari_pictures(path: Path) -> None:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_zarr_vectors import _follow
-    from napari_zarr_vectors._widgets.levels import LevelsWidget
+    from napari_zarr_vectors._qt import follow as _follow
+    from napari_zarr_vectors._qt.levels_widget import LevelsWidget
 
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1280, 860)

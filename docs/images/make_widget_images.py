@@ -25,7 +25,7 @@ WINDOW = (1280, 1150)
 def _settle(viewer, turns: int = 20) -> None:
     from qtpy.QtWidgets import QApplication
 
-    from napari_zarr_vectors import _follow
+    from napari_zarr_vectors._qt import follow as _follow
 
     _follow.wait_settled(viewer)
     for _ in range(turns):
@@ -71,7 +71,7 @@ def drill_picture() -> None:
     """The point sample in 3D at level 3: one metanode to its 8 children, three of those to 24."""
     import napari
 
-    from napari_zarr_vectors import _follow
+    from napari_zarr_vectors._qt import follow as _follow
 
     path = samples.sample_store("synthetic_points.zv")
     row = _full_metanode(path)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from . import layers, store
-from ._follow import watch_viewer
+from ._qt.follow import watch_viewer
 from ._renderer import machine_budget
 
 PathLike = str | os.PathLike[str]

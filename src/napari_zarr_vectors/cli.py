@@ -276,7 +276,7 @@ def cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from ._follow import wait_settled
+    from ._qt.follow import wait_settled
 
     viewer = napari.Viewer(show=True, title="napari-zarr-vectors demo")
     saved_geometry = viewer.window.geometry()

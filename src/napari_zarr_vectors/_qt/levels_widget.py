@@ -24,8 +24,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import _follow
 from ..layers import METADATA_KEY
+from . import follow as _follow
 from ._layout import FittedTable, WrappingLabel
 
 if TYPE_CHECKING:

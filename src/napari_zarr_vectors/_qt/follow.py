@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -20,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _napari_private, layers, lod, store
-from .layers import DENSITY_KEY, METADATA_KEY, Payload, region_payload
+from .. import _napari_private, layers, lod, store
+from ..layers import DENSITY_KEY, METADATA_KEY, Payload, region_payload
+from .workers import on_closing, start_worker
 
 log = logging.getLogger(__name__)
 
@@ -40,98 +40,13 @@ _COMPANIONS: weakref.WeakKeyDictionary[Any, DensityCompanion] = weakref.WeakKeyD
 DENSITY_3D_VOXELS = 256**3
 
 
-#: Longest the interpreter's exit waits for reads in flight (then it exits anyway; a read is ~0.1-1 s).
-SHUTDOWN_WAIT_S = 20.0
-#: Workers started by this plugin that may still run, each with what cancels it.
-_LIVE_WORKERS: dict[Any, Callable[[], None] | None] = {}
-_closing = False
-
-
-def start_worker(
-    fn: Callable[..., Any],
-    *args: Any,
-    returned: Callable[[Any], None] | None = None,
-    errored: Callable[[Exception], None] | None = None,
-    finished: Callable[[], None] | None = None,
-    cancel: Callable[[], None] | None = None,
-) -> Any:
-    """Start ``fn(*args)`` on a napari thread worker that the interpreter's exit waits for.
-
-    A worker still reading when a script ends would otherwise run while
-    Python shuts down its executors (zarr's reads then fail with "cannot
-    schedule new futures" or wait forever) and emit to Qt objects already
-    deleted (abort, exit code 134).  ``cancel`` asks the work to stop early
-    at exit.  Errors go to ``errored`` only (not re-raised in the event loop).
-    Returns None, starting nothing, once the interpreter is exiting.
-    """
-    from napari.qt.threading import create_worker
-
-    if _closing:
-        return None
-    _register_exit_hook()
-    worker = create_worker(fn, *args, _start_thread=False, _ignore_errors=True)
-    for signal, slot in ((worker.returned, returned), (worker.errored, errored), (worker.finished, finished)):
-        if slot is not None:
-            signal.connect(slot)
-    worker.finished.connect(lambda w=worker: _LIVE_WORKERS.pop(w, None))
-    _LIVE_WORKERS[worker] = cancel
-    worker.start()
-    return worker
-
-
-def wait_for_workers(timeout: float = SHUTDOWN_WAIT_S) -> bool:
-    """Cancel and wait for every worker this plugin started; no new ones start afterwards.
-
-    Runs when the interpreter exits, before Python stops its thread-pool
-    executors.  Waits on Qt's thread pool itself, since the ``finished``
-    signals are delivered only by an event loop that no longer runs.
-    Returns False if some worker was still running at ``timeout``.
-    """
-    global _closing
-    _closing = True
-    from . import remote
-
-    remote.CLOSING.set()  # a read still waiting on the network ends now instead of holding the exit
+def _stop_following() -> None:
+    """At interpreter exit: no further plans (a follower's timer never fires again without an event loop)."""
     for f in list(_FOLLOWERS.values()):
-        f.detached = True  # no further plans; its timer never fires again without an event loop
-    for cancel in list(_LIVE_WORKERS.values()):
-        if cancel is not None:
-            with contextlib.suppress(Exception):
-                cancel()
-    if not _LIVE_WORKERS:
-        return True
-    from qtpy.QtCore import QThreadPool
-
-    return bool(QThreadPool.globalInstance().waitForDone(int(timeout * 1000)))
+        f.detached = True
 
 
-_hook_registered = False
-
-
-def _register_exit_hook() -> None:
-    """Wait for our workers when the interpreter exits, before its executors shut down.
-
-    ``atexit`` runs too late: ``concurrent.futures`` refuses new work from
-    a hook in ``threading``'s own exit list, which runs first.  Hooks there
-    run newest first, so ours, registered after ``concurrent.futures`` is
-    imported, runs before that refusal.
-    """
-    global _hook_registered
-    if _hook_registered:
-        return
-    import concurrent.futures.thread  # noqa: F401  registers its hook first, so ours runs before it
-
-    register = getattr(threading, "_register_atexit", None)
-    try:
-        if register is not None:
-            register(wait_for_workers)
-        else:  # pragma: no cover - CPython has had it since 3.9
-            import atexit
-
-            atexit.register(wait_for_workers)
-    except RuntimeError:  # the interpreter is already exiting
-        return
-    _hook_registered = True
+on_closing(_stop_following)
 
 
 def real_viewer(viewer: Any) -> Any:

@@ -24,9 +24,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import _follow, drill, store
+from .. import drill, store
 from ..layers import METADATA_KEY, _bin_extent, _marker_size
+from . import follow as _follow
 from ._layout import WrappingLabel
+from .workers import start_worker
 
 if TYPE_CHECKING:
     import napari
@@ -202,7 +204,7 @@ class DrillWidget(QWidget):
         self.busy = True
         self.last_error = None
         self._set_enabled(False)
-        self._worker = _follow.start_worker(work, returned=done, errored=self._errored, finished=self._finished)
+        self._worker = start_worker(work, returned=done, errored=self._errored, finished=self._finished)
 
     def _errored(self, exc: Exception) -> None:
         if isinstance(exc, drill.DrillError | store.StoreError):

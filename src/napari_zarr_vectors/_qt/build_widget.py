@@ -31,9 +31,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import _follow, pyramid, store
+from .. import pyramid, store
 from ..layers import METADATA_KEY
+from . import follow as _follow
 from ._layout import FittedTable, WrappingLabel, in_scroll_area
+from .workers import start_worker
 
 if TYPE_CHECKING:
     import napari
@@ -404,7 +406,7 @@ class BuildPyramidWidget(QWidget):
         self.status.setText("building…")
         self._set_running(True)
         # joined at interpreter exit, cancelled first, so the build's undo runs to its end
-        self._worker = _follow.start_worker(
+        self._worker = start_worker(
             self._plan_and_run,
             self.store_path,
             factors,
