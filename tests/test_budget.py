@@ -82,14 +82,14 @@ def test_levels_dock_shows_why_and_a_typed_budget_is_set_here(make_napari_viewer
     *_, layer = viewer.open(str(small_points_2d), plugin=PLUGIN)
     _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Levels")
     follower = _follow.follower_of(layer)
-    qtbot.waitUntil(lambda: widget.table.rowCount() == 2, timeout=5000)
+    qtbot.waitUntil(lambda: len(widget.layer_rows) == 1, timeout=5000)
     reason = layer.metadata[METADATA_KEY]["budget_reason"]
     assert "llvmpipe" in reason and "llvmpipe" in renderer
     text = widget.budget_reason_text()
     assert text == f"Budget {follower.budget:,}: {reason}. Set a number to override."
-    assert widget.budget_box(0).value() == follower.budget
+    assert widget.budget_box(0).native.value() == follower.budget
 
-    box = widget.budget_box(0)
+    box = widget.budget_box(0).native
     box.lineEdit().selectAll()
     qtbot.keyClicks(box.lineEdit(), "40000")
     qtbot.keyClick(box.lineEdit(), Qt.Key_Enter)
@@ -99,4 +99,4 @@ def test_levels_dock_shows_why_and_a_typed_budget_is_set_here(make_napari_viewer
     assert widget.budget_reason_text() == f"Budget 40,000: {SET_HERE}."
     widget.rebuild()  # a rebuild (another layer, a build) keeps what the user set
     assert widget.budget_reason_text() == f"Budget 40,000: {SET_HERE}."
-    assert widget.budget_box(0).value() == 40_000
+    assert widget.budget_box(0).value == 40_000

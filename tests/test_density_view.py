@@ -22,10 +22,10 @@ def _open(viewer, qtbot, path):
 
 
 def _show_from_widget(viewer, qtbot, image):
-    widget = LevelsWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Levels")
+    assert isinstance(widget, LevelsWidget)
     qtbot.waitUntil(lambda: len(widget.density_checks) == 1, timeout=5_000)
-    box = widget.density_checks[0]
+    box = widget.density_checks[0].native
     assert box.text() == image.name and not box.isChecked()
     box.setFocus()
     qtbot.keyClick(box, Qt.Key_Space)  # a real key event toggles the real check box
@@ -70,7 +70,7 @@ def test_density_image_overlays_points_at_every_level(make_napari_viewer, qtbot,
     qtbot.waitUntil(lambda: image.data_level == 0, timeout=10_000)
 
     # unticking hides it again and keeps the counts
-    widget.density_checks[0].click()
+    widget.density_checks[0].native.click()
     assert not image.visible and lazy.ready
 
 
@@ -92,7 +92,7 @@ def test_hiding_from_the_layer_list_unticks_the_box(make_napari_viewer, qtbot, s
     image, _ = _open(viewer, qtbot, small_points_2d)
     widget, _ = _show_from_widget(viewer, qtbot, image)
     image.visible = False
-    assert not widget.density_checks[0].isChecked()
+    assert not widget.density_checks[0].native.isChecked()
     viewer.layers.remove(image)
     qtbot.waitUntil(lambda: not widget.density_checks, timeout=5_000)
 

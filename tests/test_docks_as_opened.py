@@ -45,10 +45,10 @@ def test_levels_dock_shows_the_open_store(make_napari_viewer, qtbot, small_point
     viewer = make_napari_viewer(show=True)
     layer, widget = _open(viewer, small_points_2d, "Levels", order)
     _settled(viewer, layer)
-    qtbot.waitUntil(lambda: widget.table.rowCount() == 2, timeout=5000)  # the layer's name row + its state row
+    qtbot.waitUntil(lambda: len(widget.layer_rows) == 1, timeout=5000)  # one row: the layer's
     assert _follow.followers(widget.viewer) == _follow.followers(viewer)
-    assert widget.level_box(0).currentText() == "auto"
-    assert widget.budget_box(0).value() == _follow.follower_of(layer).budget
+    assert widget.level_box(0).native.currentText() == "auto"
+    assert widget.budget_box(0).native.value() == _follow.follower_of(layer).budget
 
 
 @pytest.mark.parametrize("order", ORDERS)

@@ -48,17 +48,15 @@ def napari_pictures(path: Path) -> None:
     from qtpy.QtWidgets import QApplication
 
     from napari_zarr_vectors._qt import follow as _follow
-    from napari_zarr_vectors._qt.levels_widget import LevelsWidget
 
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1280, 860)
-    widget = LevelsWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Levels")
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-zarr-vectors", "Levels")
     layers = viewer.open(str(path), plugin="napari-zarr-vectors")
     image, points = layers
     _follow.wait_settled(viewer)
     QApplication.processEvents()
-    widget.density_checks[0].setChecked(True)
+    widget.density_checks[0].value = True
     _follow.wait_settled(viewer)
     points.visible = False
     viewer.reset_view()

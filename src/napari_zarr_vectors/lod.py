@@ -8,11 +8,12 @@ with hysteresis.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from psygnal import evented
 
 from . import store
 from .store import LevelData
@@ -669,6 +670,109 @@ class Region(LevelData):
         return (int(self.level),)
 
 
+#: The layer-metadata keys ``ViewState.mirror`` writes, each from one field.
+MIRRORED = {
+    "level": "level",
+    "levels_shown": "levels_shown",
+    "levels": "levels",
+    "locked": "locked_level",
+    "budget": "vertex_budget",
+    "budget_reason": "budget_reason",
+}
+
+
+@evented
+@dataclass
+class ViewState:
+    """One store layer's level of detail: what the user chose and what is drawn; pure and evented (psygnal).
+
+    Each value has this one home: the layer's ``LevelOfDetail`` reads the
+    budget and the lock from it, the follower writes what it drew, the
+    Levels dock shows it and edits it, and ``layer.metadata`` is a mirror
+    written from it (``mirror``).  Every change emits
+    ``state.events.<field>``; set fields on the GUI thread only, since
+    subscribers may be widgets.
+    """
+
+    #: The most vertices drawn for a view.
+    budget: int = DEFAULT_VERTEX_BUDGET
+    #: Where the budget came from ("software renderer (llvmpipe), ...", "set here").
+    budget_reason: str = ""
+    #: The level shown whatever the view, or None: chosen from the view.
+    locked: int | None = None
+    #: The (finest) level drawn now.
+    level: int = 0
+    #: Every level drawn now, finest first (several when each region shows its own).
+    levels_shown: tuple[int, ...] = (0,)
+    #: The store's levels.
+    levels: tuple[int, ...] = ()
+    #: Vertices drawn now.
+    vertex_count: int = 0
+
+    def __post_init__(self) -> None:
+        if int(self.budget) < 1:
+            raise ValueError(f"the vertex budget must be at least 1, got {self.budget}")
+
+    def lock(self, level: int | None) -> None:
+        """Show ``level`` whatever the view (None: choose from the view again); refuses a level the store lacks."""
+        if level is not None and self.levels and int(level) not in self.levels:
+            raise ValueError(f"level {level} is not one of {list(self.levels)}")
+        self.locked = None if level is None else int(level)
+
+    def set_budget(self, budget: int, reason: str | None = None) -> None:
+        """A new vertex budget (at least 1), and where it came from when given."""
+        if int(budget) < 1:
+            raise ValueError(f"the vertex budget must be at least 1, got {budget}")
+        if reason is not None:
+            self.budget_reason = reason
+        self.budget = int(budget)
+
+    def show(self, level: int, levels_shown: Sequence[int], vertex_count: int) -> None:
+        """Record what was drawn (the follower, after a swap)."""
+        self.levels_shown = tuple(int(v) for v in levels_shown) or (int(level),)
+        self.vertex_count = int(vertex_count)
+        self.level = int(level)
+
+    def set_levels(self, levels: Sequence[int]) -> None:
+        """The store's levels now (a build added or removed some); a lock on a level gone is released."""
+        levels = tuple(int(v) for v in levels)
+        if self.locked is not None and levels and self.locked not in levels:
+            self.locked = None
+        self.levels = levels
+
+    @property
+    def shown_text(self) -> str:
+        """The level drawn as the Levels dock shows it: ``2``, or ``0–2`` for a level per region."""
+        shown = self.levels_shown
+        return str(self.level) if len(shown) <= 1 else f"{shown[0]}\u2013{shown[-1]}"
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, Any], **defaults: Any) -> ViewState:
+        """A state from a layer's store metadata (what the reader wrote), ``defaults`` for what it lacks."""
+        values = dict(defaults)
+        for name, key in MIRRORED.items():
+            if meta.get(key) is not None:
+                values[name] = meta[key]
+        for name in ("levels_shown", "levels"):
+            if name in values:
+                values[name] = tuple(int(v) for v in values[name])
+        if "levels_shown" not in values and "level" in values:
+            values["levels_shown"] = (int(values["level"]),)
+        return cls(**values)
+
+    def mirror(self, metadata: MutableMapping[str, Any]) -> Callable[[], None]:
+        """Write every field into ``metadata`` now and after each change; returns what stops it."""
+
+        def write(*_: Any) -> None:
+            for name, key in MIRRORED.items():
+                value = getattr(self, name)
+                metadata[key] = list(value) if isinstance(value, tuple) else value
+
+        write()
+        self.events.connect(write)
+        return lambda: self.events.disconnect(write)
+
+
 class LevelOfDetail:
     """Chooses and reads what one store layer should show for a view; Qt-free.
 
@@ -691,30 +795,59 @@ class LevelOfDetail:
         cache_bytes: int = 256 * 2**20,
         per_region: bool = True,
         pixels_per_vertex: float | None = None,
+        state: ViewState | None = None,
     ) -> None:
         import threading
 
         self._store = store
         self.path = str(path)
         self.kind = kind
-        self.budget = int(budget)
+        #: The budget, the lock and the level shown live here (one home each; ``budget`` seeds a new one).
+        self.state = ViewState(budget=int(budget)) if state is None else state
         self.path_budget = path_budget
         self.margin = float(margin)
         self.cache = ChunkCache(cache_bytes)
-        self.locked: int | None = None
         self._lock = threading.Lock()
         self._generation = 0
         self._signature: tuple[int, ...] | None = None
         self.levels: list[LevelGrid] = []
         self._drawn_ratio: dict[int, float] = {}
         self._objects: dict[int, int] = {}
-        self.shown: tuple[int, Box] | None = None  # the (finest) level shown and the box it covers
+        self._shown_box: Box | None = None  # the box the level shown covers (None: nothing read yet)
         #: Point clouds viewed with every axis on screen get a level per region (``plan_regions``).
         self.per_region = bool(per_region)
         self.pixels_per_vertex = default_pixels_per_vertex() if pixels_per_vertex is None else float(pixels_per_vertex)
         self.plan: RegionPlan | None = None  # the per-region plan shown (None: one level)
         self._colouring: Mapping[str, Any] | None = None  # the colouring of the update running
         self.reads = 0  # store reads made (chunks for points, regions for polylines), for tests and benchmarks
+
+    @property
+    def budget(self) -> int:
+        """The vertex budget (``state.budget``)."""
+        return self.state.budget
+
+    @budget.setter
+    def budget(self, value: int) -> None:
+        self.state.set_budget(value)
+
+    @property
+    def locked(self) -> int | None:
+        """The locked level, or None (``state.locked``); a level the store no longer has counts as None."""
+        locked = self.state.locked
+        if locked is not None and self.levels and locked not in [g.index for g in self.levels]:
+            return None
+        return locked
+
+    @property
+    def shown(self) -> tuple[int, Box] | None:
+        """The (finest) level shown (``state.level``) and the box it covers; None before anything was read."""
+        return None if self._shown_box is None else (self.state.level, self._shown_box)
+
+    @shown.setter
+    def shown(self, value: tuple[int, Box]) -> None:
+        level, self._shown_box = value
+        if level != self.state.level:
+            self.state.level = int(level)
 
     # -- GUI thread
     def request(self) -> int:
@@ -738,16 +871,16 @@ class LevelOfDetail:
         """Show ``level`` whatever the view (None: choose automatically again)."""
         if level is not None and self.levels and level not in [lv.index for lv in self.levels]:
             raise ValueError(f"level {level} is not one of {[lv.index for lv in self.levels]}")
-        self.locked = level
+        self.state.locked = None if level is None else int(level)
 
     def forget_shown(self) -> None:
         """Make the next update re-read even if the view did not move (budget or lock changed).
 
         The level shown is kept: it still anchors the hysteresis.
         """
-        if self.shown is not None:
-            nowhere = np.full(len(self.shown[1].lo), np.inf)
-            self.shown = (self.shown[0], Box(nowhere, -nowhere))
+        if self._shown_box is not None:
+            nowhere = np.full(len(self._shown_box.lo), np.inf)
+            self._shown_box = Box(nowhere, -nowhere)
 
     # -- worker thread
     def refresh_levels(self) -> None:
@@ -763,8 +896,7 @@ class LevelOfDetail:
         if self.kind in self._store.POLYLINE_KINDS:
             for lv in info.levels:  # the manifest tables box reads need anyway (~0.1 s a level, kept in the cache)
                 self._drawn_ratio[lv.index] = self._line_index(lv.index).sharing
-        if self.locked is not None and self.locked not in [g.index for g in grids]:
-            self.locked = None
+        # a lock on a level gone counts as none (``locked``); the GUI thread releases it in the state
         self._signature = self._store.signature(self.path)
 
     def _levels_current(self) -> None:

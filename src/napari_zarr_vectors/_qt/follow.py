@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import _napari_private, layers, lod, store
 from ..layers import DENSITY_KEY, METADATA_KEY, Payload, region_payload
+from .binding import LayerBinding, binding_of, bindings, real_viewer
 from .workers import on_closing, start_worker
 
 log = logging.getLogger(__name__)
@@ -33,54 +34,39 @@ MIN_MARKER_PIXELS = 2.0
 #: Vectors layers draw tens of thousands of polylines quickly; Shapes layers ~14 ms per path.
 VECTORS_PATH_BUDGET = 20_000
 
-_FOLLOWERS: weakref.WeakKeyDictionary[Any, LayerFollower] = weakref.WeakKeyDictionary()
 _WATCHED_VIEWERS: weakref.WeakSet[Any] = weakref.WeakSet()
-_COMPANIONS: weakref.WeakKeyDictionary[Any, DensityCompanion] = weakref.WeakKeyDictionary()
 #: In 3D napari draws a multiscale image's coarsest level; the density is locked to the finest level this small.
 DENSITY_3D_VOXELS = 256**3
 
 
 def _stop_following() -> None:
     """At interpreter exit: no further plans (a follower's timer never fires again without an event loop)."""
-    for f in list(_FOLLOWERS.values()):
+    for f in bindings(LayerFollower):
         f.detached = True
 
 
 on_closing(_stop_following)
 
 
-def real_viewer(viewer: Any) -> Any:
-    """The viewer itself behind napari's ``PublicOnlyProxy`` (what dock widgets are handed).
-
-    Everything that keys on a viewer (the watched set, ``followers(viewer)``,
-    ``wait_settled``) keys on this, so a proxy and the viewer it wraps are one.
-    """
-    while viewer is not None and hasattr(type(viewer), "__wrapped__"):
-        viewer = viewer.__wrapped__
-    return viewer
-
-
 def follower_of(layer: Any) -> LayerFollower | None:
     """The follower attached to ``layer``, if any."""
-    return _FOLLOWERS.get(layer)
+    return binding_of(LayerFollower, layer)
 
 
 def followers(viewer: Any | None = None) -> list[LayerFollower]:
     """Every live follower (of one viewer's layers, when given)."""
-    out = [f for f in _FOLLOWERS.values() if not f.detached]
-    if viewer is not None:
-        viewer = real_viewer(viewer)
-        out = [f for f in out if f.viewer is viewer]
-    return out
+    return bindings(LayerFollower, viewer)
 
 
 def levels_changed(path: str) -> None:
     """Tell the followers of store ``path`` that its levels changed (after a build), so they re-plan now."""
     target = store.address(path)
-    for f in followers():
-        if f.path == target:
-            f.lod.forget_shown()
-            f.schedule(immediately=True)
+    mine = [f for f in followers() if f.path == target]
+    levels = store.list_levels(target) if mine else []
+    for f in mine:
+        f.state.set_levels(levels)  # a lock on a removed level is released (and re-plans)
+        f.lod.forget_shown()
+        f.schedule(immediately=True)
 
 
 def wait_settled(viewer: Any, timeout: float = 30.0) -> bool:
@@ -118,9 +104,9 @@ def watch_viewer(viewer: Any) -> None:
     _WATCHED_VIEWERS.add(viewer)
 
     def _attach(layer: Any) -> None:
-        if _followable(layer) and layer not in _FOLLOWERS:
+        if _followable(layer) and follower_of(layer) is None:
             LayerFollower(viewer, layer)
-        elif _density_meta(layer) is not None and layer not in _COMPANIONS:
+        elif _density_meta(layer) is not None and companion_of(layer) is None:
             DensityCompanion(viewer, layer)
 
     def _on_inserted(event: Any) -> None:
@@ -133,8 +119,13 @@ def watch_viewer(viewer: Any) -> None:
         _attach(layer)
 
 
-class LayerFollower:
-    """Keeps one layer showing the pyramid level and region that fit the current view."""
+class LayerFollower(LayerBinding):
+    """Keeps one layer showing the pyramid level and region that fit the current view.
+
+    Its level, lock and budget live in ``state`` (``lod.ViewState``): the
+    follower writes what it drew there, re-plans when the lock or the
+    budget changes there, and ``layer.metadata`` mirrors it.
+    """
 
     #: The last swapped payload's worker seconds ("read", "payload"); ``last_swap_seconds`` is the GUI part.
     last_work_seconds: Mapping[str, float] = MappingProxyType({})
@@ -143,8 +134,8 @@ class LayerFollower:
         from qtpy.QtCore import QTimer
 
         meta = layer.metadata[METADATA_KEY]
-        self.viewer = viewer = real_viewer(viewer)
-        self._layer = weakref.ref(layer)
+        super().__init__(viewer, layer)
+        viewer = self.viewer
         self.layer_type = type(layer).__name__.lower()
         self.path = store.address(meta["path"])
         self.kind = meta["kind"]
@@ -152,28 +143,22 @@ class LayerFollower:
         path_budget = None
         if self.kind in store.POLYLINE_KINDS:
             path_budget = lod.DEFAULT_SHAPES_PATH_LIMIT if self.layer_type == "shapes" else VECTORS_PATH_BUDGET
-        self.lod = lod.LevelOfDetail(
-            self.path,
-            self.kind,
-            budget=int(meta.get("vertex_budget") or lod.default_vertex_budget()),
-            path_budget=path_budget,
-        )
-        self.level = int(meta.get("level", 0))
-        #: The levels drawn (finest first: several when each region shows its own), and each point's level then.
-        self.levels_shown: tuple[int, ...] = (self.level,)
+        #: The layer's level, lock and budget: one home each (``layer.metadata`` mirrors it).
+        self.state = lod.ViewState.from_metadata(meta, budget=lod.default_vertex_budget(), vertex_count=len(layer.data))
+        self.lod = lod.LevelOfDetail(self.path, self.kind, path_budget=path_budget, state=self.state)
+        #: Each point's level when the view shows several (None: one level).
         self.point_levels: np.ndarray | None = None
         # the reader loaded this whole level: any view at this level is covered until the level changes
         everywhere = np.full(len(layer.scale), np.inf)
-        self.lod.shown = (self.level, lod.Box(-everywhere, everywhere))
-        self.vertex_count = len(layer.data)
+        self.lod.shown = (self.state.level, lod.Box(-everywhere, everywhere))
         self.swaps = 0
         self.last_swap_seconds = 0.0
         self.stale = 0
-        self.last_error: str | None = None
         self.failures = 0
         self._failure_shown = False
-        self.detached = False
-        self._listeners: list[Callable[[LayerFollower], None]] = []
+        self._unmirror = self.state.mirror(meta)
+        self.state.events.locked.connect(self._replan)
+        self.state.events.budget.connect(self._replan)
         self._our_size: float | None = float(layer.current_size) if self.layer_type == "points" else None
         self._workers: set[Any] = set()
         self._last_event = 0.0  # perf_counter of the last schedule (a quiet spell plans at once)
@@ -188,7 +173,7 @@ class LayerFollower:
         self._timer.setSingleShot(True)
         self._timer.setInterval(int(debounce_ms))
         self._timer.timeout.connect(self._start)
-        self._connections = [
+        for emitter in (
             viewer.scene.camera.events.center,
             viewer.scene.camera.events.zoom,
             viewer.scene.camera.events.angles,
@@ -196,17 +181,25 @@ class LayerFollower:
             viewer.dims.events.ndisplay,
             viewer.dims.events.order,
             viewer.canvas.events.size,
-        ]
-        for emitter in self._connections:
-            emitter.connect(self._on_view_event)
-        viewer.layers.events.removed.connect(self._on_removed)
-        _FOLLOWERS[layer] = self
+        ):
+            self.connect(emitter, self._on_view_event)
         self.schedule(immediately=True)
 
     # ---------------------------------------------------------------- public
     @property
-    def layer(self) -> Any | None:
-        return self._layer()
+    def level(self) -> int:
+        """The (finest) level drawn (``state.level``)."""
+        return self.state.level
+
+    @property
+    def levels_shown(self) -> tuple[int, ...]:
+        """The levels drawn, finest first: several when each region shows its own (``state.levels_shown``)."""
+        return self.state.levels_shown
+
+    @property
+    def vertex_count(self) -> int:
+        """Vertices drawn (``state.vertex_count``)."""
+        return self.state.vertex_count
 
     @property
     def busy(self) -> int:
@@ -224,21 +217,18 @@ class LayerFollower:
 
     @property
     def budget(self) -> int:
-        return self.lod.budget
+        return self.state.budget
 
     def lock(self, level: int | None) -> None:
-        """Keep ``level`` shown whatever the zoom (None: automatic again)."""
+        """Keep ``level`` shown whatever the zoom (None: automatic again); the view is planned again."""
         self.lod.lock(level)
-        self.lod.forget_shown()
-        self.schedule(immediately=True)
 
-    def set_budget(self, budget: int) -> None:
-        if int(budget) < 1:
-            raise ValueError(f"the vertex budget must be at least 1, got {budget}")
-        self.lod.budget = int(budget)
-        layer = self.layer
-        if layer is not None:
-            layer.metadata[METADATA_KEY]["vertex_budget"] = int(budget)
+    def set_budget(self, budget: int, reason: str | None = None) -> None:
+        """A new vertex budget (and where it came from); the view is planned again."""
+        self.state.set_budget(budget, reason)
+
+    def _replan(self, *_: Any) -> None:
+        """The lock or the budget changed in the state: read the view again, now."""
         self.lod.forget_shown()
         self.schedule(immediately=True)
 
@@ -250,10 +240,6 @@ class LayerFollower:
         layer = self.layer
         if layer is not None and not self.detached:
             _napari_private.thumbnail(layer)
-
-    def on_change(self, callback: Callable[[LayerFollower], None]) -> None:
-        """Call ``callback(self)`` after every swap, lock or failure (for the levels widget)."""
-        self._listeners.append(callback)
 
     def schedule(self, immediately: bool = False) -> None:
         """Plan again after the debounce interval (or on the next event-loop turn).
@@ -294,27 +280,20 @@ class LayerFollower:
             translate=tuple(float(t) for t in layer.translate),
         )
 
-    def detach(self) -> None:
-        """Stop following (the layer was removed)."""
-        if self.detached:
-            return
-        self.detached = True
+    def _stopped(self) -> None:
+        """Stop following (the layer was removed): timers, reads in flight, the state's hold on the layer."""
         self._timer.stop()
         self._thumb_timer.stop()
-        for emitter in self._connections:
-            emitter.disconnect(self._on_view_event)
-        with contextlib.suppress(TypeError, ValueError, RuntimeError):  # already gone
-            self.viewer.layers.events.removed.disconnect(self._on_removed)
         for worker in list(self._workers):
             worker.quit()
+        self._unmirror()
+        with contextlib.suppress(TypeError, ValueError):
+            self.state.events.locked.disconnect(self._replan)
+            self.state.events.budget.disconnect(self._replan)
 
     # ---------------------------------------------------------------- internals
     def _on_view_event(self, event: Any = None) -> None:
         self.schedule()
-
-    def _on_removed(self, event: Any) -> None:
-        if getattr(event, "value", None) is self.layer or self.layer is None:
-            self.detach()
 
     def _start(self) -> None:
         self._leading = False
@@ -391,23 +370,13 @@ class LayerFollower:
         swap(layer, payload, self)
         self.last_swap_seconds = time.perf_counter() - t
         self.last_work_seconds = dict(payload.seconds)
-        self.level = region.level
-        self.levels_shown = region.levels_shown
-        self.point_levels = region.point_levels if len(self.levels_shown) > 1 else None
-        self.vertex_count = payload.vertex_count
+        self.point_levels = region.point_levels if len(region.levels_shown) > 1 else None
         self.last_error = None
         self._failure_shown = False
         self.swaps += 1
-        meta = layer.metadata.get(METADATA_KEY)
-        if isinstance(meta, dict):
-            meta["level"] = int(region.level)
-            meta["levels_shown"] = list(self.levels_shown)
-            meta["levels"] = [g.index for g in self.lod.levels]
+        self.state.set_levels([g.index for g in self.lod.levels])
+        self.state.show(region.level, region.levels_shown, payload.vertex_count)
         self._notify()
-
-    def _notify(self) -> None:
-        for callback in list(self._listeners):
-            callback(self)
 
 
 def _blocked(layer: Any) -> list[Any]:
@@ -531,16 +500,15 @@ def _density_meta(layer: Any) -> dict | None:
 
 def companions(viewer: Any | None = None) -> list[DensityCompanion]:
     """Every live density companion (of one viewer's layers, when given)."""
-    out = [c for c in _COMPANIONS.values() if not c.detached]
-    viewer = real_viewer(viewer)
-    return [c for c in out if viewer is None or c.viewer is viewer]
+    return bindings(DensityCompanion, viewer)
 
 
 def companion_of(layer: Any) -> DensityCompanion | None:
-    return _COMPANIONS.get(layer)
+    """The density companion attached to ``layer``, if any."""
+    return binding_of(DensityCompanion, layer)
 
 
-class DensityCompanion:
+class DensityCompanion(LayerBinding):
     """Computes a density image's counts on a worker the first time it is shown; keeps 3D views detailed.
 
     Until the counts are in, the layer shows zeros; then its contrast is
@@ -550,23 +518,13 @@ class DensityCompanion:
     """
 
     def __init__(self, viewer: Any, layer: Any) -> None:
-        self.viewer = viewer = real_viewer(viewer)
-        self._layer = weakref.ref(layer)
+        super().__init__(viewer, layer)
         self.lazy = _density_meta(layer)["lazy"]
-        self.detached = False
-        self.last_error: str | None = None
         self._worker: Any = None
-        self._listeners: list[Callable[[DensityCompanion], None]] = []
-        layer.events.visible.connect(self._on_visible)
-        viewer.dims.events.ndisplay.connect(self._on_ndisplay)
-        viewer.layers.events.removed.connect(self._on_removed)
-        _COMPANIONS[layer] = self
+        self.connect(layer.events.visible, self._on_visible)
+        self.connect(self.viewer.dims.events.ndisplay, self._on_ndisplay)
         self._on_ndisplay()
         self._on_visible()
-
-    @property
-    def layer(self) -> Any | None:
-        return self._layer()
 
     @property
     def idle(self) -> bool:
@@ -576,25 +534,6 @@ class DensityCompanion:
     @property
     def ready(self) -> bool:
         return self.lazy.ready
-
-    def on_change(self, callback: Callable[[DensityCompanion], None]) -> None:
-        """Call ``callback(self)`` when the counts arrive or fail."""
-        self._listeners.append(callback)
-
-    def detach(self) -> None:
-        if self.detached:
-            return
-        self.detached = True
-        for emitter, slot in (
-            (self.viewer.dims.events.ndisplay, self._on_ndisplay),
-            (self.viewer.layers.events.removed, self._on_removed),
-        ):
-            with contextlib.suppress(TypeError, ValueError, RuntimeError):
-                emitter.disconnect(slot)
-
-    def _on_removed(self, event: Any) -> None:
-        if getattr(event, "value", None) is self.layer or self.layer is None:
-            self.detach()
 
     def _on_ndisplay(self, event: Any = None) -> None:
         layer = self.layer
@@ -616,8 +555,7 @@ class DensityCompanion:
 
     def _finished(self) -> None:
         self._worker = None
-        for callback in list(self._listeners):
-            callback(self)
+        self._notify()  # the counts arrived or failed
 
     def _apply(self, result: Any) -> None:
         layer = self.layer
