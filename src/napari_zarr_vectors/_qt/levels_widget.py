@@ -56,7 +56,6 @@ class LayerRow(Container):
         self.shown = Label(label="shown", tooltip=SHOWN_TIP)
         self.vertices = Label(label="vertices", tooltip="Vertices drawn now.")
         self.budget = SpinBox(label="budget", min=1_000, max=50_000_000, step=50_000, tooltip=BUDGET_TIP)
-        self.budget.native.setGroupSeparatorShown(True)  # Qt: magicgui has no digit grouping
         self.budget.native.setKeyboardTracking(False)  # Qt: apply on Enter or focus loss, not on every keystroke
         super().__init__(widgets=[self.title, self.level, self.shown, self.vertices, self.budget])
         self._show_lock()
