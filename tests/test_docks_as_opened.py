@@ -71,7 +71,8 @@ def test_drill_dock_drills_the_open_store(make_napari_viewer, qtbot, small_point
     qtbot.waitUntil(lambda: follower.idle and follower.level == 2, timeout=20_000)
     viewer.layers.selection.active = layer
     layer.selected_data = {0, 1}
-    qtbot.mouseClick(widget.down_button, Qt.LeftButton)
+    assert widget.source.value == layer  # the layer drilled from: the open store's
+    qtbot.mouseClick(widget.down_button.native, Qt.LeftButton)
     qtbot.waitUntil(lambda: not widget.busy, timeout=20_000)
     assert widget.last_error is None
     assert widget.store_path == str(small_points_2d.resolve())

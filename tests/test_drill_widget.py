@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
-from napari_zarr_vectors import pyramid, samples, store
+from napari_zarr_vectors import drill, pyramid, samples, store
 from napari_zarr_vectors._qt import follow as _follow
 from napari_zarr_vectors._qt.drill_widget import DrillWidget
 
@@ -31,10 +31,11 @@ def _open_locked(viewer, qtbot, path: Path, level: int):
     return layer
 
 
-def _viewer_and_widget(make_napari_viewer, qtbot):
-    viewer = make_napari_viewer()
-    widget = DrillWidget(viewer)
-    qtbot.addWidget(widget)
+def _viewer_and_widget(make_napari_viewer, qtbot, **kwargs):
+    """A viewer and its Drill dock, opened the way the Plugins menu opens it."""
+    viewer = make_napari_viewer(**kwargs)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Drill")
+    assert isinstance(widget, DrillWidget)
     return viewer, widget
 
 
@@ -51,7 +52,7 @@ def _as_set(positions: np.ndarray) -> set[tuple]:
 
 
 def _click(qtbot, widget, button) -> None:
-    qtbot.mouseClick(button, Qt.LeftButton)
+    qtbot.mouseClick(button.native, Qt.LeftButton)
     qtbot.waitUntil(lambda: not widget.busy, timeout=30_000)
 
 
@@ -68,7 +69,8 @@ def test_drill_down_and_up_on_the_point_sample(make_napari_viewer, qtbot):
     layer.selected_data = {pick}
     viewer.layers.selection.active = layer
 
-    widget.show_links.setChecked(True)
+    widget.show_links.native.click()  # the check box, as a user ticks it
+    assert widget.show_links.value
     _click(qtbot, widget, widget.down_button)
     assert widget.last_error is None
     hl = _highlight(viewer)
@@ -106,7 +108,8 @@ def test_drill_straight_to_level_zero(make_napari_viewer, qtbot):
     pick = int(np.argmax([fullest.get(tuple(np.floor(m / bins)), 0) for m in metanodes]))
     layer.selected_data = {pick}  # the metanode standing for the most points: the sample is not uniform
     metanode = metanodes[pick]
-    widget.target.setCurrentText("level 0")
+    widget.target.native.setCurrentText("level 0")  # what choosing it in the list does
+    assert widget.target.value == "level 0"
     _click(qtbot, widget, widget.down_button)
     hl = _highlight(viewer)
     assert hl.metadata["zarr_vectors_drill"]["level"] == 0
@@ -146,7 +149,9 @@ def test_drill_on_a_streamline_store(make_napari_viewer, qtbot, small_streamline
     )
 
 
-def test_a_store_without_links_explains_and_changes_nothing(make_napari_viewer, qtbot, tmp_path, tree_digest):
+def test_a_store_without_links_explains_and_changes_nothing(
+    make_napari_viewer, qtbot, tmp_path, tree_digest, error_notifications
+):
     path = tmp_path / "nolinks.zv"
     samples.make_point_cloud(path, 5_000, extent=400.0, chunk=100.0, bin_size=25.0, factors=None, ndim=2)
     pyramid.build_pyramid(path, [(2.0, 1.0), (2.0, 1.0)], cross_level_depth=0)
@@ -156,17 +161,67 @@ def test_a_store_without_links_explains_and_changes_nothing(make_napari_viewer, 
     layer.selected_data = {0}
     _click(qtbot, widget, widget.down_button)
     assert "cross_level_depth >= 1" in widget.last_error
+    assert error_notifications[-1] == widget.last_error  # shown to the user as an error notification
     assert not any(x.name.startswith("drill: ") for x in viewer.layers)
     assert tree_digest(path) == before
 
 
-def test_nothing_selected_says_what_to_do(make_napari_viewer, qtbot, small_points_2d):
+def test_nothing_selected_says_what_to_do(make_napari_viewer, qtbot, small_points_2d, error_notifications):
     viewer, widget = _viewer_and_widget(make_napari_viewer, qtbot)
+    assert widget.source.value is None and widget.source.choices == ()
     _click(qtbot, widget, widget.down_button)
     assert "Select a Zarr Vectors Points layer" in widget.last_error
-    _open_locked(viewer, qtbot, small_points_2d, 2)
+    assert error_notifications[-1] == widget.last_error
+    layer = _open_locked(viewer, qtbot, small_points_2d, 2)
+    assert widget.source.value == layer  # the store's layer, active once opened
     _click(qtbot, widget, widget.down_button)
     assert "No points are selected" in widget.last_error
+    assert error_notifications[-1] == widget.last_error
+    _click(qtbot, widget, widget.metanodes_button)
+    assert widget.last_error == "Select a Zarr Vectors polyline or streamline layer first."
+
+
+def test_the_layer_choice_lists_drillable_layers_and_follows_the_active_one(make_napari_viewer, qtbot, small_points_2d):
+    viewer, widget = _viewer_and_widget(make_napari_viewer, qtbot)
+    layer = _open_locked(viewer, qtbot, small_points_2d, 2)
+    image = viewer.add_image(np.zeros((8, 8)), name="an image")
+    plain = viewer.add_points(np.zeros((3, 2)), name="plain points")
+    assert list(widget.source.choices) == [layer]  # neither the image nor points of no store
+    viewer.layers.selection.active = image
+    assert widget.source.value == layer  # a layer it cannot drill from: the choice stays
+
+    layer.selected_data = {0, 1}
+    _click(qtbot, widget, widget.down_button)
+    assert widget.last_error is None
+    hl = _highlight(viewer)
+    assert viewer.layers.selection.active is hl and widget.source.value == hl  # the next step starts there
+    assert [x.name for x in widget.source.choices] == [layer.name, hl.name]
+
+    # chosen in the list, not activated: the store's layer is drilled from, not the active highlight
+    viewer.layers.selection.active = plain
+    widget.source.native.setCurrentIndex(0)
+    assert widget.source.value == layer
+    layer.selected_data = {0}
+    _click(qtbot, widget, widget.down_button)
+    assert widget.last_error is None
+    assert widget.breadcrumb.text().startswith("L2 (1) → L1 (")  # a new trail, from the store's layer
+
+    viewer.layers.remove(hl)
+    assert list(widget.source.choices) == [layer]
+
+
+def test_the_breadcrumb_label_shows_what_the_model_holds(make_napari_viewer, qtbot):
+    """Model -> widget: a change made to the breadcrumb model directly is what the label reads."""
+    viewer, widget = _viewer_and_widget(make_napari_viewer, qtbot)
+    assert widget.breadcrumb.text() == ""
+    keys = np.zeros((5, 3), np.int64)
+    widget.breadcrumb_model.steps = (drill.Step(3, keys[:1]), drill.Step(2, keys))
+    assert widget.breadcrumb.text() == "L3 (1) → L2 (5)" == widget.breadcrumb_model.text()
+    widget.breadcrumb_model.record("other.zv", drill.Step(1, keys[:2]), drill.Step(0, keys), chained=True)
+    assert widget.breadcrumb.text() == "L1 (2) → L0 (5)"
+    assert widget.store_path == "other.zv"
+    widget.breadcrumb_model.clear()
+    assert widget.breadcrumb.text() == "" and widget.store_path is None
 
 
 def test_drill_dock_is_readable_at_its_default_width(make_napari_viewer, qtbot, small_points_2d):
@@ -178,11 +233,13 @@ def test_drill_dock_is_readable_at_its_default_width(make_napari_viewer, qtbot, 
     viewer = make_napari_viewer(show=True)
     viewer.open(str(small_points_2d), plugin=PLUGIN)
     dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Drill")
-    qtbot.waitUntil(widget.isVisible, timeout=5000)
+    qtbot.waitUntil(widget.native.isVisible, timeout=5000)
     with contextlib.suppress(qtbot.TimeoutError):
-        qtbot.waitUntil(lambda: not unreadable(widget), timeout=3000)
-    assert unreadable(widget) == []
+        qtbot.waitUntil(lambda: not unreadable(widget.native), timeout=3000)
+    assert unreadable(widget.native) == []
     assert widget.hint.height() >= widget.hint.heightForWidth(widget.hint.width())
     for button in (widget.down_button, widget.up_button, widget.metanodes_button, widget.object_button):
-        assert button.width() >= button.sizeHint().width(), button.text()
+        assert button.native.width() >= button.native.sizeHint().width(), button.text
+    for control in (widget.source, widget.target, widget.show_links):
+        assert control.native.width() >= control.native.minimumSizeHint().width(), control.name
     assert dock.width() <= 400

@@ -220,7 +220,7 @@ def test_docks_show_the_levels_and_drill_one_level_at_a_time(make_napari_viewer,
     raw = int(np.flatnonzero(point_levels == shown[0])[0])
 
     def press_down():
-        qtbot.mouseClick(drill.down_button, Qt.LeftButton)
+        qtbot.mouseClick(drill.down_button.native, Qt.LeftButton)
         qtbot.waitUntil(lambda: not drill.busy, timeout=30_000)
 
     viewer.layers.selection.active = layer

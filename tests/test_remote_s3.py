@@ -330,7 +330,7 @@ def test_the_drill_dock_drills_a_layer_from_the_bucket(make_napari_viewer, qtbot
     point = np.asarray(layer.data[pick])[::-1].astype(np.float64)
     layer.selected_data = {pick}
     viewer.layers.selection.active = layer
-    qtbot.mouseClick(widget.up_button, Qt.LeftButton)
+    qtbot.mouseClick(widget.up_button.native, Qt.LeftButton)
     qtbot.waitUntil(lambda: not widget.busy, timeout=30_000)
     assert widget.last_error is None
 
@@ -340,7 +340,7 @@ def test_the_drill_dock_drills_a_layer_from_the_bucket(make_napari_viewer, qtbot
     np.testing.assert_allclose(np.asarray(hl.data)[:, ::-1], parent.positions, rtol=0, atol=1e-6)
 
     hl.selected_data = set()  # nothing selected in the highlight: all of it goes down
-    qtbot.mouseClick(widget.down_button, Qt.LeftButton)
+    qtbot.mouseClick(widget.down_button.native, Qt.LeftButton)
     qtbot.waitUntil(lambda: not widget.busy, timeout=30_000)
     assert widget.last_error is None
     kids = nzv.children(local_store, 1, parent.keys, 1)

@@ -88,7 +88,7 @@ def drill_picture() -> None:
     pick = int(np.argmin(np.abs(np.asarray(layer.data) - metanode).max(1)))
     viewer.layers.selection.active = layer
     layer.selected_data = {pick}
-    widget.show_links.setChecked(True)
+    widget.show_links.value = True
     widget.drill_down()
     while widget.busy:
         _settle(viewer, 1)

@@ -10,6 +10,9 @@ bins, since every child lies inside its parent's bin.
 
 Vertices are named by *keys*: ``(chunk coordinates..., row in chunk)``,
 one int64 row each, the way the links themselves name them.
+
+``Breadcrumb`` is the trail of levels a user drilled through (the Drill
+dock shows it): an evented model, so a view subscribes to its changes.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+from psygnal import evented
 
 from . import store
 
@@ -417,3 +421,66 @@ def children(path: str | os.PathLike[str], level: int, keys: np.ndarray, delta: 
         no cross-level links; the message says what to do.
     """
     return drill_for(path).children(level, keys, delta, objects=True)
+
+
+# ---------------------------------------------------------------- the breadcrumb of a drilling session
+
+
+@dataclass(eq=False)  # compared by identity: its keys are an array; ``_same`` says whether two stops match
+class Step:
+    """One stop on the breadcrumb: a level and the keys of the vertices highlighted there."""
+
+    level: int
+    keys: np.ndarray
+
+    def label(self) -> str:
+        """``L<level> (<vertices>)``, the stop as the breadcrumb writes it."""
+        return f"L{self.level} ({len(self.keys):,})"
+
+
+def _same(a: Step, b: Step) -> bool:
+    """Same level and the same set of vertices."""
+    if a.level != b.level or a.keys.shape != b.keys.shape:
+        return False
+    return bool(np.array_equal(np.unique(a.keys, axis=0), np.unique(b.keys, axis=0)))
+
+
+@evented
+@dataclass
+class Breadcrumb:
+    """The levels a drilling session went through in one store, as evented fields.
+
+    ``steps`` is replaced (never changed in place) at every change, so
+    ``events.steps`` fires once per change; ``store_path`` is set before it.
+    A view shows ``text()`` on ``events.steps``.
+    """
+
+    store_path: str | None = None
+    steps: tuple[Step, ...] = ()
+
+    def record(self, path: str, start: Step, found: Step, *, chained: bool) -> None:
+        """A drill step from ``start`` (its query) to ``found`` (its result) in the store at ``path``.
+
+        A step not chained from the last result, or in another store,
+        starts a new trail at ``start``; a step back to the stop before the
+        last one pops the last one (back where we came from); any other
+        step appends ``found``.
+        """
+        steps = list(self.steps)
+        if not chained or not steps or self.store_path != path:
+            steps = [start]
+        if len(steps) >= 2 and _same(steps[-2], found):
+            steps.pop()
+        else:
+            steps.append(found)
+        self.store_path = path
+        self.steps = tuple(steps)
+
+    def clear(self) -> None:
+        """No trail (and no store)."""
+        self.store_path = None
+        self.steps = ()
+
+    def text(self) -> str:
+        """The trail as one line, e.g. ``L3 (1) → L2 (8) → L1 (24)``; empty when there is none."""
+        return " → ".join(s.label() for s in self.steps)

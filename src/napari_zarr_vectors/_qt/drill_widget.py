@@ -1,28 +1,22 @@
 """Dock widget "Drill": from selected metanodes down to their children, or up to their parents.
 
-Thin: the link walking is ``drill.Drill``'s (no Qt).  This widget turns a
-selection in a store's Points layer into keys, runs the step on a napari
-worker, and shows the result in a highlight Points layer (itself a valid
-source for the next step), optional parent->child link vectors, and a
-breadcrumb of the levels visited.
+Thin: the link walking is ``drill.Drill``'s and the breadcrumb is
+``drill.Breadcrumb``'s (no Qt).  This widget turns a selection in the
+chosen layer (a store's Points layer, or its own highlight or metanodes
+layer) into keys, runs the step on a napari worker, and shows the result
+in a highlight Points layer (itself a valid source for the next step),
+optional parent->child link vectors, and the breadcrumb of the levels visited.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import napari.layers
 import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, Widget, create_widget
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QHBoxLayout,
-    QLabel,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QComboBox
 
 from .. import drill, store
 from ..layers import METADATA_KEY, _bin_extent, _marker_size
@@ -30,85 +24,109 @@ from . import follow as _follow
 from ._layout import WrappingLabel
 from .workers import start_worker
 
-if TYPE_CHECKING:
-    import napari
-
 DRILL_KEY = "zarr_vectors_drill"  # not METADATA_KEY: a highlight must not get a camera follower
 NEXT, FINEST = "next finer level", "level 0"
 DOWN_KEY, UP_KEY = "Control-Shift-Down", "Control-Shift-Up"
 HIGHLIGHT = "magenta"
+TO_SOURCE = "The layer whose selected points are drilled; it follows the active layer"
+HINT = (
+    "Select points (metanodes) in a store's Points layer with napari's selection tool, then "
+    f"drill down ({DOWN_KEY}) or up ({UP_KEY}). For polylines, press 'Metanodes' first."
+)
 
 
-@dataclass
-class Step:
-    """One stop on the breadcrumb: a level and the vertices highlighted there."""
-
-    level: int
-    keys: np.ndarray
-
-    def label(self) -> str:
-        return f"L{self.level} ({len(self.keys):,})"
-
-
-class DrillWidget(QWidget):
+class DrillWidget(Container):
     """Drill down / up from the selected points of a store layer, with a breadcrumb."""
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
-        super().__init__()
+        super().__init__(labels=False)
         self.viewer = napari_viewer
-        self.path: list[Step] = []
-        self.store_path: str | None = None
+        self.breadcrumb_model = drill.Breadcrumb()
         self.busy = False
         self.last_error: str | None = None
         self._worker: Any = None
+        self._selected: list[int] = []
 
-        layout = QVBoxLayout(self)
-        self.hint = WrappingLabel(
-            "Select points (metanodes) in a store's Points layer with napari's selection tool, then "
-            f"drill down ({DOWN_KEY}) or up ({UP_KEY}). For polylines, press 'Metanodes' first."
+        hint_box, self.hint = _wrapping_label(HINT)
+        self.source = create_widget(
+            annotation=napari.layers.Layer,
+            name="source",
+            options={"choices": self._drillable_layers, "tooltip": TO_SOURCE},
         )
-        layout.addWidget(self.hint)
-        row = QHBoxLayout()
-        self.down_button = QPushButton("Drill down")
-        self.down_button.setToolTip(f"Children of the selected metanodes ({DOWN_KEY})")
-        self.up_button = QPushButton("Drill up")
-        self.up_button.setToolTip(f"Parents of the selected vertices ({UP_KEY})")
-        row.addWidget(self.down_button)
-        row.addWidget(self.up_button)
-        layout.addLayout(row)
-        row2 = QHBoxLayout()
-        row2.addWidget(QLabel("down to"))
-        self.target = QComboBox()
-        self.target.addItems([NEXT, FINEST])
-        row2.addWidget(self.target)
-        self.show_links = QCheckBox("Show links")
-        self.show_links.setToolTip("Draw parent -> child edges of the last step as a Vectors layer")
-        row2.addWidget(self.show_links)
-        layout.addLayout(row2)
-        row3 = QHBoxLayout()
-        self.metanodes_button = QPushButton("Metanodes")
-        self.metanodes_button.setToolTip("A selectable Points layer of the vertices a polyline layer shows now")
-        self.object_button = QPushButton("Same object at all levels")
-        self.object_button.setToolTip("The object of the selected vertex, drawn at every level that keeps it")
-        row3.addWidget(self.metanodes_button)
-        row3.addWidget(self.object_button)
-        layout.addLayout(row3)
-        self.breadcrumb = WrappingLabel("")
-        layout.addWidget(self.breadcrumb)
-        layout.addStretch(1)
+        # magicgui has no size-adjust option: a long layer name would widen the dock past its default width
+        self.source.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.down_button = PushButton(text="Drill down", tooltip=f"Children of the selected metanodes ({DOWN_KEY})")
+        self.up_button = PushButton(text="Drill up", tooltip=f"Parents of the selected vertices ({UP_KEY})")
+        self.target = ComboBox(choices=[NEXT, FINEST], value=NEXT, name="target")
+        self.show_links = CheckBox(
+            text="Show links", tooltip="Draw parent -> child edges of the last step as a Vectors layer"
+        )
+        self.metanodes_button = PushButton(
+            text="Metanodes", tooltip="A selectable Points layer of the vertices a polyline layer shows now"
+        )
+        self.object_button = PushButton(
+            text="Same object at all levels",
+            tooltip="The object of the selected vertex, drawn at every level that keeps it",
+        )
+        crumb_box, self.breadcrumb = _wrapping_label("")
+        self.extend(
+            [
+                hint_box,
+                _row(Label(value="from"), self.source),
+                _row(self.down_button, self.up_button),
+                _row(Label(value="down to"), self.target, self.show_links),
+                _row(self.metanodes_button, self.object_button),
+                crumb_box,
+            ]
+        )
+        self.native.layout().addStretch(1)  # magicgui has no stretch: keep the controls at the top of a tall dock
 
-        self.down_button.clicked.connect(self.drill_down)
-        self.up_button.clicked.connect(self.drill_up)
-        self.metanodes_button.clicked.connect(self.add_metanodes)
-        self.object_button.clicked.connect(self.same_object)
+        self.breadcrumb_model.events.steps.connect(self._show_breadcrumb)
+        self.down_button.changed.connect(self.drill_down)
+        self.up_button.changed.connect(self.drill_up)
+        self.metanodes_button.changed.connect(self.add_metanodes)
+        self.object_button.changed.connect(self.same_object)
+        layers = napari_viewer.layers
+        for event in (layers.events.inserted, layers.events.removed, layers.events.renamed):
+            event.connect(self._layers_changed)
+        layers.selection.events.active.connect(self._active_changed)
+        self._follow_layer(layers.selection.active)
         for key, fn in ((DOWN_KEY, self.drill_down), (UP_KEY, self.drill_up)):
             napari_viewer.bind_key(key, lambda viewer, fn=fn: fn(), overwrite=True)
 
+    @property
+    def store_path(self) -> str | None:
+        """The store the breadcrumb is in (None before the first step)."""
+        return self.breadcrumb_model.store_path
+
+    def _show_breadcrumb(self) -> None:
+        """The breadcrumb label to what the model holds (on every change of its steps)."""
+        self.breadcrumb.setText(self.breadcrumb_model.text())
+
+    # -- the layer drilled from
+    def _drillable_layers(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        """The viewer's layers this widget can drill from, as (name, layer) choices."""
+        return [(layer.name, layer) for layer in self.viewer.layers if _drillable(layer)]
+
+    def _layers_changed(self, _event: Any = None) -> None:
+        self.source.reset_choices()
+
+    def _active_changed(self, event: Any) -> None:
+        self._follow_layer(event.value)
+
+    def _follow_layer(self, layer: Any) -> None:
+        """The layer choice to ``layer`` when it can be drilled from (the active layer is what the user points at)."""
+        if layer is None or not _drillable(layer):
+            return
+        self.source.reset_choices()
+        if layer in self.source.choices:
+            self.source.value = layer
+
     # -- what the user points at
     def _source(self) -> tuple[Any, dict, np.ndarray] | None:
-        """The active layer's store metadata and selected positions (store order); None with a message."""
-        layer = self.viewer.layers.selection.active
-        meta = _meta_of(layer)
+        """The chosen layer, its store metadata and selected positions (store order); None with a message."""
+        layer = self.source.value
+        meta = None if layer is None else _meta_of(layer)
         if meta is None:
             self._fail(
                 "Select a Zarr Vectors Points layer (or this widget's highlight or metanodes layer) "
@@ -182,7 +200,7 @@ class DrillWidget(QWidget):
             if level == 0:
                 self._fail("These are level-0 vertices: there is nothing finer to drill down to.")
                 return
-            delta = level if self.target.currentText() == FINEST else 1
+            delta = level if self.target.value == FINEST else 1
         else:
             if level + 1 not in d.levels():
                 self._fail(f"Level {level} is the coarsest level of '{path}': there is nothing to drill up to.")
@@ -219,7 +237,7 @@ class DrillWidget(QWidget):
 
     def _set_enabled(self, on: bool) -> None:
         for b in (self.down_button, self.up_button, self.object_button, self.metanodes_button):
-            b.setEnabled(on)
+            b.enabled = on
 
     def _fail(self, message: str) -> None:
         self.last_error = message
@@ -244,15 +262,9 @@ class DrillWidget(QWidget):
                 + ("" if down else "these vertices' objects were thinned out of the coarser level.")
             )
             return
-        if not chained or not self.path or self.store_path != path:
-            self.path = [Step(level, query)]
-        self.store_path = path
-        step = Step(found.level, found.keys)
-        if len(self.path) >= 2 and _same(self.path[-2], step):
-            self.path.pop()  # back where we came from
-        else:
-            self.path.append(step)
-        self.breadcrumb.setText(" → ".join(s.label() for s in self.path))
+        self.breadcrumb_model.record(
+            path, drill.Step(level, query), drill.Step(found.level, found.keys), chained=chained
+        )
         layer = self._highlight(info, found)
         self._links(info, query_pos, found, down)
         self.viewer.layers.selection.active = layer
@@ -289,7 +301,7 @@ class DrillWidget(QWidget):
 
     def _links(self, info: store.StoreInfo, query_pos: np.ndarray, found: drill.Vertices, down: bool) -> None:
         name = f"drill links: {info.name}"
-        if not self.show_links.isChecked():
+        if not self.show_links.value:
             if name in self.viewer.layers:
                 self.viewer.layers.remove(name)
             return
@@ -309,8 +321,8 @@ class DrillWidget(QWidget):
         )
 
     def add_metanodes(self) -> None:
-        """A selectable Points layer of the vertices the active polyline layer shows now."""
-        layer = self.viewer.layers.selection.active
+        """A selectable Points layer of the vertices the chosen polyline layer shows now."""
+        layer = self.source.value
         meta = (getattr(layer, "metadata", None) or {}).get(METADATA_KEY)
         if meta is None or meta.get("kind") not in store.POLYLINE_KINDS:
             self._fail("Select a Zarr Vectors polyline or streamline layer first.")
@@ -402,11 +414,30 @@ def _drill_meta(info: store.StoreInfo, level: int, *, highlight: bool) -> dict:
     return {"path": info.path, "level": int(level), "kind": info.kind, "ndim": info.ndim, "highlight": highlight}
 
 
-def _same(a: Step, b: Step) -> bool:
-    """Same level and the same set of vertices."""
-    if a.level != b.level or a.keys.shape != b.keys.shape:
+def _drillable(layer: Any) -> bool:
+    """A layer to drill from: a store's Points or polyline layer (for 'Metanodes'), a highlight or metanodes layer."""
+    metadata = getattr(layer, "metadata", None) or {}
+    meta = metadata.get(DRILL_KEY) or metadata.get(METADATA_KEY)
+    if not meta or "path" not in meta:
         return False
-    return bool(np.array_equal(np.unique(a.keys, axis=0), np.unique(b.keys, axis=0)))
+    return layer.__class__.__name__ == "Points" or meta.get("kind") in store.POLYLINE_KINDS
+
+
+def _wrapping_label(text: str) -> tuple[Container, WrappingLabel]:
+    """A word-wrapped label in a magicgui Container (Qt, because magicgui's Label neither wraps nor
+    takes the height its wrapped text needs in a dock)."""
+    box = Container(labels=False)
+    box.margins = (0, 0, 0, 0)
+    label = WrappingLabel(text)
+    box.native.layout().addWidget(label)
+    return box, label
+
+
+def _row(*widgets: Widget) -> Container:
+    """Widgets side by side, without margins of their own."""
+    row = Container(layout="horizontal", labels=False, widgets=widgets)
+    row.margins = (0, 0, 0, 0)
+    return row
 
 
 def _layer_vertices(layer: Any) -> np.ndarray:
