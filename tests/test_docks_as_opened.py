@@ -76,4 +76,4 @@ def test_drill_dock_drills_the_open_store(make_napari_viewer, qtbot, small_point
     qtbot.waitUntil(lambda: not widget.busy, timeout=20_000)
     assert widget.last_error is None
     assert widget.store_path == str(small_points_2d.resolve())
-    assert widget.breadcrumb.text()
+    assert widget.breadcrumb.value

@@ -77,7 +77,7 @@ def test_drill_down_and_up_on_the_point_sample(make_napari_viewer, qtbot):
     expected = _children_rows(path, 3, metanode)
     assert len(expected) > 1
     assert _as_set(np.asarray(hl.data)[:, ::-1]) == _as_set(expected)  # exactly its children
-    assert widget.breadcrumb.text() == f"L3 (1) → L2 ({len(expected)})"
+    assert widget.breadcrumb.value == f"L3 (1) → L2 ({len(expected)})"
     links = viewer.layers[f"drill links: {store.open_info(path).name}"]
     assert len(links.data) == len(expected)
     np.testing.assert_allclose(links.data[:, 0], np.repeat(metanode[None, ::-1], len(expected), 0), atol=1e-3)
@@ -85,7 +85,7 @@ def test_drill_down_and_up_on_the_point_sample(make_napari_viewer, qtbot):
 
     _click(qtbot, widget, widget.up_button)  # nothing selected in the highlight: all of it goes up
     assert _as_set(np.asarray(hl.data)[:, ::-1]) == _as_set(metanode[None])
-    assert widget.breadcrumb.text() == "L3 (1)"
+    assert widget.breadcrumb.value == "L3 (1)"
     assert np.allclose(hl.size, hl.current_size)  # the layer controls show the level-3 marker size
 
     # the keyboard shortcut drills down again, from the highlight
@@ -204,7 +204,7 @@ def test_the_layer_choice_lists_drillable_layers_and_follows_the_active_one(make
     layer.selected_data = {0}
     _click(qtbot, widget, widget.down_button)
     assert widget.last_error is None
-    assert widget.breadcrumb.text().startswith("L2 (1) → L1 (")  # a new trail, from the store's layer
+    assert widget.breadcrumb.value.startswith("L2 (1) → L1 (")  # a new trail, from the store's layer
 
     viewer.layers.remove(hl)
     assert list(widget.source.choices) == [layer]
@@ -213,15 +213,15 @@ def test_the_layer_choice_lists_drillable_layers_and_follows_the_active_one(make
 def test_the_breadcrumb_label_shows_what_the_model_holds(make_napari_viewer, qtbot):
     """Model -> widget: a change made to the breadcrumb model directly is what the label reads."""
     viewer, widget = _viewer_and_widget(make_napari_viewer, qtbot)
-    assert widget.breadcrumb.text() == ""
+    assert widget.breadcrumb.value == ""
     keys = np.zeros((5, 3), np.int64)
     widget.breadcrumb_model.steps = (drill.Step(3, keys[:1]), drill.Step(2, keys))
-    assert widget.breadcrumb.text() == "L3 (1) → L2 (5)" == widget.breadcrumb_model.text()
+    assert widget.breadcrumb.value == "L3 (1) → L2 (5)" == widget.breadcrumb_model.text()
     widget.breadcrumb_model.record("other.zv", drill.Step(1, keys[:2]), drill.Step(0, keys), chained=True)
-    assert widget.breadcrumb.text() == "L1 (2) → L0 (5)"
+    assert widget.breadcrumb.value == "L1 (2) → L0 (5)"
     assert widget.store_path == "other.zv"
     widget.breadcrumb_model.clear()
-    assert widget.breadcrumb.text() == "" and widget.store_path is None
+    assert widget.breadcrumb.value == "" and widget.store_path is None
 
 
 def test_drill_dock_is_readable_at_its_default_width(make_napari_viewer, qtbot, small_points_2d):
@@ -237,7 +237,8 @@ def test_drill_dock_is_readable_at_its_default_width(make_napari_viewer, qtbot, 
     with contextlib.suppress(qtbot.TimeoutError):
         qtbot.waitUntil(lambda: not unreadable(widget.native), timeout=3000)
     assert unreadable(widget.native) == []
-    assert widget.hint.height() >= widget.hint.heightForWidth(widget.hint.width())
+    hint = widget.hint.native
+    assert hint.height() >= hint.heightForWidth(hint.width())
     for button in (widget.down_button, widget.up_button, widget.metanodes_button, widget.object_button):
         assert button.native.width() >= button.native.sizeHint().width(), button.text
     for control in (widget.source, widget.target, widget.show_links):

@@ -98,7 +98,7 @@ def drill_picture() -> None:
     while widget.busy:
         _settle(viewer, 1)
     _settle(viewer)
-    print(widget.breadcrumb.text())
+    print(widget.breadcrumb.value)
     viewer.screenshot(str(HERE / "drill.png"), canvas_only=False, flash=False)
     viewer.close()
 

@@ -21,7 +21,7 @@ from qtpy.QtWidgets import QComboBox
 from .. import drill, store
 from ..layers import METADATA_KEY, _bin_extent, _marker_size
 from . import follow as _follow
-from ._layout import WrappingLabel
+from ._mg import wrapping_label
 from .workers import start_worker
 
 DRILL_KEY = "zarr_vectors_drill"  # not METADATA_KEY: a highlight must not get a camera follower
@@ -47,7 +47,7 @@ class DrillWidget(Container):
         self._worker: Any = None
         self._selected: list[int] = []
 
-        hint_box, self.hint = _wrapping_label(HINT)
+        self.hint = wrapping_label(HINT)
         self.source = create_widget(
             annotation=napari.layers.Layer,
             name="source",
@@ -68,15 +68,15 @@ class DrillWidget(Container):
             text="Same object at all levels",
             tooltip="The object of the selected vertex, drawn at every level that keeps it",
         )
-        crumb_box, self.breadcrumb = _wrapping_label("")
+        self.breadcrumb = wrapping_label("")
         self.extend(
             [
-                hint_box,
+                self.hint,
                 _row(Label(value="from"), self.source),
                 _row(self.down_button, self.up_button),
                 _row(Label(value="down to"), self.target, self.show_links),
                 _row(self.metanodes_button, self.object_button),
-                crumb_box,
+                self.breadcrumb,
             ]
         )
         self.native.layout().addStretch(1)  # magicgui has no stretch: keep the controls at the top of a tall dock
@@ -101,7 +101,7 @@ class DrillWidget(Container):
 
     def _show_breadcrumb(self) -> None:
         """The breadcrumb label to what the model holds (on every change of its steps)."""
-        self.breadcrumb.setText(self.breadcrumb_model.text())
+        self.breadcrumb.value = self.breadcrumb_model.text()
 
     # -- the layer drilled from
     def _drillable_layers(self, _widget: Any = None) -> list[tuple[str, Any]]:
@@ -421,16 +421,6 @@ def _drillable(layer: Any) -> bool:
     if not meta or "path" not in meta:
         return False
     return layer.__class__.__name__ == "Points" or meta.get("kind") in store.POLYLINE_KINDS
-
-
-def _wrapping_label(text: str) -> tuple[Container, WrappingLabel]:
-    """A word-wrapped label in a magicgui Container (Qt, because magicgui's Label neither wraps nor
-    takes the height its wrapped text needs in a dock)."""
-    box = Container(labels=False)
-    box.margins = (0, 0, 0, 0)
-    label = WrappingLabel(text)
-    box.native.layout().addWidget(label)
-    return box, label
 
 
 def _row(*widgets: Widget) -> Container:
