@@ -267,6 +267,8 @@ def test_build_without_a_store_says_what_to_do(make_napari_viewer):
     assert widget.store_path == ""
     assert not widget.build_button.native.isEnabled() and not widget.coarsen_one_button.native.isEnabled()
     assert "Choose a store first" in widget.build_reason.text
+    widget.native.close()  # closing the dock cancels a build in flight (its undo then runs to the end)
+    assert widget._cancel.is_set()
 
 
 def test_build_dock_is_readable_at_its_default_width(make_napari_viewer, qtbot, point_store):

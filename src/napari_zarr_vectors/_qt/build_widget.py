@@ -309,6 +309,7 @@ class BuildPyramidWidget(Container):
         except store.StoreError as exc:
             self._levels = None
             self.summary_table.value = {"data": [], "index": [], "columns": SUMMARY_COLUMNS}
+            refit(self.summary_table)
             self._update_buttons(str(exc))
             self._fail(str(exc))
             return
