@@ -57,7 +57,7 @@ def test_build_dock_shows_the_open_store(make_napari_viewer, qtbot, small_points
     layer, widget = _open(viewer, small_points_2d, "Build pyramid", order)
     _settled(viewer, layer)
     levels = store.open_info(small_points_2d).levels
-    qtbot.waitUntil(lambda: widget.summary_table.rowCount() == len(levels), timeout=10_000)
+    qtbot.waitUntil(lambda: widget.summary_table.shape[0] == len(levels), timeout=10_000)
     assert widget.store_path == str(small_points_2d.resolve())
 
 

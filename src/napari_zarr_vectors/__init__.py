@@ -8,6 +8,7 @@ from .drill import children, parents
 from .lod import DEFAULT_VERTEX_BUDGET, choose_level
 from .pyramid import (
     BuildCancelled,
+    BuildOptions,
     BuildProgress,
     PyramidError,
     build_pyramid,
@@ -29,6 +30,7 @@ except Exception:  # pragma: no cover - running from a bare checkout
 __all__ = [
     "DEFAULT_VERTEX_BUDGET",
     "BuildCancelled",
+    "BuildOptions",
     "BuildProgress",
     "PyramidError",
     "StoreError",

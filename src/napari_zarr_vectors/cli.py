@@ -147,6 +147,21 @@ def _text_progress(p: pyramid.BuildProgress) -> None:
     _bar(p.fraction, f"{p.step}/{p.total} {p.message:<60}", p.step == p.total)
 
 
+def build_options(args: argparse.Namespace) -> pyramid.BuildOptions:
+    """The ``build`` command's options as the ``BuildOptions`` they stand for."""
+    return pyramid.BuildOptions(
+        agg_mode=args.agg,
+        agg_overrides=dict(args.agg_override or []),
+        method=args.method,
+        sparsity_strategy=args.strategy,
+        sparsity_seed=args.seed,
+        cross_level_depth=args.depth,
+        cross_level_storage=args.storage,
+        engine=args.engine,
+        chunk_scale=args.chunk_scale,
+    )
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     factors = args.factors
     if args.suggest is not None and not args.suggest > 1:
@@ -159,20 +174,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         if not factors:
             print("error: give --factors (for example --factors 2,1 2,4) or --suggest 2", file=sys.stderr)
             return 2
-        pyramid.build_pyramid(
-            args.store,
-            factors,
-            agg_mode=args.agg,
-            agg_overrides=dict(args.agg_override or []),
-            method=args.method,
-            sparsity_strategy=args.strategy,
-            sparsity_seed=args.seed,
-            cross_level_depth=args.depth,
-            cross_level_storage=args.storage,
-            engine=args.engine,
-            chunk_scale=args.chunk_scale,
-            progress=None if args.quiet else _text_progress,
-        )
+        pyramid.build_pyramid(args.store, factors, build_options(args), progress=None if args.quiet else _text_progress)
     except KeyboardInterrupt:
         print("\ninterrupted: the store is as it was", file=sys.stderr)
         return 130
@@ -398,24 +400,31 @@ def build_parser() -> argparse.ArgumentParser:
         description="Add coarse levels after level 0. Example: "
         "napari-zarr-vectors build tracts.zv --factors 2,1 2,4 2,4 --agg mean --agg-override label=mode",
     )
+    default = pyramid.BuildOptions()  # the options the flags leave as they are
     build.add_argument("store", help="path to a .zv / .zarrvectors store")
     build.add_argument("--factors", nargs="+", type=_parse_factor, metavar="C,S", help="one COARSEN,SPARSITY per level")
     build.add_argument("--suggest", type=float, metavar="C", help="instead of --factors: levels of xC until one chunk")
-    build.add_argument("--agg", default="mean", choices=pyramid.AGG_MODES, help="aggregation for every attribute")
+    build.add_argument(
+        "--agg", default=default.agg_mode, choices=pyramid.AGG_MODES, help="aggregation for every attribute"
+    )
     build.add_argument("--agg-override", nargs="+", type=_parse_override, metavar="ATTR=MODE")
-    build.add_argument("--method", default="per_object", help="per_object or cross_object_metanode")
-    build.add_argument("--engine", default="auto", choices=pyramid.ENGINES)
+    build.add_argument("--method", default=default.method, help="per_object or cross_object_metanode")
+    build.add_argument("--engine", default=default.engine, choices=pyramid.ENGINES)
     build.add_argument(
         "--chunk-scale",
-        default=None,
+        default=default.chunk_scale,
         type=lambda v: v if v == "auto" else int(v),
         help="1 keeps level 0's chunk grid; 'auto' grows coarse chunks with the coarsen factor "
         "(default: auto with the vectorized engine, 1 with upstream's)",
     )
-    build.add_argument("--strategy", default="random", help="sparsity strategy: random, spatial_coverage, ...")
-    build.add_argument("--seed", type=int, default=None)
-    build.add_argument("--depth", type=int, default=1, help="cross-level link depth: 0, N, or -1 for all")
-    build.add_argument("--storage", default="explicit", choices=pyramid.LINK_STORAGES)
+    build.add_argument(
+        "--strategy", default=default.sparsity_strategy, help="sparsity strategy: random, spatial_coverage, ..."
+    )
+    build.add_argument("--seed", type=int, default=default.sparsity_seed)
+    build.add_argument(
+        "--depth", type=int, default=default.cross_level_depth, help="cross-level link depth: 0, N, or -1 for all"
+    )
+    build.add_argument("--storage", default=default.cross_level_storage, choices=pyramid.LINK_STORAGES)
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     remove = sub.add_parser(
         "remove",

@@ -16,11 +16,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from psygnal import evented
 
 from . import aggregate, density, engine, store
 from .store import StoreError
@@ -71,6 +72,90 @@ class BuildProgress:
     @property
     def fraction(self) -> float:
         return min(1.0, self.step / max(self.total, 1))
+
+
+@evented
+@dataclass
+class BuildOptions:
+    """How a build coarsens, thins, aggregates and links: what a user edits before building.
+
+    One evented model (``options.events.<field>`` fires when a field
+    changes) shared by ``plan_build``, ``build_pyramid``, ``coarsen_level``,
+    the Build dock and the command line. Nothing is checked here;
+    ``plan_build`` validates it into a ``BuildPlan`` and names what to change.
+
+    Parameters
+    ----------
+    agg_mode : str, optional
+        How every numeric level-0 vertex attribute is reduced over the
+        level-0 vertices a coarse vertex stands for: ``"mean"`` (default),
+        ``"sum"``, ``"count"``, ``"min"``, ``"max"`` or ``"mode"``. Any
+        ``"count"`` also writes an attribute ``count``.
+    agg_overrides : mapping of str to str, optional
+        Per-attribute modes that replace ``agg_mode``, e.g. ``{"label": "mode"}``.
+    method : str, optional
+        ``"per_object"`` (default: object ids kept across levels),
+        ``"cross_object_metanode"`` (a fresh dense id space per level; the
+        vectorized engine only), or a method registered with zarr-vectors.
+    sparsity_strategy : str, optional
+        Which objects survive thinning: ``"random"`` (default),
+        ``"spatial_coverage"`` (in proportion in every region), or a
+        strategy registered with zarr-vectors (``available_strategies()``).
+    sparsity_seed : int, optional
+        Seed for the strategy; the same seed keeps the same survivors.
+        None (default): different survivors each time.
+    cross_level_depth : int, optional
+        Cross-level links to write: 1 (default) between adjacent levels,
+        N also +-2..N, -1 between all levels, 0 none (no drill-down then).
+        ``coarsen_level`` adds one level, so it writes the +-1 links unless this is 0.
+    cross_level_storage : str, optional
+        ``"explicit"`` (default: ``+N`` at the finer level and ``-N`` at
+        the coarser), ``"implicit"`` (``+N`` only, half the space) or ``"none"``.
+    engine : str, optional
+        ``"auto"`` (default: the vectorized engine for point clouds,
+        polylines and streamlines, upstream's coarsener for other kinds),
+        ``"vectorized"`` or ``"upstream"``.
+    chunk_scale : "auto", int or sequence of int, optional
+        How much each new level's chunks grow over the level below:
+        ``"auto"`` by the coarsen factor (rounded down), 1 keeps level 0's
+        grid, or one whole number per level. None (default): ``"auto"``
+        with the vectorized engine, 1 with upstream's.
+    """
+
+    agg_mode: str = "mean"
+    agg_overrides: Mapping[str, str] | None = None
+    method: str = "per_object"
+    sparsity_strategy: str = "random"
+    sparsity_seed: int | None = None
+    cross_level_depth: int = 1
+    cross_level_storage: str = "explicit"
+    engine: str = "auto"
+    chunk_scale: Any = None
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """The option names, in order: the keywords the build functions accept besides their own."""
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def of(cls, options: BuildOptions | None = None, /, **keywords: Any) -> BuildOptions:
+        """``options`` (or the defaults) with ``keywords`` replacing its fields; a new object, ``options`` unchanged.
+
+        Raises TypeError naming an unknown keyword and the valid names, as a
+        function given an unexpected keyword does.
+        """
+        names = cls.field_names()
+        unknown = [k for k in keywords if k not in names]
+        if unknown:
+            raise TypeError(
+                f"unexpected keyword argument{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                f"the build options are: {', '.join(names)}."
+            )
+        if options is None:
+            return cls(**keywords)
+        if not isinstance(options, cls):
+            raise TypeError(f"options must be a BuildOptions (or None), got {type(options).__name__} {options!r}.")
+        return replace(options, **keywords)
 
 
 # ---------------------------------------------------------------- validation
@@ -150,19 +235,22 @@ class BuildPlan:
 def plan_build(
     path: str | os.PathLike[str],
     factors: Any,
+    options: BuildOptions | None = None,
     *,
-    agg_mode: str = "mean",
-    agg_overrides: Mapping[str, str] | None = None,
-    method: str = "per_object",
-    sparsity_strategy: str = "random",
-    sparsity_seed: int | None = None,
-    cross_level_depth: int = 1,
-    cross_level_storage: str = "explicit",
     source_level: int = 0,
-    engine: str = "auto",
-    chunk_scale: Any = None,
+    **keywords: Any,
 ) -> BuildPlan:
-    """Check everything before anything is written; raise PyramidError naming what to change."""
+    """Check everything before anything is written; raise PyramidError naming what to change.
+
+    ``options`` (a ``BuildOptions``; its defaults when None) with any
+    ``keywords``, which are ``BuildOptions`` field names, overriding it;
+    ``source_level`` is the level the first new level coarsens.
+    """
+    opts = BuildOptions.of(options, **keywords)
+    agg_mode, agg_overrides, method = opts.agg_mode, opts.agg_overrides, opts.method
+    sparsity_strategy, sparsity_seed = opts.sparsity_strategy, opts.sparsity_seed
+    cross_level_depth, cross_level_storage = opts.cross_level_depth, opts.cross_level_storage
+    engine, chunk_scale = opts.engine, opts.chunk_scale
     store.refuse_remote(path, "build a pyramid")
     h = store.handle(path)
     info = store.open_info(h)
@@ -373,19 +461,12 @@ def _our_strategy_name() -> str:
 def build_pyramid(
     path: str | os.PathLike[str],
     factors: Any = ((2.0, 1.0), (2.0, 1.0)),
+    options: BuildOptions | None = None,
     *,
-    agg_mode: str = "mean",
-    agg_overrides: Mapping[str, str] | None = None,
-    method: str = "per_object",
-    sparsity_strategy: str = "random",
-    sparsity_seed: int | None = None,
-    cross_level_depth: int = 1,
-    cross_level_storage: str = "explicit",
-    engine: str = "auto",
-    chunk_scale: Any = None,
     client: Any = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
+    **keywords: Any,
 ) -> dict[str, Any]:
     """Build coarse levels after level 0 with aggregated attributes; returns ``pyramid_summary``.
 
@@ -401,44 +482,20 @@ def build_pyramid(
         level below: coarsen 2 doubles the bin along every axis; sparsity 4
         keeps one object in four (of those that survived the level below;
         point clouds must use 1). E.g. ``[(2, 1), (2, 4)]``.
-    agg_mode : str, optional
-        How every numeric level-0 vertex attribute is reduced over the
-        level-0 vertices a coarse vertex stands for: ``"mean"`` (default),
-        ``"sum"``, ``"count"``, ``"min"``, ``"max"`` or ``"mode"``. Any
-        ``"count"`` also writes an attribute ``count``.
-    agg_overrides : mapping of str to str, optional
-        Per-attribute modes that replace ``agg_mode``, e.g. ``{"label": "mode"}``.
-    method : str, optional
-        ``"per_object"`` (default: object ids kept across levels),
-        ``"cross_object_metanode"`` (a fresh dense id space per level; the
-        vectorized engine only), or a method registered with zarr-vectors.
-    sparsity_strategy : str, optional
-        Which objects survive thinning: ``"random"`` (default),
-        ``"spatial_coverage"`` (in proportion in every region), or a
-        strategy registered with zarr-vectors (``available_strategies()``).
-    sparsity_seed : int, optional
-        Seed for the strategy; the same seed keeps the same survivors.
-    cross_level_depth : int, optional
-        Cross-level links to write: 1 (default) between adjacent levels,
-        N also +-2..N, -1 between all levels, 0 none (no drill-down then).
-    cross_level_storage : str, optional
-        ``"explicit"`` (default: ``+N`` at the finer level and ``-N`` at
-        the coarser), ``"implicit"`` (``+N`` only, half the space) or ``"none"``.
-    engine : str, optional
-        ``"auto"`` (default: the vectorized engine for point clouds,
-        polylines and streamlines, upstream's coarsener for other kinds),
-        ``"vectorized"`` or ``"upstream"``.
-    chunk_scale : "auto", int or sequence of int, optional
-        How much each new level's chunks grow over the level below:
-        ``"auto"`` by the coarsen factor (rounded down), 1 keeps level 0's
-        grid, or one whole number per level. None (default): ``"auto"``
-        with the vectorized engine, 1 with upstream's.
+    options : BuildOptions, optional
+        How to coarsen, thin, aggregate and link (``BuildOptions`` documents
+        every field and its default); None: the defaults.
     client : distributed.Client, optional
         A dask client that reads and bins the level-0 slabs (vectorized engine).
     progress : callable, optional
         Called with a ``BuildProgress`` after every step.
     cancel : callable, optional
         Called between steps; returning True stops the build and restores the store.
+    **keywords
+        ``BuildOptions`` fields (``agg_mode``, ``agg_overrides``, ``method``,
+        ``sparsity_strategy``, ``sparsity_seed``, ``cross_level_depth``,
+        ``cross_level_storage``, ``engine``, ``chunk_scale``) that replace
+        those of ``options``, e.g. ``agg_mode="mean", agg_overrides={"label": "mode"}``.
 
     Returns
     -------
@@ -455,20 +512,10 @@ def build_pyramid(
         ``path`` is not a readable, writable Zarr Vectors store.
     BuildCancelled
         ``cancel()`` returned True; the store is unchanged.
+    TypeError
+        A keyword that is not a ``BuildOptions`` field (the message lists them).
     """
-    plan = plan_build(
-        path,
-        factors,
-        agg_mode=agg_mode,
-        agg_overrides=agg_overrides,
-        method=method,
-        sparsity_strategy=sparsity_strategy,
-        sparsity_seed=sparsity_seed,
-        cross_level_depth=cross_level_depth,
-        cross_level_storage=cross_level_storage,
-        engine=engine,
-        chunk_scale=chunk_scale,
-    )
+    plan = plan_build(path, factors, options, **keywords)
     run(plan, progress=progress, cancel=cancel, client=client)
     return pyramid_summary(plan.path)
 
@@ -480,16 +527,10 @@ def coarsen_level(
     *,
     coarsen_factor: float = 2.0,
     sparsity_factor: float = 1.0,
-    method: str = "per_object",
-    agg_mode: str = "mean",
-    agg_overrides: Mapping[str, str] | None = None,
-    sparsity_strategy: str = "random",
-    sparsity_seed: int | None = None,
-    cross_level_storage: str = "explicit",
-    engine: str = "auto",
-    chunk_scale: Any = None,
+    options: BuildOptions | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
+    **keywords: Any,
 ) -> dict[str, Any]:
     """Add one level after the coarsest, with aggregated attributes and +-1 links.
 
@@ -505,13 +546,14 @@ def coarsen_level(
         Bin growth over ``source_level`` along every axis (default 2).
     sparsity_factor : float, optional
         Keep one object in this many (default 1: all; point clouds must use 1).
-    method, agg_mode, agg_overrides, sparsity_strategy, sparsity_seed, engine, chunk_scale
+    options : BuildOptions, optional
         As for ``build_pyramid``; vertex attributes are aggregated from level 0.
-    cross_level_storage : str, optional
-        ``"explicit"`` (default), ``"implicit"`` or ``"none"`` for the +-1
-        links between the two levels.
+        The +-1 links between the two levels are written unless
+        ``cross_level_storage`` is ``"none"`` or ``cross_level_depth`` is 0.
     progress, cancel : callable, optional
         As for ``build_pyramid``.
+    **keywords
+        ``BuildOptions`` fields that replace those of ``options``, as for ``build_pyramid``.
 
     Returns
     -------
@@ -526,23 +568,16 @@ def coarsen_level(
         ``path`` is not a readable, writable Zarr Vectors store.
     BuildCancelled
         ``cancel()`` returned True; the store is unchanged.
+    TypeError
+        A keyword that is not a ``BuildOptions`` field (the message lists them).
     """
+    opts = BuildOptions.of(options, **keywords)
     if target_level != source_level + 1:
         raise PyramidError(f"target_level must be source_level + 1 ({source_level + 1}), got {target_level}.")
-    plan = plan_build(
-        path,
-        [(coarsen_factor, sparsity_factor)],
-        agg_mode=agg_mode,
-        agg_overrides=agg_overrides,
-        method=method,
-        sparsity_strategy=sparsity_strategy,
-        sparsity_seed=sparsity_seed,
-        cross_level_depth=0 if cross_level_storage == "none" else 1,
-        cross_level_storage=cross_level_storage,
-        source_level=source_level,
-        engine=engine,
-        chunk_scale=chunk_scale,
-    )
+    if isinstance(opts.cross_level_depth, int | np.integer) and opts.cross_level_depth >= -1:  # else plan_build says
+        linked = opts.cross_level_storage != "none" and opts.cross_level_depth != 0
+        opts = replace(opts, cross_level_depth=1 if linked else 0)  # one new level: only its +-1 links exist
+    plan = plan_build(path, [(coarsen_factor, sparsity_factor)], opts, source_level=source_level)
     run(plan, progress=progress, cancel=cancel)
     return pyramid_summary(plan.path)
 

@@ -5,13 +5,19 @@ its widgets ask for (their size hints), and shares the window's height
 among the docks stacked in it. So each widget here asks for the width its
 tables' columns need, keeps room for several table rows, and scrolls
 rather than squeezing when the height runs short.
+
+For magicgui widgets (whose ``.native`` Qt class is magicgui's, so no size
+hint can be overridden): ``fit_table`` / ``refit`` give a magicgui
+``Table`` the same width and rows, and ``WrappedText`` is a magicgui
+``Label`` that wraps and keeps its height. ``unreadable`` checks both kinds.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import QEvent, QSize, Qt
+from magicgui.widgets import Label
+from qtpy.QtCore import QEvent, QObject, QSize, Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QAbstractScrollArea,
@@ -26,6 +32,9 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+if TYPE_CHECKING:
+    from magicgui.widgets import Table
 
 #: Table rows always visible without scrolling the table.
 TABLE_ROWS = 4
@@ -52,13 +61,61 @@ class WrappingLabel(QLabel):
         self._fit()
 
     def _fit(self) -> None:
-        height = self.heightForWidth(self.width()) if self.text() else 0
-        if height >= 0 and height != self.minimumHeight():
-            self.setMinimumHeight(height)
+        _fit_label(self)
 
     def fits(self) -> bool:
         """Is all of the text shown (its wrapped height within the label's)?"""
-        return self.heightForWidth(self.width()) <= self.height()
+        return _label_fits(self)
+
+
+def _fit_label(label: QLabel) -> None:
+    """A wrapped label's minimum height to what its text needs at its width."""
+    height = label.heightForWidth(label.width()) if label.text() else 0
+    if height >= 0 and height != label.minimumHeight():
+        label.setMinimumHeight(height)
+
+
+def _label_fits(label: QLabel) -> bool:
+    return label.heightForWidth(label.width()) <= label.height()
+
+
+class OnEvents(QObject):
+    """Calls ``fn(widget)`` after the watched widget gets an event of ``types``: magicgui's Qt classes are not ours."""
+
+    def __init__(self, widget: QWidget, types: tuple[QEvent.Type, ...], fn: Any) -> None:
+        super().__init__(widget)  # lives as long as the widget
+        self.types, self.fn = types, fn
+        widget.installEventFilter(self)
+
+    def eventFilter(self, watched: Any, event: Any) -> bool:  # noqa: N802 - Qt naming
+        if event.type() in self.types:
+            self.fn(watched)
+        return False
+
+
+class WrappedText(Label):
+    """A magicgui ``Label`` that word-wraps and keeps the height its text needs, as ``WrappingLabel`` does.
+
+    magicgui's Label is one fixed-size line; dock widgets do not lay out
+    height-for-width, so its ``.native`` QLabel is set to wrap and its
+    minimum height follows its text and width.
+    """
+
+    def __init__(self, value: str = "", **kwargs: Any) -> None:
+        super().__init__(value=value, **kwargs)
+        label = self.native
+        label.setWordWrap(True)
+        label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+        label._nzv_wraps = True  # unreadable() checks it
+        self._resize_filter = OnEvents(label, (QEvent.Type.Resize,), _fit_label)
+
+    def set_value(self, value: Any) -> None:
+        super().set_value(value)
+        _fit_label(self.native)
+
+    @property
+    def text(self) -> str:
+        return self.native.text()
 
 
 class _TitleDelegate(QStyledItemDelegate):
@@ -115,20 +172,11 @@ class FittedTable(QTableWidget):
 
     def columns_width(self) -> int:
         """Every column's header and cells, row numbers, frame, and a vertical scroll bar."""
-        header = self.horizontalHeader()
-        width = sum(
-            max(header.sectionSizeHint(c), self.sizeHintForColumn(c))
-            for c in range(self.columnCount())
-            if not self.isColumnHidden(c)
-        )
-        if self.verticalHeader().isVisible():
-            width += self.verticalHeader().sizeHint().width()
-        return width + 2 * self.frameWidth() + _scroll_bar_width(self)
+        return _columns_width(self)
 
     def rows_height(self) -> int:
         """The header, ``visible_rows`` rows, and the frame."""
-        rows = self.visible_rows * self.verticalHeader().defaultSectionSize()
-        return self.horizontalHeader().sizeHint().height() + rows + 2 * self.frameWidth()
+        return _rows_height(self, self.visible_rows)
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt naming
         return QSize(self.columns_width(), self.rows_height())
@@ -143,12 +191,76 @@ class FittedTable(QTableWidget):
 
     def cut_columns(self) -> list[int]:
         """Columns narrower than their header or cells need (none, unless the table is squeezed)."""
-        header = self.horizontalHeader()
-        return [
-            c
-            for c in range(self.columnCount())
-            if self.columnWidth(c) < max(header.sectionSizeHint(c), self.sizeHintForColumn(c))
-        ]
+        return _cut_columns(self)
+
+
+def _columns_width(table: QTableWidget) -> int:
+    header = table.horizontalHeader()
+    width = sum(
+        max(header.sectionSizeHint(c), table.sizeHintForColumn(c))
+        for c in range(table.columnCount())
+        if not table.isColumnHidden(c)
+    )
+    if not table.verticalHeader().isHidden():
+        width += table.verticalHeader().sizeHint().width()
+    return width + 2 * table.frameWidth() + _scroll_bar_width(table)
+
+
+def _rows_height(table: QTableWidget, rows: int) -> int:
+    shown = rows * table.verticalHeader().defaultSectionSize()
+    return table.horizontalHeader().sizeHint().height() + shown + 2 * table.frameWidth()
+
+
+def _cut_columns(table: QTableWidget) -> list[int]:
+    header = table.horizontalHeader()
+    return [
+        c
+        for c in range(table.columnCount())
+        if table.columnWidth(c) < max(header.sectionSizeHint(c), table.sizeHintForColumn(c))
+    ]
+
+
+def fit_table(table: Table, *, rows: int = TABLE_ROWS, row_numbers: bool = False) -> Table:
+    """Lay out a magicgui ``Table`` as a ``FittedTable``: columns as wide as their contents, ``rows`` rows tall.
+
+    magicgui's table has no size options, and its Qt class is magicgui's,
+    so this sets its ``.native`` QTableWidget up instead; call ``refit``
+    after its contents change. Returns ``table``.
+    """
+    native = table.native
+    native.visible_rows = rows  # unreadable() checks it
+    native.verticalHeader().setVisible(row_numbers)
+    header = native.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    header.setStretchLastSection(True)
+    native.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    native.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+    native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+    native.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+    native.setItemDelegate(QStyledItemDelegate(native))  # magicgui's shows "1.4" as "1.4000": cells show their text
+    # napari's stylesheet reaches the table when it is docked: measure again then
+    restyled = (QEvent.Type.Show, QEvent.Type.StyleChange, QEvent.Type.FontChange)
+    native._nzv_refit = OnEvents(native, restyled, _size_table)  # (resizing its columns here would stop the stretch)
+    refit(table)
+    return table
+
+
+def refit(table: Table) -> None:
+    """After a fitted table's contents change: columns to their contents, its minimum width, ``rows`` rows tall."""
+    native = table.native
+    header = native.horizontalHeader()
+    last = native.columnCount() - 1  # setting a magicgui Table's value re-creates its columns: stretch the last anew
+    for c in range(last + 1):
+        mode = QHeaderView.ResizeMode.Stretch if c == last else QHeaderView.ResizeMode.ResizeToContents
+        header.setSectionResizeMode(c, mode)
+    native.resizeColumnsToContents()
+    _size_table(native)
+
+
+def _size_table(native: QTableWidget) -> None:
+    """A fitted table's minimum width from its columns, and its height of ``visible_rows`` rows."""
+    native.setMinimumWidth(_columns_width(native))
+    native.setFixedHeight(_rows_height(native, native.visible_rows))
 
 
 class ScrollArea(QScrollArea):
@@ -197,21 +309,24 @@ def in_scroll_area(owner: QWidget, content_layout: QVBoxLayout) -> ScrollArea:
     return area
 
 
-def unreadable(widget: QWidget) -> list[str]:
+def unreadable(widget: Any) -> list[str]:
     """What a user could not read in ``widget`` as it is laid out now; empty when everything shows.
 
     Cut table columns or cell widgets, tables showing fewer than their
     ``visible_rows``, clipped wrapped labels, and content wider than its
-    scroll area.
+    scroll area. ``widget`` is a QWidget or a magicgui widget (its ``.native``
+    is checked); the tables are ``FittedTable``s and magicgui tables laid out
+    by ``fit_table``, the labels ``WrappingLabel``s and ``WrappedText``s.
     """
+    widget = getattr(widget, "native", widget)
     problems = []
-    for table in widget.findChildren(FittedTable):
-        if not table.isVisible():
+    for table in widget.findChildren(QTableWidget):
+        if not table.isVisible() or getattr(table, "visible_rows", None) is None:
             continue
         name = table.objectName() or " / ".join(
             table.horizontalHeaderItem(c).text() for c in range(table.columnCount()) if table.horizontalHeaderItem(c)
         )
-        cut = table.cut_columns()
+        cut = _cut_columns(table)
         if cut:
             problems.append(f"table [{name}]: columns {cut} are narrower than their contents")
         if table.horizontalScrollBar().maximum() > 0:
@@ -224,8 +339,9 @@ def unreadable(widget: QWidget) -> list[str]:
                 cell = table.cellWidget(r, c)
                 if cell is not None and cell.width() < cell.minimumSizeHint().width():
                     problems.append(f"table [{name}]: the widget in row {r}, column {c} is cut")
-    for label in widget.findChildren(WrappingLabel):
-        if label.isVisible() and label.text() and not label.fits():
+    for label in widget.findChildren(QLabel):
+        wraps = isinstance(label, WrappingLabel) or getattr(label, "_nzv_wraps", False)
+        if wraps and label.isVisible() and label.text() and not _label_fits(label):
             problems.append(f"label {label.text()[:40]!r}…: the text is clipped")
     for area in widget.findChildren(ScrollArea):
         if area.isVisible() and area.widget().width() > area.viewport().width():

@@ -1,7 +1,7 @@
-"""Dock widget "Build pyramid": collects the parameters, runs pyramid.build_pyramid on a worker.
+"""Dock widget "Build pyramid": edits a ``pyramid.BuildOptions`` and the new levels, runs the build on a worker.
 
 Thin by design: every decision (validation, estimates, the build itself)
-is in ``pyramid``; this file only binds it to Qt and napari.
+is in ``pyramid``; this file only binds it to magicgui widgets and napari.
 """
 
 from __future__ import annotations
@@ -10,201 +10,293 @@ import contextlib
 import gc
 import os
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QObject, Qt, Signal
-from qtpy.QtWidgets import (
-    QComboBox,
-    QFileDialog,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QTableWidget,
-    QTableWidgetItem,
-    QVBoxLayout,
-    QWidget,
+import napari.layers
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+    Table,
+    create_widget,
 )
+from magicgui.widgets.bases import ValueWidget
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QEvent, Qt
 
 from .. import pyramid, store
 from ..layers import METADATA_KEY
 from . import follow as _follow
-from ._layout import FittedTable, WrappingLabel, in_scroll_area
+from ._layout import OnEvents, ScrollArea, WrappedText, fit_table, refit
 from .workers import start_worker
-
-if TYPE_CHECKING:
-    import napari
 
 DEFAULT_ROW = (2.0, 1.0)
 NO_SEED = "random each time"
-# "coarse chunks" choices -> build_pyramid's chunk_scale (None: the engine's default, "auto" for
+DEFAULT_MODE = "(default)"
+# "coarse chunks" choices -> BuildOptions.chunk_scale (None: the engine's default, "auto" for
 # point clouds and lines; upstream's builder, used for graphs and meshes, keeps level 0's grid)
-CHUNK_CHOICES = {"grow with coarsen": None, "keep level 0's grid": 1}
+CHUNK_CHOICES = [("grow with coarsen", None), ("keep level 0's grid", 1)]
+NEW_COLUMNS = ("coarsen", "sparsity", "≈ vertices")
+SUMMARY_COLUMNS = ("level", "vertices", "objects", "bin", "MB")
+_RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 
 
-class _ProgressRelay(QObject):
-    """Carries progress from the worker thread to the GUI thread (queued signal)."""
+def dock_options() -> pyramid.BuildOptions:
+    """The dock's options at first: the defaults with seed 42 (the same survivors every time, as the dock had)."""
+    return pyramid.BuildOptions(sparsity_seed=42)
 
-    progressed = Signal(object)
+
+def bind(
+    widget: ValueWidget,
+    model: Any,
+    name: str,
+    *,
+    to_model: Callable[[Any], Any] = lambda v: v,
+    to_widget: Callable[[Any], Any] = lambda v: v,
+) -> None:
+    """Bind ``widget`` two-way to the evented field ``model.<name>``; the widget starts at the field's value.
+
+    A widget edit sets the field; a change of the field sets the widget
+    (unless a choice widget has no such choice). Each side only acts on a
+    change, so the two never echo each other for ever.
+    """
+
+    def show(value: Any) -> None:
+        shown = to_widget(value)
+        if isinstance(widget, ComboBox) and shown not in widget.choices:
+            return
+        if widget.value != shown:
+            widget.value = shown
+
+    widget.changed.connect(lambda value: setattr(model, name, to_model(value)))
+    getattr(model.events, name).connect(show)
+    show(getattr(model, name))
 
 
-class BuildPyramidWidget(QWidget):
+def _heading(text: str) -> Label:
+    return Label(value=f"<b>{text}</b>")
+
+
+def _row(*widgets: Any) -> Container:
+    return _tight(Container(widgets=widgets, layout="horizontal", labels=False))
+
+
+def _labelled(widget: Any, label: str) -> Any:
+    widget.label = label
+    return widget
+
+
+def _tight(container: Container) -> Container:
+    """A container nested in the dock's: no margins of its own (the dock's are enough)."""
+    container.margins = (0, 0, 0, 0)
+    return container
+
+
+class BuildPyramidWidget(Container):
     """Build, extend or trim a store's pyramid, with progress and Cancel."""
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
-        super().__init__()
+        super().__init__(labels=False)
         self.viewer = napari_viewer
+        self._options = dock_options()
         self._worker: Any = None
         self._cancel = threading.Event()
-        self._relay = _ProgressRelay()
-        self._relay.progressed.connect(self._on_progress)
-        self._modes_for: dict[str, QComboBox] = {}
+        self._modes_for: dict[str, ComboBox] = {}
         self._levels: list[int] | None = None  # the chosen store's levels, None until one is read
         self._writable = False
         self._running = False
+        self._filling_table = False
 
-        layout = QVBoxLayout()
-        self.scroll_area = in_scroll_area(self, layout)  # a short dock scrolls instead of squeezing the tables
-        # --- store
-        row = QHBoxLayout()
-        self.path_edit = QLineEdit()
-        self.path_edit.setPlaceholderText("store path (.zv), or select a store layer")
-        self.path_edit.editingFinished.connect(self.refresh)
-        browse = QPushButton("…")
-        browse.setToolTip("Choose a store folder")
-        browse.clicked.connect(self._browse)
-        row.addWidget(self.path_edit)
-        row.addWidget(browse)
-        layout.addLayout(row)
-
-        # --- levels table
-        levels_box = QGroupBox("New levels")
-        lv = QVBoxLayout(levels_box)
-        lv.addWidget(WrappingLabel("One row per level; each factor is a ratio to the level below."))
-        self.levels_table = FittedTable(0, 3, row_numbers=True)  # each row labelled with the level it adds
-        self.levels_table.setHorizontalHeaderLabels(["coarsen", "sparsity", "≈ vertices"])
-        self.levels_table.itemChanged.connect(self._on_factors_edited)
-        lv.addWidget(self.levels_table)
-        buttons = QHBoxLayout()
-        self.add_button = QPushButton("Add level")
-        self.remove_row_button = QPushButton("Remove row")
-        self.suggest_button = QPushButton("Suggest")
-        self.suggest_button.setToolTip("Levels of x2 until the coarsest fits one chunk or ~500 vertices")
-        self.add_button.clicked.connect(lambda: self._add_row(*DEFAULT_ROW))
-        self.remove_row_button.clicked.connect(self._remove_row)
-        self.suggest_button.clicked.connect(self._suggest)
-        for b in (self.add_button, self.remove_row_button, self.suggest_button):
-            buttons.addWidget(b)
-        lv.addLayout(buttons)
-        layout.addWidget(levels_box)
-
-        # --- options
-        form = QFormLayout()
-        self.agg_mode = QComboBox()
-        self.agg_mode.addItems(list(pyramid.AGG_MODES))
-        form.addRow("aggregation", self.agg_mode)
-        self.overrides_box = QGroupBox("per-attribute aggregation")
-        self.overrides_form = QFormLayout(self.overrides_box)
-        form.addRow(self.overrides_box)
-        self.method = QComboBox()
-        self.method.addItems(pyramid.available_methods())
-        form.addRow("method", self.method)
-        self.strategy = QComboBox()
-        self.strategy.addItems(pyramid.available_strategies())
-        form.addRow("sparsity strategy", self.strategy)
-        self.seed = QSpinBox()
-        self.seed.setRange(-1, 2**31 - 1)
-        self.seed.setValue(42)
-        self.seed.setSpecialValueText(NO_SEED)
-        form.addRow("seed", self.seed)
-        self.depth = QSpinBox()
-        self.depth.setRange(-1, 16)
-        self.depth.setValue(1)
-        self.depth.setSpecialValueText("all levels (-1)")
-        form.addRow("cross-level depth", self.depth)
-        self.storage = QComboBox()
-        self.storage.addItems(list(pyramid.LINK_STORAGES))
-        self.storage.setCurrentText("explicit")
-        form.addRow("link storage", self.storage)
-        self.chunks = QComboBox()
-        self.chunks.addItems(list(CHUNK_CHOICES))
-        self.chunks.setToolTip(
-            "Coarse levels' chunk grid: grown with the coarsen factor (the default: fewer, fuller chunks; "
-            "faster to build and to view) or level 0's grid on every level, as zarr-vectors' own builder makes it."
+        # --- store: a store layer, or a path for a store that is not open
+        self.layer_choice = create_widget(
+            annotation=napari.layers.Layer,
+            name="layer",
+            label="store layer",
+            options={"choices": self._store_layers, "nullable": True},
         )
-        form.addRow("coarse chunks", self.chunks)
-        layout.addLayout(form)
+        self.layer_choice.changed.connect(self._on_layer_chosen)
+        self.path_edit = FileEdit(mode="d", label="store path")
+        line = self.path_edit.line_edit.native
+        line.setPlaceholderText("store path (.zv), or choose a store layer")
+        line.editingFinished.connect(self.refresh)  # magicgui's LineEdit reports every keystroke, not the end
+        self.path_edit.choose_btn.changed.connect(self.refresh)  # after FileEdit's own handler set the path
+        self.path_edit.choose_btn.text = "…"
+        self.path_edit.choose_btn.tooltip = "Choose a store folder"
+
+        # --- new levels
+        self.levels_table = fit_table(Table(columns=NEW_COLUMNS), row_numbers=True)  # rows: the level each adds
+        self.levels_table.changed.connect(self._on_factors_edited)
+        self.add_button = PushButton(text="Add level")
+        self.remove_row_button = PushButton(text="Remove row")
+        self.suggest_button = PushButton(
+            text="Suggest", tooltip="Levels of x2 until the coarsest fits one chunk or ~500 vertices"
+        )
+        self.add_button.changed.connect(lambda: self._add_row(*DEFAULT_ROW))
+        self.remove_row_button.changed.connect(self._remove_row)
+        self.suggest_button.changed.connect(self._suggest)
+
+        # --- options, bound to self.options
+        self.agg_mode = ComboBox(choices=list(pyramid.AGG_MODES), label="aggregation")
+        self.overrides = _tight(Container(labels=True, label="per attribute"))
+        self.method = ComboBox(choices=pyramid.available_methods(), label="method")
+        self.strategy = ComboBox(choices=pyramid.available_strategies(), label="sparsity strategy")
+        self.seed = SpinBox(min=0, max=2**31 - 1)
+        self.random_seed = CheckBox(text=NO_SEED, tooltip="New survivors every build (no seed)")
+        self.depth = SpinBox(
+            min=-1,
+            max=16,
+            label="cross-level depth",
+            tooltip="1: adjacent levels; N: also ±2..N; -1: all levels; 0: none",
+        )
+        self.storage = ComboBox(choices=list(pyramid.LINK_STORAGES), label="link storage")
+        self.chunks = ComboBox(
+            choices=CHUNK_CHOICES,
+            label="coarse chunks",
+            tooltip="Coarse levels' chunk grid: grown with the coarsen factor (the default: fewer, fuller chunks; "
+            "faster to build and to view) or level 0's grid on every level, as zarr-vectors' own builder makes it.",
+        )
+        for widget, name in (
+            (self.agg_mode, "agg_mode"),
+            (self.method, "method"),
+            (self.strategy, "sparsity_strategy"),
+            (self.storage, "cross_level_storage"),
+        ):
+            bind(widget, self._options, name)
+        # a seed typed in is used; "random each time" is no seed (magicgui's SpinBox has no special value text)
+        bind(
+            self.seed,
+            self._options,
+            "sparsity_seed",
+            to_model=int,
+            to_widget=lambda v: self.seed.value if v is None else v,
+        )
+        bind(
+            self.random_seed,
+            self._options,
+            "sparsity_seed",
+            to_model=lambda random: None if random else int(self.seed.value),
+            to_widget=lambda v: v is None,
+        )
+        bind(self.depth, self._options, "cross_level_depth", to_model=int)
+        bind(self.chunks, self._options, "chunk_scale", to_widget=lambda v: None if v == "auto" else v)
+        self._options.events.agg_overrides.connect(self._show_override_modes)
 
         # --- run
-        run = QHBoxLayout()
-        self.build_button = QPushButton("Build")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.build_button.clicked.connect(self.build)
-        self.cancel_button.clicked.connect(self.cancel)
-        run.addWidget(self.build_button)
-        run.addWidget(self.cancel_button)
-        layout.addLayout(run)
-        self.build_reason = WrappingLabel("")  # why Build is disabled, when it is
-        layout.addWidget(self.build_reason)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 100)
-        self.status = WrappingLabel("")
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
+        self.build_button = PushButton(text="Build")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.build_button.changed.connect(self.build)
+        self.cancel_button.changed.connect(self.cancel)
+        self.build_reason = WrappedText("")  # why Build is disabled, when it is
+        self.progress = ProgressBar(min=0, max=100, value=0)
+        self.status = WrappedText("")
 
         # --- existing levels
-        summary_box = QGroupBox("Levels in the store")
-        sv = QVBoxLayout(summary_box)
-        self.summary_table = FittedTable(0, 5)
-        self.summary_table.setHorizontalHeaderLabels(["level", "vertices", "objects", "bin", "MB"])
-        self.summary_table.setEditTriggers(QTableWidget.NoEditTriggers)
-        sv.addWidget(self.summary_table)
-        self.overhead_label = WrappingLabel("")
-        sv.addWidget(self.overhead_label)
-        more = QHBoxLayout()
-        self.coarsen_one_button = QPushButton("Coarsen one more level")
-        self.remove_level_button = QPushButton("Remove coarsest level")
-        self.coarsen_one_button.clicked.connect(self.coarsen_one)
-        self.remove_level_button.clicked.connect(self.remove_coarsest)
-        more.addWidget(self.coarsen_one_button)
-        more.addWidget(self.remove_level_button)
-        sv.addLayout(more)
-        layout.addWidget(summary_box)
-        layout.addStretch(1)
+        self.summary_table = fit_table(Table(columns=SUMMARY_COLUMNS))
+        self.summary_table.read_only = True
+        self.overhead_label = WrappedText("")
+        self.coarsen_one_button = PushButton(text="Coarsen one more level")
+        self.remove_level_button = PushButton(text="Remove coarsest level")
+        self.coarsen_one_button.changed.connect(self.coarsen_one)
+        self.remove_level_button.changed.connect(self.remove_coarsest)
 
+        self.content = Container(
+            labels=False,
+            widgets=[
+                _tight(Container(labels=True, widgets=[self.layer_choice, self.path_edit])),
+                _heading("New levels"),
+                WrappedText("One row per level; each factor is a ratio to the level below."),
+                self.levels_table,
+                _row(self.add_button, self.remove_row_button, self.suggest_button),
+                _tight(
+                    Container(
+                        labels=True,
+                        widgets=[
+                            self.agg_mode,
+                            self.overrides,
+                            self.method,
+                            self.strategy,
+                            _labelled(_row(self.seed, self.random_seed), "seed"),
+                            self.depth,
+                            self.storage,
+                            self.chunks,
+                        ],
+                    )
+                ),
+                _row(self.build_button, self.cancel_button),
+                self.build_reason,
+                self.progress,
+                self.status,
+                _heading("Levels in the store"),
+                self.summary_table,
+                self.overhead_label,
+                _row(self.coarsen_one_button, self.remove_level_button),
+            ],
+        )
+        self.content.native.layout().addStretch(1)  # magicgui has no stretch: spare height goes below, not between
+        # magicgui's scrollable Container hands napari its inner widget and sizes itself once, at the first
+        # insertion; this one follows the tables' widths, so a short dock scrolls instead of squeezing them
+        self.scroll_area = ScrollArea(self.content.native)
+        self.margins = (0, 0, 0, 0)
+        self.native.layout().addWidget(self.scroll_area)
+        self._close_filter = OnEvents(self.native, (QEvent.Type.Close,), lambda _: self._cancel.set())  # no close event
+
+        self.viewer.layers.events.inserted.connect(self._on_layers_changed)
+        self.viewer.layers.events.removed.connect(self._on_layers_changed)
         self.viewer.layers.selection.events.active.connect(self._on_active_layer)
+        self._show_overrides(())
         self._on_active_layer()
-        if self.levels_table.rowCount() == 0:
+        if not self.levels_table.shape[0]:
             for _ in range(3):
                 self._add_row(*DEFAULT_ROW)
         self._update_buttons()
+
+    @property
+    def options(self) -> pyramid.BuildOptions:  # type: ignore[override]
+        """The build options the controls edit, two-way: what Build and "Coarsen one more level" use.
+
+        It replaces magicgui's ``Widget.options`` (a dict of enabled/visible,
+        used only for a widget inside a function signature, which a dock is not).
+        """
+        return self._options
 
     # ------------------------------------------------------------ store
 
     @property
     def store_path(self) -> str:
-        return self.path_edit.text().strip()
+        return self.path_edit.line_edit.value.strip()
 
     def set_store(self, path: str) -> None:
-        self.path_edit.setText(str(path))
+        self.path_edit.line_edit.value = str(path)
         self.refresh()
 
-    def _browse(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Choose a Zarr Vectors store")
-        if folder:
-            self.set_store(folder)
+    def _store_layers(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        """The choices of the layer box: the viewer's layers that were opened from a store."""
+        return [(layer.name, layer) for layer in self.viewer.layers if pyramid.store_path_of(layer.metadata or {})]
 
-    def _on_active_layer(self, event: Any = None) -> None:
-        layer = self.viewer.layers.selection.active
+    def _on_layers_changed(self, event: Any = None) -> None:
+        self.layer_choice.reset_choices()
+
+    def _on_layer_chosen(self, layer: Any) -> None:
         path = pyramid.store_path_of(getattr(layer, "metadata", None) or {})
         if path and path != self.store_path:
             self.set_store(path)
+
+    def _on_active_layer(self, event: Any = None) -> None:
+        """The layer box follows the active layer when it is a store layer (as the Layers list selects it)."""
+        layer = self.viewer.layers.selection.active
+        if layer is None or not pyramid.store_path_of(layer.metadata or {}):
+            return
+        self.layer_choice.reset_choices()
+        if layer in self.layer_choice.choices:
+            self.layer_choice.value = layer
+        self._on_layer_chosen(layer)
 
     def refresh(self) -> None:
         """Reload the level summary, attribute list and estimates for the current store."""
@@ -216,7 +308,8 @@ class BuildPyramidWidget(QWidget):
             summary = pyramid.pyramid_summary(self.store_path)
         except store.StoreError as exc:
             self._levels = None
-            self.summary_table.setRowCount(0)
+            self.summary_table.value = {"data": [], "index": [], "columns": SUMMARY_COLUMNS}
+            refit(self.summary_table)
             self._update_buttons(str(exc))
             self._fail(str(exc))
             return
@@ -224,33 +317,24 @@ class BuildPyramidWidget(QWidget):
         self._show_overrides(summary["levels"][0]["attributes"])
         self._update_estimates()
 
-    def _show_estimates(self, estimates: list) -> None:
-        self.levels_table.blockSignals(True)
-        for r, value in enumerate(estimates[: self.levels_table.rowCount()]):
-            text = f"≈ {value:,}" if isinstance(value, int) else str(value)
-            self.levels_table.item(r, 2).setText(text)
-        self.levels_table.blockSignals(False)
-        self._number_rows()
-
-    def _number_rows(self) -> None:
-        """Each row is labelled with the level it adds: after the store's coarsest, as the estimates are."""
-        first = self._levels[-1] + 1 if self._levels else 1
-        self.levels_table.setVerticalHeaderLabels([str(first + r) for r in range(self.levels_table.rowCount())])
-        self.levels_table.fit()
-
     def _show_summary(self, summary: dict) -> None:
         rows = summary["levels"]
-        self.summary_table.setRowCount(len(rows))
-        for r, row in enumerate(rows):
-            bins = _bin_text(row["bin_shape"])
-            cells = [row["level"], f"{row['vertices']:,}", f"{row['objects']:,}", bins, f"{row['bytes'] / 1e6:.1f}"]
-            for c, value in enumerate(cells):
-                item = QTableWidgetItem(str(value))
-                if c != 3:
-                    item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
-                self.summary_table.setItem(r, c, item)
-        self.summary_table.fit()
-        self.overhead_label.setText(f"pyramid storage overhead over level 0: {summary['storage_overhead']:.0%}")
+        cells = [
+            [
+                str(r["level"]),
+                f"{r['vertices']:,}",
+                f"{r['objects']:,}",
+                _bin_text(r["bin_shape"]),
+                f"{r['bytes'] / 1e6:.1f}",
+            ]
+            for r in rows
+        ]
+        self.summary_table.value = {"data": cells, "index": list(range(len(rows))), "columns": SUMMARY_COLUMNS}
+        for r in range(len(rows)):  # magicgui's Table has no cell alignment: numbers right-aligned in Qt
+            for c in (0, 1, 2, 4):
+                self.summary_table.native.item(r, c).setTextAlignment(_RIGHT)
+        refit(self.summary_table)
+        self.overhead_label.value = f"pyramid storage overhead over level 0: {summary['storage_overhead']:.0%}"
         self._levels = [int(row["level"]) for row in rows]
         self._writable = not store.is_remote(self.store_path) and os.access(self.store_path, os.W_OK)
         self._update_buttons()
@@ -262,7 +346,7 @@ class BuildPyramidWidget(QWidget):
         checked when Build is pressed, and a mistake there is reported then.
         """
         if not self.store_path:
-            return "Choose a store first: select a store layer, or type or browse to its path."
+            return "Choose a store first: choose a store layer, or type or browse to its path."
         try:
             store.refuse_remote(self.store_path, "build a pyramid")
         except store.StoreError as exc:
@@ -283,52 +367,71 @@ class BuildPyramidWidget(QWidget):
         running = self._running
         blocker = reason or self.build_blocker()
         readable = self._levels is not None
-        self.build_button.setEnabled(not running and blocker is None)
-        self.build_button.setToolTip(blocker or "Build the levels in the table, after level 0")
-        self.build_reason.setText(blocker or "")
-        self.build_reason.setVisible(blocker is not None and not running)
-        self.coarsen_one_button.setEnabled(not running and readable and self._writable)
-        self.remove_level_button.setEnabled(not running and readable and self._writable and len(self._levels or []) > 1)
-        self.suggest_button.setEnabled(not running and readable)
-        self.cancel_button.setEnabled(running)
+        self.build_button.enabled = not running and blocker is None
+        self.build_button.tooltip = blocker or "Build the levels in the table, after level 0"
+        self.build_reason.value = blocker or ""
+        self.build_reason.visible = blocker is not None and not running
+        self.coarsen_one_button.enabled = not running and readable and self._writable
+        self.remove_level_button.enabled = not running and readable and self._writable and len(self._levels or []) > 1
+        self.suggest_button.enabled = not running and readable
+        self.cancel_button.enabled = running
 
     def _show_overrides(self, names: tuple[str, ...]) -> None:
-        while self.overrides_form.rowCount():
-            self.overrides_form.removeRow(0)
+        """One mode box per level-0 attribute; overrides of attributes the store lacks are dropped."""
+        self.overrides.clear()
         self._modes_for = {}
         for name in names:
             if name == pyramid.COUNT_ATTRIBUTE:
                 continue
-            box = QComboBox()
-            box.addItems(["(default)", *pyramid.AGG_MODES])
-            self.overrides_form.addRow(name, box)
+            box = ComboBox(choices=[DEFAULT_MODE, *pyramid.AGG_MODES], label=name)
+            box.changed.connect(self._on_override_edited)
+            self.overrides.append(box)
             self._modes_for[name] = box
-        self.overrides_box.setVisible(bool(self._modes_for))
+        self.overrides.visible = bool(self._modes_for)
+        kept = {n: m for n, m in (self._options.agg_overrides or {}).items() if n in self._modes_for}
+        self._options.agg_overrides = kept or None
+        self._show_override_modes(self._options.agg_overrides)
+
+    def _on_override_edited(self, _value: Any = None) -> None:
+        modes = {n: b.value for n, b in self._modes_for.items() if b.value != DEFAULT_MODE}
+        self._options.agg_overrides = modes or None
+
+    def _show_override_modes(self, overrides: Any) -> None:
+        for name, box in self._modes_for.items():
+            mode = (overrides or {}).get(name, DEFAULT_MODE)
+            if mode in box.choices and box.value != mode:
+                box.value = mode
 
     # ------------------------------------------------------------ factors table
 
-    def _add_row(self, coarsen: float, sparsity: float) -> None:
-        self.levels_table.blockSignals(True)
-        r = self.levels_table.rowCount()
-        self.levels_table.insertRow(r)
-        self.levels_table.setItem(r, 0, QTableWidgetItem(f"{coarsen:g}"))
-        self.levels_table.setItem(r, 1, QTableWidgetItem(f"{sparsity:g}"))
-        estimate = QTableWidgetItem("")
-        estimate.setFlags(estimate.flags() & ~Qt.ItemIsEditable)
-        self.levels_table.setItem(r, 2, estimate)
-        self.levels_table.blockSignals(False)
+    @contextlib.contextmanager
+    def _filling(self) -> Iterator[None]:
+        """The table is being filled by the widget, not edited by the user."""
+        self._filling_table = True
+        try:
+            yield
+        finally:
+            self._filling_table = False
+
+    def _set_rows(self, rows: list[tuple[str, str]]) -> None:
+        with self._filling():
+            data = [[coarsen, sparsity, ""] for coarsen, sparsity in rows]
+            self.levels_table.value = {"data": data, "index": list(range(len(rows))), "columns": NEW_COLUMNS}
         self._update_estimates()
 
+    def _add_row(self, coarsen: float, sparsity: float) -> None:
+        self._set_rows([*self.factors(), (f"{coarsen:g}", f"{sparsity:g}")])
+
     def _remove_row(self) -> None:
-        rows = sorted({i.row() for i in self.levels_table.selectedIndexes()}) or [self.levels_table.rowCount() - 1]
-        for r in reversed(rows):
-            if r >= 0:
-                self.levels_table.removeRow(r)
-        self._update_estimates()
+        # magicgui's Table has no selection: the selected rows are read from Qt
+        chosen = {i.row() for i in self.levels_table.native.selectedIndexes()}
+        rows = self.factors()
+        chosen = chosen or {len(rows) - 1}
+        self._set_rows([row for r, row in enumerate(rows) if r not in chosen])
 
     def _require_store(self) -> bool:
         if not self.store_path:
-            self._fail("Choose a store first: select a store layer or type its path.")
+            self._fail("Choose a store first: choose a store layer or type its path.")
         return bool(self.store_path)
 
     def _suggest(self) -> None:
@@ -339,42 +442,41 @@ class BuildPyramidWidget(QWidget):
         except store.StoreError as exc:
             self._fail(str(exc))
             return
-        self.levels_table.setRowCount(0)
-        for coarsen, sparsity in factors:
-            self._add_row(coarsen, sparsity)
+        self._set_rows([(f"{c:g}", f"{s:g}") for c, s in factors])
 
     def factors(self) -> list[tuple[str, str]]:
         """The table as entered (validated by pyramid.normalize_factors)."""
-        out = []
-        for r in range(self.levels_table.rowCount()):
-            cells = [self.levels_table.item(r, c) for c in (0, 1)]
-            out.append(tuple(c.text() if c is not None else "" for c in cells))
-        return out
+        data = self.levels_table.data
+        return [
+            tuple("" if data[r, c] is None else str(data[r, c]) for c in (0, 1))
+            for r in range(self.levels_table.shape[0])
+        ]
 
-    def _on_factors_edited(self, item: QTableWidgetItem) -> None:
-        if item.column() < 2:
+    def _on_factors_edited(self, info: dict) -> None:
+        if not self._filling_table and info["column"] < 2:
             self._update_estimates()
 
     def _update_estimates(self) -> None:
-        self._number_rows()
-        if not self.store_path or not self.levels_table.rowCount():
-            return
-        self._show_estimates(_estimates(self.store_path, self.factors()))
+        if self.store_path and self.levels_table.shape[0]:
+            self._show_estimates(_estimates(self.store_path, self.factors()))
+        else:
+            self._show_estimates([])
+
+    def _show_estimates(self, estimates: list) -> None:
+        """The ≈ vertices column, and each row labelled with the level it adds (after the store's coarsest)."""
+        table = self.levels_table
+        n = table.shape[0]
+        with self._filling():
+            for r in range(n):
+                value = estimates[r] if r < len(estimates) else ""
+                table.data[r, 2] = f"≈ {value:,}" if isinstance(value, int) else str(value)
+                item = table.native.item(r, 2)  # magicgui's Table makes every cell editable: this one is not
+                item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
+            first = self._levels[-1] + 1 if self._levels else 1
+            table.row_headers = [str(first + r) for r in range(n)]
+        refit(table)
 
     # ------------------------------------------------------------ building
-
-    def build_kwargs(self) -> dict[str, Any]:
-        overrides = {n: b.currentText() for n, b in self._modes_for.items() if b.currentText() != "(default)"}
-        return {
-            "agg_mode": self.agg_mode.currentText(),
-            "agg_overrides": overrides,
-            "method": self.method.currentText(),
-            "sparsity_strategy": self.strategy.currentText(),
-            "sparsity_seed": None if self.seed.value() < 0 else int(self.seed.value()),
-            "cross_level_depth": int(self.depth.value()),
-            "cross_level_storage": self.storage.currentText(),
-            "chunk_scale": CHUNK_CHOICES[self.chunks.currentText()],
-        }
 
     def build(self) -> None:
         """Validate, then build on a worker thread."""
@@ -386,61 +488,67 @@ class BuildPyramidWidget(QWidget):
         self._start(rows[:1], extend=True)
 
     @staticmethod
-    def _plan_and_run(path: str, factors: list, kwargs: dict, extend: bool, progress: Any, cancel: Any) -> tuple:
+    def _plan_and_run(
+        path: str, factors: list, options: pyramid.BuildOptions, extend: bool, cancel: Any, *, report: Any
+    ) -> tuple:
         """Runs on the worker thread and touches no widget; returns what the GUI shows afterwards.
 
+        ``report`` (from ``start_worker``) is the build's progress callback.
         The summary and estimates are read here too, so the GUI thread does
         no store I/O when the build ends.
         """
         with _gui_friendly():
             source = store.list_levels(path)[-1] if extend else 0
-            plan = pyramid.plan_build(path, factors, source_level=source, **kwargs)
-            pyramid.run(plan, progress=progress, cancel=cancel)
+            plan = pyramid.plan_build(path, factors, options, source_level=source)
+            pyramid.run(plan, progress=report, cancel=cancel)
             return plan.path, pyramid.pyramid_summary(plan.path), _estimates(plan.path, factors)
 
     def _start(self, factors: list, *, extend: bool) -> None:
         if self._worker is not None or not self._require_store():
             return
         self._cancel.clear()
-        self.progress.setValue(0)
-        self.status.setText("building…")
+        self.progress.value = 0
+        self.status.value = "building…"
         self._set_running(True)
         # joined at interpreter exit, cancelled first, so the build's undo runs to its end
         self._worker = start_worker(
             self._plan_and_run,
             self.store_path,
             factors,
-            self.build_kwargs(),
+            pyramid.BuildOptions.of(self._options),  # a copy: edits during the build do not reach it
             extend,
-            self._relay.progressed.emit,
             self._cancel.is_set,
             returned=self._on_done,
             errored=self._on_error,
             finished=self._on_finished,
             cancel=self._cancel.set,
+            progressed=self._on_progress,
+            progress_desc="Building pyramid",
         )
+        if self._worker is None:  # the interpreter is exiting
+            self._set_running(False)
 
     def cancel(self) -> None:
         self._cancel.set()
-        self.status.setText("cancelling… (the store will be left as it was)")
+        self.status.value = "cancelling… (the store will be left as it was)"
 
     def _on_progress(self, p: pyramid.BuildProgress) -> None:
-        self.progress.setValue(int(round(100 * p.fraction)))
-        self.status.setText(p.message)
+        self.progress.value = int(round(100 * p.fraction))
+        self.status.value = p.message
 
     def _on_done(self, result: tuple) -> None:
         path, summary, estimates = result
-        self.progress.setValue(100)
-        self.status.setText("done")
+        self.progress.value = 100
+        self.status.value = "done"
         self._show_summary(summary)
         self._show_estimates(estimates)
         self._tell_layers([row["level"] for row in summary["levels"]], path)
         show_info(f"Pyramid built for {Path(path).name}.")
 
     def _on_error(self, exc: Exception) -> None:
-        self.progress.setValue(0)
+        self.progress.value = 0
         if isinstance(exc, pyramid.BuildCancelled):
-            self.status.setText(str(exc))
+            self.status.value = str(exc)
             show_info(str(exc))
         else:
             self._fail(str(exc))
@@ -474,12 +582,8 @@ class BuildPyramidWidget(QWidget):
         _follow.levels_changed(target)  # layers following the camera re-plan with the new levels
 
     def _fail(self, message: str) -> None:
-        self.status.setText(message)
+        self.status.value = message
         show_error(message)
-
-    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt naming
-        self._cancel.set()
-        super().closeEvent(event)
 
 
 @contextlib.contextmanager
