@@ -238,9 +238,9 @@ def test_build_is_disabled_for_a_store_that_has_a_pyramid(make_napari_viewer, qt
         pyramid.plan_build(point_store, [(2.0, 1.0)])
     assert not widget.build_button.native.isEnabled()
     assert widget.build_reason.native.isVisibleTo(widget.native)
-    assert "already has levels 0–2" in widget.build_reason.text
-    assert "Coarsen one more level" in widget.build_reason.text
-    assert widget.build_button.native.toolTip() == widget.build_reason.text
+    assert "already has levels 0–2" in widget.build_reason.value
+    assert "Coarsen one more level" in widget.build_reason.value
+    assert widget.build_button.native.toolTip() == widget.build_reason.value
     assert widget.coarsen_one_button.native.isEnabled() and widget.remove_level_button.native.isEnabled()
     assert _row_labels(widget) == ["3", "4", "5"]  # the levels the rows would add, as their estimates are
     before = tree_digest(point_store)
@@ -266,7 +266,7 @@ def test_build_without_a_store_says_what_to_do(make_napari_viewer):
     widget = _dock(viewer)
     assert widget.store_path == ""
     assert not widget.build_button.native.isEnabled() and not widget.coarsen_one_button.native.isEnabled()
-    assert "Choose a store first" in widget.build_reason.text
+    assert "Choose a store first" in widget.build_reason.value
     widget.native.close()  # closing the dock cancels a build in flight (its undo then runs to the end)
     assert widget._cancel.is_set()
 

@@ -8,15 +8,14 @@ rather than squeezing when the height runs short.
 
 For magicgui widgets (whose ``.native`` Qt class is magicgui's, so no size
 hint can be overridden): ``fit_table`` / ``refit`` give a magicgui
-``Table`` the same width and rows, and ``WrappedText`` is a magicgui
-``Label`` that wraps and keeps its height. ``unreadable`` checks both kinds.
+``Table`` that width and those rows; ``_mg.wrapping_label`` is a magicgui
+label drawn by ``WrappingLabel``. ``unreadable`` checks them.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import Label
 from qtpy.QtCore import QEvent, QObject, QSize, Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -28,8 +27,6 @@ from qtpy.QtWidgets import (
     QSizePolicy,
     QStyledItemDelegate,
     QTableWidget,
-    QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -93,107 +90,6 @@ class OnEvents(QObject):
         return False
 
 
-class WrappedText(Label):
-    """A magicgui ``Label`` that word-wraps and keeps the height its text needs, as ``WrappingLabel`` does.
-
-    magicgui's Label is one fixed-size line; dock widgets do not lay out
-    height-for-width, so its ``.native`` QLabel is set to wrap and its
-    minimum height follows its text and width.
-    """
-
-    def __init__(self, value: str = "", **kwargs: Any) -> None:
-        super().__init__(value=value, **kwargs)
-        label = self.native
-        label.setWordWrap(True)
-        label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
-        label._nzv_wraps = True  # unreadable() checks it
-        self._resize_filter = OnEvents(label, (QEvent.Type.Resize,), _fit_label)
-
-    def set_value(self, value: Any) -> None:
-        super().set_value(value)
-        _fit_label(self.native)
-
-    @property
-    def text(self) -> str:
-        return self.native.text()
-
-
-class _TitleDelegate(QStyledItemDelegate):
-    """Draws a title cell as usual but asks for no width, so a title sets no column's width."""
-
-    def sizeHint(self, option: Any, index: Any) -> QSize:  # noqa: N802 - Qt naming
-        return QSize(0, super().sizeHint(option, index).height())
-
-
-class FittedTable(QTableWidget):
-    """A table that asks for the width its columns need and the height of ``rows`` rows.
-
-    Columns are as wide as their header and cells (the last one takes any
-    room left), so no value is elided; the table scrolls vertically past
-    ``rows`` rows, never horizontally.
-    """
-
-    def __init__(self, n_rows: int, n_columns: int, *, rows: int = TABLE_ROWS, row_numbers: bool = False) -> None:
-        super().__init__(n_rows, n_columns)
-        self.visible_rows = rows
-        self.verticalHeader().setVisible(row_numbers)
-        header = self.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Minimum)
-        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
-        self._title_delegate = _TitleDelegate(self)
-        self._title_rows: set[int] = set()
-
-    def set_title_row(self, row: int, text: str) -> None:
-        """Row ``row`` as one bold cell across the table: a heading for the rows below it.
-
-        It takes the table's width and sets no column's; a longer text is
-        elided in the middle, and shown whole in its tooltip.
-        """
-        item = QTableWidgetItem(text)
-        item.setToolTip(text)
-        font = item.font()
-        font.setBold(True)
-        item.setFont(font)
-        self.setItem(row, 0, item)
-        self.setSpan(row, 0, 1, self.columnCount())
-        self.setItemDelegateForRow(row, self._title_delegate)
-        self._title_rows.add(row)
-
-    def clear_title_rows(self) -> None:
-        """Every row back to plain cells (before the rows are laid out again)."""
-        self.clearSpans()
-        for row in self._title_rows:
-            self.setItemDelegateForRow(row, None)
-        self._title_rows.clear()
-
-    def columns_width(self) -> int:
-        """Every column's header and cells, row numbers, frame, and a vertical scroll bar."""
-        return _columns_width(self)
-
-    def rows_height(self) -> int:
-        """The header, ``visible_rows`` rows, and the frame."""
-        return _rows_height(self, self.visible_rows)
-
-    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt naming
-        return QSize(self.columns_width(), self.rows_height())
-
-    def sizeHint(self) -> QSize:  # noqa: N802 - Qt naming
-        return self.minimumSizeHint()
-
-    def fit(self) -> None:
-        """After the contents change: columns to their contents, and a new size for the layout."""
-        self.resizeColumnsToContents()
-        self.updateGeometry()
-
-    def cut_columns(self) -> list[int]:
-        """Columns narrower than their header or cells need (none, unless the table is squeezed)."""
-        return _cut_columns(self)
-
-
 def _columns_width(table: QTableWidget) -> int:
     header = table.horizontalHeader()
     width = sum(
@@ -221,7 +117,7 @@ def _cut_columns(table: QTableWidget) -> list[int]:
 
 
 def fit_table(table: Table, *, rows: int = TABLE_ROWS, row_numbers: bool = False) -> Table:
-    """Lay out a magicgui ``Table`` as a ``FittedTable``: columns as wide as their contents, ``rows`` rows tall.
+    """Lay out a magicgui ``Table``: columns as wide as their contents, ``rows`` rows tall, no horizontal scrolling.
 
     magicgui's table has no size options, and its Qt class is magicgui's,
     so this sets its ``.native`` QTableWidget up instead; call ``refit``
@@ -298,25 +194,14 @@ def _scroll_bar_width(view: QAbstractScrollArea) -> int:
     return max(bar.sizeHint().width(), bar.width() if bar.isVisible() else 0)
 
 
-def in_scroll_area(owner: QWidget, content_layout: QVBoxLayout) -> ScrollArea:
-    """Put ``content_layout`` inside a ``ScrollArea`` that fills ``owner``; returns the area."""
-    content = QWidget()
-    content.setLayout(content_layout)
-    area = ScrollArea(content)
-    outer = QVBoxLayout(owner)
-    outer.setContentsMargins(0, 0, 0, 0)
-    outer.addWidget(area)
-    return area
-
-
 def unreadable(widget: Any) -> list[str]:
     """What a user could not read in ``widget`` as it is laid out now; empty when everything shows.
 
     Cut table columns or cell widgets, tables showing fewer than their
     ``visible_rows``, clipped wrapped labels, and content wider than its
     scroll area. ``widget`` is a QWidget or a magicgui widget (its ``.native``
-    is checked); the tables are ``FittedTable``s and magicgui tables laid out
-    by ``fit_table``, the labels ``WrappingLabel``s and ``WrappedText``s.
+    is checked); the tables are magicgui tables laid out by ``fit_table``,
+    the labels ``WrappingLabel``s.
     """
     widget = getattr(widget, "native", widget)
     problems = []
@@ -340,8 +225,7 @@ def unreadable(widget: Any) -> list[str]:
                 if cell is not None and cell.width() < cell.minimumSizeHint().width():
                     problems.append(f"table [{name}]: the widget in row {r}, column {c} is cut")
     for label in widget.findChildren(QLabel):
-        wraps = isinstance(label, WrappingLabel) or getattr(label, "_nzv_wraps", False)
-        if wraps and label.isVisible() and label.text() and not _label_fits(label):
+        if isinstance(label, WrappingLabel) and label.isVisible() and label.text() and not _label_fits(label):
             problems.append(f"label {label.text()[:40]!r}…: the text is clipped")
     for area in widget.findChildren(ScrollArea):
         if area.isVisible() and area.widget().width() > area.viewport().width():

@@ -34,7 +34,8 @@ from qtpy.QtCore import QEvent, Qt
 from .. import pyramid, store
 from ..layers import METADATA_KEY
 from . import follow as _follow
-from ._layout import OnEvents, ScrollArea, WrappedText, fit_table, refit
+from ._layout import OnEvents, ScrollArea, fit_table, refit
+from ._mg import wrapping_label
 from .workers import start_worker
 
 DEFAULT_ROW = (2.0, 1.0)
@@ -193,14 +194,14 @@ class BuildPyramidWidget(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.build_button.changed.connect(self.build)
         self.cancel_button.changed.connect(self.cancel)
-        self.build_reason = WrappedText("")  # why Build is disabled, when it is
+        self.build_reason = wrapping_label("")  # why Build is disabled, when it is
         self.progress = ProgressBar(min=0, max=100, value=0)
-        self.status = WrappedText("")
+        self.status = wrapping_label("")
 
         # --- existing levels
         self.summary_table = fit_table(Table(columns=SUMMARY_COLUMNS))
         self.summary_table.read_only = True
-        self.overhead_label = WrappedText("")
+        self.overhead_label = wrapping_label("")
         self.coarsen_one_button = PushButton(text="Coarsen one more level")
         self.remove_level_button = PushButton(text="Remove coarsest level")
         self.coarsen_one_button.changed.connect(self.coarsen_one)
@@ -211,7 +212,7 @@ class BuildPyramidWidget(Container):
             widgets=[
                 _tight(Container(labels=True, widgets=[self.layer_choice, self.path_edit])),
                 _heading("New levels"),
-                WrappedText("One row per level; each factor is a ratio to the level below."),
+                wrapping_label("One row per level; each factor is a ratio to the level below."),
                 self.levels_table,
                 _row(self.add_button, self.remove_row_button, self.suggest_button),
                 _tight(
