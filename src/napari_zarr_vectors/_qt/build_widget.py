@@ -20,12 +20,10 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
-    Label,
     ProgressBar,
     PushButton,
     SpinBox,
     Table,
-    create_widget,
 )
 from magicgui.widgets.bases import ValueWidget
 from napari.utils.notifications import show_error, show_info
@@ -35,7 +33,7 @@ from .. import pyramid, store
 from ..layers import METADATA_KEY
 from . import follow as _follow
 from ._layout import OnEvents, ScrollArea, fit_table, refit
-from ._mg import wrapping_label
+from ._mg import follow_active, heading, layer_choice, row, tight, wrapping_label
 from .workers import start_worker
 
 DEFAULT_ROW = (2.0, 1.0)
@@ -81,25 +79,6 @@ def bind(
     show(getattr(model, name))
 
 
-def _heading(text: str) -> Label:
-    return Label(value=f"<b>{text}</b>")
-
-
-def _row(*widgets: Any) -> Container:
-    return _tight(Container(widgets=widgets, layout="horizontal", labels=False))
-
-
-def _labelled(widget: Any, label: str) -> Any:
-    widget.label = label
-    return widget
-
-
-def _tight(container: Container) -> Container:
-    """A container nested in the dock's: no margins of its own (the dock's are enough)."""
-    container.margins = (0, 0, 0, 0)
-    return container
-
-
 class BuildPyramidWidget(Container):
     """Build, extend or trim a store's pyramid, with progress and Cancel."""
 
@@ -116,11 +95,8 @@ class BuildPyramidWidget(Container):
         self._filling_table = False
 
         # --- store: a store layer, or a path for a store that is not open
-        self.layer_choice = create_widget(
-            annotation=napari.layers.Layer,
-            name="layer",
-            label="store layer",
-            options={"choices": self._store_layers, "nullable": True},
+        self.layer_choice = layer_choice(
+            napari_viewer, _is_store_layer, name="layer", label="store layer", nullable=True
         )
         self.layer_choice.changed.connect(self._on_layer_chosen)
         self.path_edit = FileEdit(mode="d", label="store path")
@@ -145,7 +121,7 @@ class BuildPyramidWidget(Container):
 
         # --- options, bound to self.options
         self.agg_mode = ComboBox(choices=list(pyramid.AGG_MODES), label="aggregation")
-        self.overrides = _tight(Container(labels=True, label="per attribute"))
+        self.overrides = tight(Container(labels=True, label="per attribute"))
         self.method = ComboBox(choices=pyramid.available_methods(), label="method")
         self.strategy = ComboBox(choices=pyramid.available_strategies(), label="sparsity strategy")
         self.seed = SpinBox(min=0, max=2**31 - 1)
@@ -210,12 +186,12 @@ class BuildPyramidWidget(Container):
         self.content = Container(
             labels=False,
             widgets=[
-                _tight(Container(labels=True, widgets=[self.layer_choice, self.path_edit])),
-                _heading("New levels"),
+                tight(Container(labels=True, widgets=[self.layer_choice, self.path_edit])),
+                heading("New levels"),
                 wrapping_label("One row per level; each factor is a ratio to the level below."),
                 self.levels_table,
-                _row(self.add_button, self.remove_row_button, self.suggest_button),
-                _tight(
+                row(self.add_button, self.remove_row_button, self.suggest_button),
+                tight(
                     Container(
                         labels=True,
                         widgets=[
@@ -223,21 +199,21 @@ class BuildPyramidWidget(Container):
                             self.overrides,
                             self.method,
                             self.strategy,
-                            _labelled(_row(self.seed, self.random_seed), "seed"),
+                            row(self.seed, self.random_seed, label="seed"),
                             self.depth,
                             self.storage,
                             self.chunks,
                         ],
                     )
                 ),
-                _row(self.build_button, self.cancel_button),
+                row(self.build_button, self.cancel_button),
                 self.build_reason,
                 self.progress,
                 self.status,
-                _heading("Levels in the store"),
+                heading("Levels in the store"),
                 self.summary_table,
                 self.overhead_label,
-                _row(self.coarsen_one_button, self.remove_level_button),
+                row(self.coarsen_one_button, self.remove_level_button),
             ],
         )
         self.content.native.layout().addStretch(1)  # magicgui has no stretch: spare height goes below, not between
@@ -248,11 +224,8 @@ class BuildPyramidWidget(Container):
         self.native.layout().addWidget(self.scroll_area)
         self._close_filter = OnEvents(self.native, (QEvent.Type.Close,), lambda _: self._cancel.set())  # no close event
 
-        self.viewer.layers.events.inserted.connect(self._on_layers_changed)
-        self.viewer.layers.events.removed.connect(self._on_layers_changed)
-        self.viewer.layers.selection.events.active.connect(self._on_active_layer)
         self._show_overrides(())
-        self._on_active_layer()
+        follow_active(self.layer_choice, napari_viewer.layers.selection.active)
         if not self.levels_table.shape[0]:
             for _ in range(3):
                 self._add_row(*DEFAULT_ROW)
@@ -277,27 +250,10 @@ class BuildPyramidWidget(Container):
         self.path_edit.line_edit.value = str(path)
         self.refresh()
 
-    def _store_layers(self, _widget: Any = None) -> list[tuple[str, Any]]:
-        """The choices of the layer box: the viewer's layers that were opened from a store."""
-        return [(layer.name, layer) for layer in self.viewer.layers if pyramid.store_path_of(layer.metadata or {})]
-
-    def _on_layers_changed(self, event: Any = None) -> None:
-        self.layer_choice.reset_choices()
-
     def _on_layer_chosen(self, layer: Any) -> None:
         path = pyramid.store_path_of(getattr(layer, "metadata", None) or {})
         if path and path != self.store_path:
             self.set_store(path)
-
-    def _on_active_layer(self, event: Any = None) -> None:
-        """The layer box follows the active layer when it is a store layer (as the Layers list selects it)."""
-        layer = self.viewer.layers.selection.active
-        if layer is None or not pyramid.store_path_of(layer.metadata or {}):
-            return
-        self.layer_choice.reset_choices()
-        if layer in self.layer_choice.choices:
-            self.layer_choice.value = layer
-        self._on_layer_chosen(layer)
 
     def refresh(self) -> None:
         """Reload the level summary, attribute list and estimates for the current store."""
@@ -601,6 +557,11 @@ def _gui_friendly() -> Any:
         yield
     finally:
         gc.unfreeze()
+
+
+def _is_store_layer(layer: Any) -> bool:
+    """A layer opened from a store (its metadata names one)."""
+    return bool(pyramid.store_path_of(getattr(layer, "metadata", None) or {}))
 
 
 def _bin_text(bin_shape: Any) -> str:

@@ -14,14 +14,13 @@ from typing import Any
 
 import napari.layers
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, Widget, create_widget
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtWidgets import QComboBox
 
 from .. import drill, store
 from ..layers import METADATA_KEY, _bin_extent, _marker_size
 from . import follow as _follow
-from ._mg import wrapping_label
+from ._mg import follow_active, layer_choice, row, wrapping_label
 from .workers import start_worker
 
 DRILL_KEY = "zarr_vectors_drill"  # not METADATA_KEY: a highlight must not get a camera follower
@@ -48,13 +47,7 @@ class DrillWidget(Container):
         self._selected: list[int] = []
 
         self.hint = wrapping_label(HINT)
-        self.source = create_widget(
-            annotation=napari.layers.Layer,
-            name="source",
-            options={"choices": self._drillable_layers, "tooltip": TO_SOURCE},
-        )
-        # magicgui has no size-adjust option: a long layer name would widen the dock past its default width
-        self.source.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.source = layer_choice(napari_viewer, _drillable, name="source", tooltip=TO_SOURCE)
         self.down_button = PushButton(text="Drill down", tooltip=f"Children of the selected metanodes ({DOWN_KEY})")
         self.up_button = PushButton(text="Drill up", tooltip=f"Parents of the selected vertices ({UP_KEY})")
         self.target = ComboBox(choices=[NEXT, FINEST], value=NEXT, name="target")
@@ -72,10 +65,10 @@ class DrillWidget(Container):
         self.extend(
             [
                 self.hint,
-                _row(Label(value="from"), self.source),
-                _row(self.down_button, self.up_button),
-                _row(Label(value="down to"), self.target, self.show_links),
-                _row(self.metanodes_button, self.object_button),
+                row(Label(value="from"), self.source),
+                row(self.down_button, self.up_button),
+                row(Label(value="down to"), self.target, self.show_links),
+                row(self.metanodes_button, self.object_button),
                 self.breadcrumb,
             ]
         )
@@ -86,11 +79,7 @@ class DrillWidget(Container):
         self.up_button.changed.connect(self.drill_up)
         self.metanodes_button.changed.connect(self.add_metanodes)
         self.object_button.changed.connect(self.same_object)
-        layers = napari_viewer.layers
-        for event in (layers.events.inserted, layers.events.removed, layers.events.renamed):
-            event.connect(self._layers_changed)
-        layers.selection.events.active.connect(self._active_changed)
-        self._follow_layer(layers.selection.active)
+        follow_active(self.source, napari_viewer.layers.selection.active)
         for key, fn in ((DOWN_KEY, self.drill_down), (UP_KEY, self.drill_up)):
             napari_viewer.bind_key(key, lambda viewer, fn=fn: fn(), overwrite=True)
 
@@ -102,25 +91,6 @@ class DrillWidget(Container):
     def _show_breadcrumb(self) -> None:
         """The breadcrumb label to what the model holds (on every change of its steps)."""
         self.breadcrumb.value = self.breadcrumb_model.text()
-
-    # -- the layer drilled from
-    def _drillable_layers(self, _widget: Any = None) -> list[tuple[str, Any]]:
-        """The viewer's layers this widget can drill from, as (name, layer) choices."""
-        return [(layer.name, layer) for layer in self.viewer.layers if _drillable(layer)]
-
-    def _layers_changed(self, _event: Any = None) -> None:
-        self.source.reset_choices()
-
-    def _active_changed(self, event: Any) -> None:
-        self._follow_layer(event.value)
-
-    def _follow_layer(self, layer: Any) -> None:
-        """The layer choice to ``layer`` when it can be drilled from (the active layer is what the user points at)."""
-        if layer is None or not _drillable(layer):
-            return
-        self.source.reset_choices()
-        if layer in self.source.choices:
-            self.source.value = layer
 
     # -- what the user points at
     def _source(self) -> tuple[Any, dict, np.ndarray] | None:
@@ -421,13 +391,6 @@ def _drillable(layer: Any) -> bool:
     if not meta or "path" not in meta:
         return False
     return layer.__class__.__name__ == "Points" or meta.get("kind") in store.POLYLINE_KINDS
-
-
-def _row(*widgets: Widget) -> Container:
-    """Widgets side by side, without margins of their own."""
-    row = Container(layout="horizontal", labels=False, widgets=widgets)
-    row.margins = (0, 0, 0, 0)
-    return row
 
 
 def _layer_vertices(layer: Any) -> np.ndarray:
