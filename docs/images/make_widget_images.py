@@ -43,11 +43,11 @@ def build_picture(work: Path) -> None:
     viewer.open(str(path), plugin=PLUGIN)
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Build pyramid")
     _settle(viewer)
-    widget._modes_for["label"].setCurrentText("mode")
-    widget.build_button.click()
+    widget._modes_for["label"].value = "mode"
+    widget.build_button.native.click()
     while widget._worker is not None:
         _settle(viewer, 1)
-    widget.agg_mode.setFocus(Qt.OtherFocusReason)
+    widget.agg_mode.native.setFocus(Qt.OtherFocusReason)
     _settle(viewer)
     viewer.screenshot(str(HERE / "build_widget.png"), canvas_only=False, flash=False)
     viewer.close()
