@@ -108,6 +108,28 @@ def upstream_stores(tmp_path_factory) -> dict[str, Path]:
     return {kind: write_upstream_store(kind, root / f"{kind}.zv") for kind in KINDS}
 
 
+def write_cells(path: Path, n: int) -> Path:
+    """``n`` level-0 points (upstream's writer) with a float ``intensity`` and an int ``label``, for builds."""
+    rng = np.random.default_rng(5)
+    building.write_points(
+        str(path),
+        rng.uniform(0, 2000, (n, 3)).astype(np.float32),
+        chunk_shape=(500.0,) * 3,
+        bin_shape=(50.0,) * 3,
+        vertex_attributes={
+            "intensity": rng.uniform(0, 1, n).astype(np.float32),
+            "label": rng.integers(0, 8, n).astype(np.int32),
+        },
+    )
+    return path
+
+
+@pytest.fixture
+def cells_store(tmp_path):
+    """``cells_store(name, n)``: a level-0 store of ``write_cells`` in ``tmp_path``."""
+    return lambda name="cells.zv", n=5_000: write_cells(tmp_path / name, n)
+
+
 @pytest.fixture
 def fresh_point_store(tmp_path) -> Path:
     return write_upstream_store("point_cloud", tmp_path / "points.zv")

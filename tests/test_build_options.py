@@ -7,7 +7,6 @@ import dataclasses
 import numpy as np
 import pytest
 import zarr_vectors as zv
-from zarr_vectors import building
 
 import napari_zarr_vectors as nzv
 from napari_zarr_vectors import pyramid, store
@@ -28,24 +27,8 @@ KEYWORD_DEFAULTS = {
 
 
 @pytest.fixture
-def point_store(tmp_path):
-    def make(name: str = "cells.zv"):
-        rng = np.random.default_rng(5)
-        n = 5_000
-        path = tmp_path / name
-        building.write_points(
-            str(path),
-            rng.uniform(0, 2000, (n, 3)).astype(np.float32),
-            chunk_shape=(500.0,) * 3,
-            bin_shape=(50.0,) * 3,
-            vertex_attributes={
-                "intensity": rng.uniform(0, 1, n).astype(np.float32),
-                "label": rng.integers(0, 8, n).astype(np.int32),
-            },
-        )
-        return path
-
-    return make
+def point_store(cells_store):
+    return cells_store
 
 
 def test_defaults_are_the_keyword_defaults():

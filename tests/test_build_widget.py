@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import zarr_vectors as zv
 from qtpy.QtCore import Qt, QTimer
-from zarr_vectors import building
 
 from napari_zarr_vectors import pyramid, store
 from napari_zarr_vectors._qt._layout import unreadable
@@ -22,21 +21,8 @@ DOCK_WIDTH_LIMIT = 400
 
 
 @pytest.fixture
-def point_store(tmp_path):
-    rng = np.random.default_rng(5)
-    n = 60_000
-    path = tmp_path / "cells.zv"
-    building.write_points(
-        str(path),
-        rng.uniform(0, 2000, (n, 3)).astype(np.float32),
-        chunk_shape=(500.0,) * 3,
-        bin_shape=(50.0,) * 3,
-        vertex_attributes={
-            "intensity": rng.uniform(0, 1, n).astype(np.float32),
-            "label": rng.integers(0, 8, n).astype(np.int32),
-        },
-    )
-    return path
+def point_store(cells_store):
+    return cells_store(n=60_000)
 
 
 def _dock(viewer) -> BuildPyramidWidget:
