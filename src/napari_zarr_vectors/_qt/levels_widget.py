@@ -10,6 +10,7 @@ set a budget) shows in the row.  The level choice itself is
 from __future__ import annotations
 
 import contextlib
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, SpinBox
@@ -133,7 +134,7 @@ class LevelsWidget(Container):
         self.density_box.append(self._density_title)
         super().__init__(widgets=[self.rows, self.budget_note, self.hint, self.density_box], labels=False)
         self._density_boxes: dict[int, CheckBox] = {}
-        self._hooked: set[int] = set()
+        self._hooked: weakref.WeakSet[_follow.LayerFollower] = weakref.WeakSet()  # (ids may be reused)
         napari_viewer.layers.events.inserted.connect(self._rebuild_soon)
         napari_viewer.layers.events.removed.connect(self._rebuild_soon)
         self.rebuild()
@@ -173,8 +174,8 @@ class LevelsWidget(Container):
             row = kept.get(id(f))
             if row is None or row.follower is not f:
                 row = LayerRow(f)
-            if id(f) not in self._hooked:
-                self._hooked.add(id(f))
+            if f not in self._hooked:
+                self._hooked.add(f)
                 f.on_change(self._on_follower_change)
                 f.state.events.budget_reason.connect(self._show_budget_note)
                 f.state.events.budget.connect(self._show_budget_note)
