@@ -108,6 +108,17 @@ def upstream_stores(tmp_path_factory) -> dict[str, Path]:
     return {kind: write_upstream_store(kind, root / f"{kind}.zv") for kind in KINDS}
 
 
+def ctrl_c_works() -> None:
+    """A child's ``preexec_fn``: SIGINT back to its default, so the child's Python turns it into KeyboardInterrupt.
+
+    A test run started in the background of a non-interactive shell (``cmd &``)
+    inherits SIGINT ignored; its Ctrl+C tests would then see children that never stop.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def write_cells(path: Path, n: int) -> Path:
     """``n`` level-0 points (upstream's writer) with a float ``intensity`` and an int ``label``, for builds."""
     rng = np.random.default_rng(5)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import KINDS
+from conftest import KINDS, ctrl_c_works
 from napari_zarr_vectors import cli, download, pyramid, samples, store
 from napari_zarr_vectors._serve import StoreServer
 
@@ -188,6 +188,7 @@ def _start(url: str, dest: Path) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=ctrl_c_works,
     )
 
 
@@ -239,7 +240,7 @@ def test_ctrl_c_stops_with_whole_files_and_the_same_command_continues(served_roo
     source = served_root / "plugin.zv"
     dest = tmp_path / "copy.zv"
     hidden = download.hidden_folder(dest)
-    with StoreServer(served_root, latency=0.01) as server:
+    with StoreServer(served_root, latency=0.03) as server:  # slow enough that the Ctrl+C lands before the end
         proc = _start(server.url("plugin.zv"), dest)
         _wait_for_files(proc, hidden, 100)
         proc.send_signal(signal.SIGINT)
