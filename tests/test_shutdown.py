@@ -1,6 +1,6 @@
 """A script that exits, or closes its viewer, while a level read is in flight ends with exit code 0.
 
-Before the exit hook in ``_follow``, 2 of 3 such runs aborted (exit code
+Before the exit hook (now ``_qt.workers``), 2 of 3 such runs aborted (exit code
 134: zarr's read refused "new futures after shutdown", then superqt
 emitted to a deleted Qt object) and some hung.  Each run here is a real
 interpreter in a subprocess, so its real shutdown is what is tested.
