@@ -530,13 +530,18 @@ class BuildPyramidWidget(Container):
         self._tell_layers(store.list_levels(self.store_path), self.store_path)
 
     def _tell_layers(self, levels: list[int], path: str) -> None:
-        """Every layer showing this store learns its current levels."""
+        """Every layer showing this store learns its current levels.
+
+        A layer following the camera learns them through its view state (its
+        metadata mirrors that); the others, such as meshes, in their metadata.
+        """
         target = store.address(path)
         for layer in self.viewer.layers:
             meta = layer.metadata.get(METADATA_KEY)
-            if isinstance(meta, dict) and store.address(meta.get("path") or ".") == target:
+            followed = _follow.follower_of(layer) is not None
+            if isinstance(meta, dict) and not followed and store.address(meta.get("path") or ".") == target:
                 meta["levels"] = levels
-        _follow.levels_changed(target)  # layers following the camera re-plan with the new levels
+        _follow.levels_changed(target, levels)  # layers following the camera re-plan with the new levels
 
     def _fail(self, message: str) -> None:
         self.status.value = message

@@ -58,11 +58,12 @@ def followers(viewer: Any | None = None) -> list[LayerFollower]:
     return bindings(LayerFollower, viewer)
 
 
-def levels_changed(path: str) -> None:
-    """Tell the followers of store ``path`` that its levels changed (after a build), so they re-plan now."""
+def levels_changed(path: str, levels: list[int] | None = None) -> None:
+    """Tell the followers of store ``path`` its ``levels`` now (read when not given), so they re-plan now."""
     target = store.address(path)
     mine = [f for f in followers() if f.path == target]
-    levels = store.list_levels(target) if mine else []
+    if mine and levels is None:
+        levels = store.list_levels(target)
     for f in mine:
         f.state.set_levels(levels)  # a lock on a removed level is released (and re-plans)
         f.lod.forget_shown()
