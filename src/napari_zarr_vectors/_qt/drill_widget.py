@@ -119,7 +119,7 @@ class DrillWidget(Container):
     def _level_of(self, layer: Any, meta: dict, selected: list[int] | None = None) -> int | None:
         """The level of the selected vertices; None (with a message) when they come from several levels."""
         f = _follow.follower_of(layer)
-        if f is None or f.level is None:
+        if f is None:  # not followed: the level it was opened or drawn at
             return int(meta["level"])
         levels = f.point_levels
         if selected is None or levels is None or len(levels) != len(layer.data):
