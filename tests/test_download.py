@@ -35,6 +35,15 @@ def files_of(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def names_of(folder: Path) -> set[str]:
+    """The files below ``folder`` as relative paths, read while a download may still rename them.
+
+    ``os.walk`` skips a folder that vanishes under it, and nothing is opened, so a part file
+    renamed between the listing and a read cannot fail the poll.
+    """
+    return {str((Path(root) / name).relative_to(folder)) for root, _dirs, names in os.walk(folder) for name in names}
+
+
 def get_paths(server: StoreServer, store_name: str) -> list[str]:
     """The files of ``store_name`` the server was asked for (GET), as keys inside the store."""
     prefix = store_name + "/"
@@ -194,7 +203,7 @@ def _start(url: str, dest: Path) -> subprocess.Popen:
 
 def _complete_data_files(hidden: Path) -> set[str]:
     return {
-        k for k in files_of(hidden) if is_data(k) and not k.endswith(download.PART) and not k.startswith(download.STATE)
+        k for k in names_of(hidden) if is_data(k) and not k.endswith(download.PART) and not k.startswith(download.STATE)
     }
 
 
