@@ -36,8 +36,23 @@ def test_model_tests_pass_without_qt_or_a_display(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "QT_QPA_PLATFORM", "WAYLAND_DISPLAY")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH", "")]))
     plugins = ["-p", "no:pytest-qt", "-p", "no:napari", "-p", "no:napari-plugin-engine", "-p", "no:npe2"]
+    # A basetemp of its own: else the child's pytest makes the next numbered /tmp/pytest-of-*/pytest-N and
+    # deletes the oldest ones, a whole suite's stores, which took two minutes of this test's time.
+    basetemp = ["--basetemp", str(tmp_path / "child")]
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no_qt_check", *plugins, "-p", "no:cacheprovider", *files],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no_qt_check",
+            *plugins,
+            "-p",
+            "no:cacheprovider",
+            *basetemp,
+            *files,
+        ],
         env=env,
         capture_output=True,
         text=True,
