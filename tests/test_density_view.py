@@ -66,7 +66,7 @@ def test_density_image_overlays_points_at_every_level(make_napari_viewer, qtbot,
     viewer.canvas.size = (200, 150)  # a small canvas: the whole image fits a coarse level
     viewer.reset_view()
     qtbot.waitUntil(lambda: image.data_level >= 2, timeout=10_000)
-    viewer.camera.zoom = viewer.camera.zoom * 16
+    viewer.scene.camera.zoom = viewer.scene.camera.zoom * 16
     qtbot.waitUntil(lambda: image.data_level == 0, timeout=10_000)
 
     # unticking hides it again and keeps the counts

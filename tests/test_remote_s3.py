@@ -281,8 +281,8 @@ def _shown(layer) -> tuple[np.ndarray, dict[str, np.ndarray]]:
 
 
 def _zoom(viewer, center_yx, width: float) -> None:
-    viewer.camera.center = center_yx
-    viewer.camera.zoom = viewer.canvas.size[1] / width
+    viewer.scene.camera.center = center_yx
+    viewer.scene.camera.zoom = viewer.canvas.size[1] / width
     assert _follow.wait_settled(viewer)
 
 

@@ -65,8 +65,8 @@ def napari_pictures(path: Path) -> None:
         QApplication.processEvents()
     viewer.screenshot(str(HERE / "density_whole.png"), canvas_only=False, flash=False)
     points.visible = True
-    viewer.camera.center = (1000 + 520, 1000 + 420)  # (y, x): the outer edge of an arm
-    viewer.camera.zoom = viewer.camera.zoom * 16
+    viewer.scene.camera.center = (1000 + 520, 1000 + 420)  # (y, x): the outer edge of an arm
+    viewer.scene.camera.zoom = viewer.scene.camera.zoom * 16
     _follow.wait_settled(viewer)
     points.size = 1.2  # small marks, so the density pixels show between them
     points.face_color = "white"

@@ -81,7 +81,7 @@ def drill_picture() -> None:
     viewer.window.resize(*WINDOW)
     *_, layer = viewer.open(str(path), plugin=PLUGIN)
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Drill")
-    viewer.camera.angles = (5.0, 25.0, 140.0)
+    viewer.scene.camera.angles = (5.0, 25.0, 140.0)
     follower = _follow.follower_of(layer)
     follower.lock(3)
     _settle(viewer)
