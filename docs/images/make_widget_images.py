@@ -60,9 +60,7 @@ def _full_metanode(path: Path) -> int:
     kids1 = np.bincount(up1[up1 >= 0], minlength=store.level_rows(path, 2))
     _, attrs = store.read_rows(path, 3, ["label"])
     full = [
-        r
-        for r in np.flatnonzero((kids2 == 8) & (attrs["label"] == 3))
-        if np.all(kids1[np.flatnonzero(up2 == r)] == 8)
+        r for r in np.flatnonzero((kids2 == 8) & (attrs["label"] == 3)) if np.all(kids1[np.flatnonzero(up2 == r)] == 8)
     ]
     return int(full[len(full) // 2])
 
