@@ -100,3 +100,45 @@ def test_levels_dock_shows_why_and_a_typed_budget_is_set_here(make_napari_viewer
     widget.rebuild()  # a rebuild (another layer, a build) keeps what the user set
     assert widget.budget_reason_text() == f"Budget 40,000: {SET_HERE}."
     assert widget.budget_box(0).value == 40_000
+
+
+def test_a_resized_window_moves_the_machine_budget_but_not_a_set_one(make_napari_viewer, qtbot, small_points_2d):
+    """The software budget is per canvas pixel: a bigger window gets more vertices, unless a budget was set."""
+    viewer = make_napari_viewer(show=True)
+    renderer = _software_renderer(viewer)
+    window = viewer.window._qt_window
+    window.resize(700, 500)
+    qtbot.waitUntil(lambda: _renderer.canvas_size(viewer)[1] < 700, timeout=5000)
+    *_, layer = viewer.open(str(small_points_2d), plugin=PLUGIN)
+    follower = _follow.follower_of(layer)
+    _settle(qtbot, follower)
+    qtbot.waitUntil(  # the window laid out, maybe again after the open: the budget is the canvas's as it is
+        lambda: (
+            (follower.budget, follower.state.budget_reason) == lod.budget_for(renderer, _renderer.canvas_size(viewer))
+        ),
+        timeout=5000,
+    )
+    small = follower.budget
+    _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Levels")
+    qtbot.waitUntil(lambda: len(widget.layer_rows) == 1, timeout=5000)
+
+    window.resize(1270, 1000)  # what a user's drag of the window's corner does
+    qtbot.waitUntil(lambda: follower.budget != small, timeout=5000)
+    size = _renderer.canvas_size(viewer)
+    bigger, reason = lod.budget_for(renderer, size)
+    assert bigger > small
+    assert (follower.budget, follower.state.budget_reason) == (bigger, reason)
+    assert f"{size[1]}x{size[0]} canvas" in reason
+    assert layer.metadata[METADATA_KEY]["vertex_budget"] == bigger
+    assert widget.budget_box(0).value == bigger
+    assert widget.budget_reason_text() == f"Budget {bigger:,}: {reason}. Set a number to override."
+    _settle(qtbot, follower)
+    assert 0 < len(layer.data) <= bigger
+
+    follower.set_budget(45_000, "a script")  # set, not the machine's: a resize keeps it
+    _settle(qtbot, follower)
+    window.resize(700, 500)
+    qtbot.waitUntil(lambda: _renderer.canvas_size(viewer)[1] < 700, timeout=5000)
+    qtbot.wait(100)
+    assert (follower.budget, follower.state.budget_reason) == (45_000, "a script")
+    assert widget.budget_box(0).value == 45_000

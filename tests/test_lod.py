@@ -166,6 +166,15 @@ def test_software_budget_with_an_unknown_canvas_assumes_the_reference_canvas():
     assert lod.budget_for(LLVMPIPE, (0, 0)) == (60_000, reason)  # a canvas not laid out yet
 
 
+def test_only_the_canvas_sized_budget_follows_the_canvas():
+    assert lod.budget_follows_canvas(lod.budget_for(LLVMPIPE, (600, 800))[1])
+    assert lod.budget_follows_canvas(lod.budget_for(LLVMPIPE, None)[1])  # unknown now, known after a resize
+    assert not lod.budget_follows_canvas(lod.budget_for("NVIDIA GeForce RTX 3060/PCIe/SSE2", (600, 800))[1])
+    assert not lod.budget_follows_canvas(lod.budget_for(None, (600, 800))[1])
+    for reason in ("set here", "given when opened", f"set by ${lod.BUDGET_ENV}", "a script", "", None):
+        assert not lod.budget_follows_canvas(reason)
+
+
 def test_gpu_and_unknown_renderers_keep_the_full_default():
     gpu = "NVIDIA GeForce RTX 3060/PCIe/SSE2"
     assert lod.budget_for(gpu, (1024, 1280)) == (250_000, f"GPU renderer ({gpu})")

@@ -183,7 +183,27 @@ def budget_for(renderer: str | None, canvas_pixels: int | tuple[int, int] | None
         pixels, canvas = REFERENCE_CANVAS_PIXELS, "canvas size unknown"
     raw = pixels // SOFTWARE_PIXELS_PER_VERTEX
     budget = min(max(raw // BUDGET_STEP * BUDGET_STEP, SOFTWARE_MIN_BUDGET), SOFTWARE_MAX_BUDGET)
-    return budget, f"software renderer ({name}), {canvas}"
+    return budget, f"{SOFTWARE_REASON} ({name}), {canvas}"
+
+
+#: How ``budget_for`` starts the reason of a budget it sized by the canvas.
+SOFTWARE_REASON = "software renderer"
+
+
+def budget_follows_canvas(reason: str | None) -> bool:
+    """Whether a budget given for ``reason`` is ``budget_for``'s canvas-sized one, to be redone when the canvas resizes.
+
+    A budget set by hand, by a script, by the environment or when opened
+    has another reason and is kept whatever the canvas.
+
+    Examples
+    --------
+    >>> budget_follows_canvas(budget_for("llvmpipe (LLVM 15.0.6, 256 bits)", (1024, 1280))[1])
+    True
+    >>> budget_follows_canvas("set here"), budget_follows_canvas(None)
+    (False, False)
+    """
+    return bool(reason) and reason.startswith(f"{SOFTWARE_REASON} (")
 
 
 # ---------------------------------------------------------------- view-dependent choice (issue 4, first part)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _napari_private, layers, lod, store
+from .. import _napari_private, _renderer, layers, lod, store
 from ..layers import DENSITY_KEY, METADATA_KEY, Payload, region_payload
 from .binding import LayerBinding, binding_of, bindings, real_viewer
 from .workers import on_closing, start_worker
@@ -184,6 +184,8 @@ class LayerFollower(LayerBinding):
             viewer.canvas.events.size,
         ):
             self.connect(emitter, self._on_view_event)
+        self.connect(viewer.canvas.events.size, self._on_canvas_size)
+        self._on_canvas_size()  # the canvas may have been laid out again since the reader sized the budget
         self.schedule(immediately=True)
 
     # ---------------------------------------------------------------- public
@@ -295,6 +297,18 @@ class LayerFollower(LayerBinding):
     # ---------------------------------------------------------------- internals
     def _on_view_event(self, event: Any = None) -> None:
         self.schedule()
+
+    def _on_canvas_size(self, event: Any = None) -> None:
+        """A software renderer's budget scales with the canvas (``lod.budget_for``): follow a resize.
+
+        Only while the state holds such a budget (``lod.budget_follows_canvas``):
+        one set by hand, by a script or when opened is kept whatever the canvas.
+        """
+        if not lod.budget_follows_canvas(self.state.budget_reason):
+            return
+        budget, reason = _renderer.machine_budget(self.viewer)
+        if lod.budget_follows_canvas(reason) and (budget, reason) != (self.state.budget, self.state.budget_reason):
+            self.state.set_budget(budget, reason)
 
     def _start(self) -> None:
         self._leading = False
