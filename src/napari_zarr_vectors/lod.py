@@ -132,6 +132,8 @@ SOFTWARE_MAX_BUDGET = 100_000
 BUDGET_STEP = 10_000
 #: The canvas assumed when its size is unknown (napari's canvas on a 1280x1024 screen, maximized).
 REFERENCE_CANVAS_PIXELS = 1280 * 1024
+#: How ``budget_for`` starts the reason of a budget it sized by the canvas (``budget_follows_canvas``).
+SOFTWARE_REASON = "software renderer"
 
 
 def is_software_renderer(renderer: str | None) -> bool:
@@ -184,10 +186,6 @@ def budget_for(renderer: str | None, canvas_pixels: int | tuple[int, int] | None
     raw = pixels // SOFTWARE_PIXELS_PER_VERTEX
     budget = min(max(raw // BUDGET_STEP * BUDGET_STEP, SOFTWARE_MIN_BUDGET), SOFTWARE_MAX_BUDGET)
     return budget, f"{SOFTWARE_REASON} ({name}), {canvas}"
-
-
-#: How ``budget_for`` starts the reason of a budget it sized by the canvas.
-SOFTWARE_REASON = "software renderer"
 
 
 def budget_follows_canvas(reason: str | None) -> bool:
