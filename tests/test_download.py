@@ -30,18 +30,18 @@ from napari_zarr_vectors._serve import StoreServer
 STRICTEST = 5
 
 
-def files_of(folder: Path) -> dict[str, bytes]:
-    """Every file below ``folder`` (relative path -> bytes)."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def names_of(folder: Path) -> set[str]:
-    """The files below ``folder`` as relative paths, read while a download may still rename them.
+    """The files below ``folder`` as relative paths; safe to poll while a download still renames them.
 
     ``os.walk`` skips a folder that vanishes under it, and nothing is opened, so a part file
     renamed between the listing and a read cannot fail the poll.
     """
     return {str((Path(root) / name).relative_to(folder)) for root, _dirs, names in os.walk(folder) for name in names}
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    """Every file below ``folder`` (relative path -> bytes), once nothing writes there."""
+    return {name: (folder / name).read_bytes() for name in sorted(names_of(folder))}
 
 
 def get_paths(server: StoreServer, store_name: str) -> list[str]:

@@ -39,20 +39,9 @@ def test_model_tests_pass_without_qt_or_a_display(tmp_path):
     # A basetemp of its own: else the child's pytest makes the next numbered /tmp/pytest-of-*/pytest-N and
     # deletes the oldest ones, a whole suite's stores, which took two minutes of this test's time.
     basetemp = ["--basetemp", str(tmp_path / "child")]
+    args = ["-q", "-p", "no_qt_check", *plugins, "-p", "no:cacheprovider", *basetemp, *files]
     run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no_qt_check",
-            *plugins,
-            "-p",
-            "no:cacheprovider",
-            *basetemp,
-            *files,
-        ],
+        [sys.executable, "-m", "pytest", *args],
         env=env,
         capture_output=True,
         text=True,
