@@ -51,7 +51,7 @@ def drill_once(path: Path, key: np.ndarray, *, cold: bool) -> tuple[float, int]:
 def whole_level_baseline(path: Path, key: np.ndarray) -> float:
     """Seconds to find the same children from whole-level parent maps and all of level 0."""
     t = time.perf_counter()
-    offsets, _, _ = store._chunk_offsets(*store._level(path, 3))
+    offsets, _, _ = store.handle(path).chunk_offsets(3)
     row = offsets[tuple(key[:-1])] + key[-1]
     to_top = store.parent_map(path, 0, 1)
     for fine in (1, 2):

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from conftest import ctrl_c_works
-from napari_zarr_vectors import journal, layers, pyramid, samples, store
+from napari_zarr_vectors import layers, pyramid, samples, store
+from napari_zarr_vectors.store import journal
 
 FACTORS = [(2.0, 1.0), (2.0, 1.0), (2.0, 1.0)]
 
@@ -328,9 +329,7 @@ def test_opening_recovers_a_writable_store_and_warns_on_a_read_only_one(
     # a store this process cannot write (as root chmod does not stop us, so the check is what is patched)
     pid = _killed_mid_build(child, path)
     real_access = os.access
-    monkeypatch.setattr(
-        store.os, "access", lambda p, mode: False if str(p).startswith(str(path)) else real_access(p, mode)
-    )
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p).startswith(str(path)) else real_access(p, mode))
     viewer.open(str(path), plugin="napari-zarr-vectors")
     assert any("interrupted change" in w and f"process {pid}" in w and "recover" in w for w in warning_notifications)
     assert journal.journal_path(path).exists()  # opening a store it cannot write changed nothing

@@ -147,7 +147,7 @@ def test_levels_0_2_copy_only_those_levels_and_nothing_dangles(served_root, serv
     info = store.open_info(dest)
     assert [lv.index for lv in info.levels] == [0, 2]
     assert [lv.vertex_count for lv in info.levels] == [store.open_info(source).level(i).vertex_count for i in (0, 2)]
-    assert sorted(int(n) for n in store.remote.declared_levels(store._read_root_json(dest)["attributes"])) == [0, 2]
+    assert sorted(int(n) for n in store.declared_levels(store.read_root_json(dest)["attributes"])) == [0, 2]
     assert sorted(p.name for p in dest.iterdir() if p.is_dir()) == ["0", "2"]
     for level in (0, 2):  # no link family points into a level that is not there
         assert all(level + d in (0, 2) for d in store.link_deltas(dest, level))

@@ -45,7 +45,7 @@ def linked(request, tmp_path_factory) -> tuple[Path, int, str]:
 
 
 def _global_rows(path: Path, level: int, keys: np.ndarray) -> np.ndarray:
-    offsets, _, _ = store._chunk_offsets(*store._level(path, level))
+    offsets, _, _ = store.handle(path).chunk_offsets(level)
     return np.array([offsets[tuple(k[:-1])] + k[-1] for k in keys.tolist()], dtype=np.int64)
 
 

@@ -7,10 +7,11 @@ import re
 import numpy as np
 import pytest
 
-from napari_zarr_vectors import lod, pyramid, remote, store
+from napari_zarr_vectors import lod, pyramid, store
 from napari_zarr_vectors._qt import follow as _follow
 from napari_zarr_vectors._serve import StoreServer, free_port
 from napari_zarr_vectors.layers import METADATA_KEY
+from napari_zarr_vectors.store import remote
 
 PLUGIN = "napari-zarr-vectors"
 BUDGET = 20_000

@@ -21,9 +21,10 @@ import numpy as np
 import pytest
 
 import napari_zarr_vectors as nzv
-from napari_zarr_vectors import drill, lod, remote, samples, store
+from napari_zarr_vectors import drill, lod, samples, store
 from napari_zarr_vectors._qt import follow as _follow
 from napari_zarr_vectors.layers import METADATA_KEY
+from napari_zarr_vectors.store import remote
 
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from . import layers, store
@@ -24,13 +23,12 @@ def _claims(path: PathLike) -> bool:
     The second case lets a corrupt store get a clear message from us
     instead of a silent "no reader found".
     """
-    if store.is_remote(path):
-        # a URL is ours when it names a store folder; whether it is one (404, offline) the read says clearly
-        return store.has_store_suffix(str(path).split("?", 1)[0]) or store.is_store(path)
-    if store.is_store(path):
-        return True
-    p = Path(path)
-    return store.has_store_suffix(p) and (p / "zarr.json").is_file()
+    try:
+        a = store.resolve(path)
+    except store.StoreError:  # a URL with a scheme not opened here: ours by its name, so the read says why
+        return store.has_store_suffix(str(path).split("?", 1)[0])
+    # a URL is ours when it names a store folder; whether it is one (404, offline) the read says clearly
+    return (store.has_store_suffix(a.shown) and a.root_may_exist()) or store.is_store(path)
 
 
 def get_reader(path: PathLike | list[PathLike]) -> Callable[[Any], list] | None:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import pyramid, remote, store
+from . import pyramid, store
 
 _UNDER_XVFB = "NAPARI_ZARR_VECTORS_UNDER_XVFB"
 
@@ -273,7 +273,7 @@ def cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     else:
         print("Preparing the sample point cloud (built once, then cached) ...", flush=True)
         path = samples.sample_store("synthetic_points.zv")
-    print(f"Opening {remote.shown(path) if store.is_remote(path) else path}", flush=True)
+    print(f"Opening {store.shown(path)}", flush=True)
 
     import napari
     from qtpy.QtWidgets import QApplication
@@ -375,9 +375,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def remote_shown(url: str) -> str:
     """A URL as messages show it (no credentials or query); a local path as given."""
-    from . import remote
-
-    return remote.shown(url) if remote.is_url(url) else url
+    return store.shown(url)
 
 
 def build_parser() -> argparse.ArgumentParser:

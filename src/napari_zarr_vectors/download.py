@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from . import remote, store
+from . import store
 
 #: The download's own record in the hidden folder: which URL it copies, and the metadata it planned from.
 STATE = ".nzv-download.json"
@@ -94,7 +94,7 @@ def parse_levels(text: str) -> tuple[int, ...] | None:
 
 
 def _check_source(url: str) -> str:
-    if not remote.is_url(url):
+    if store.resolve(url).local is not None:
         raise DownloadError(
             f"'{url}' is a local path; download copies a remote store (http(s)://, s3:// or gs://). "
             "A local store needs no download: open it, or copy its folder (cp -r) to build pyramids on a copy."
@@ -163,9 +163,9 @@ def _interrupted(hidden: Path, url: str) -> dict[str, Any] | None:
     if not hidden.is_dir():
         raise DownloadError(f"'{hidden}' is a file, where this download keeps its files; move it aside.")
     state = _read_state(hidden)
-    if state is not None and state.get("url") != remote.shown(url):
+    if state is not None and state.get("url") != store.shown(url):
         raise DownloadError(
-            f"'{hidden}' holds an unfinished download of {state.get('url')!r}, not of '{remote.shown(url)}'. "
+            f"'{hidden}' holds an unfinished download of {state.get('url')!r}, not of '{store.shown(url)}'. "
             f"Finish that one (napari-zarr-vectors download {state.get('url')} ...), or delete the folder."
         )
     return state  # None: stopped before it recorded anything (at most parts, removed before fetching)
@@ -197,7 +197,7 @@ def _prune(hidden: Path, plan: store.CopyPlan) -> None:
 
 
 def _write_state(hidden: Path, url: str, plan: store.CopyPlan) -> None:
-    state = {"url": remote.shown(url), "levels": list(plan.levels), "metadata": _digests(plan)}
+    state = {"url": store.shown(url), "levels": list(plan.levels), "metadata": _digests(plan)}
     _write_file(hidden, STATE, json.dumps(state, indent=1).encode())
 
 
@@ -325,7 +325,7 @@ def download(
         )
         if exc is None:
             raise DownloadError(
-                f"'{remote.shown(url)}/{key}': the server has no such file (404 Not Found), though the store's "
+                f"'{store.shown(url)}/{key}': the server has no such file (404 Not Found), though the store's "
                 f"metadata lists it. The store on the server is incomplete; ask its owner to upload '{key}', or "
                 f"copy other levels with --levels. {kept}"
             )

@@ -133,7 +133,7 @@ class Drill:
         return all(1 in self._deltas.get(f, ()) for f in range(lo, hi))
 
     def _reader(self, level: int) -> store.LevelReader:
-        return self.handle.reader(level)
+        return store.reader_of(self.handle, level)
 
     # -- lookups
     def positions(self, level: int, keys: np.ndarray) -> np.ndarray:

@@ -293,7 +293,7 @@ class BuildPyramidWidget(Container):
         refit(self.summary_table)
         self.overhead_label.value = f"pyramid storage overhead over level 0: {summary['storage_overhead']:.0%}"
         self._levels = [int(row["level"]) for row in rows]
-        self._writable = not store.is_remote(self.store_path) and os.access(self.store_path, os.W_OK)
+        self._writable = store.writable(self.store_path) and os.access(self.store_path, os.W_OK)
         self._update_buttons()
 
     def build_blocker(self) -> str | None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
-from .. import remote, store
+from .. import store
 from ._layout import WrappingLabel
 
 if TYPE_CHECKING:
@@ -68,15 +68,16 @@ def recent_entry(url: str) -> str:
     The canonical form (lower-case scheme, ``gcs://`` as ``gs://``, no
     trailing slash) makes one store one entry however it was typed.
     """
-    return remote.shown(remote.canonical_url(url))
+    return store.remote.shown(store.remote.canonical_url(url))
 
 
 def _openable(url: Any) -> bool:
     """A string URL with a scheme this plugin opens (anything else in the file is skipped)."""
-    if not isinstance(url, str) or not remote.is_url(url.strip()):
+    if not isinstance(url, str):
         return False
     try:
-        store.address(url)
+        if store.resolve(url.strip()).local is not None:
+            return False  # a path: the list holds URLs only
     except store.StoreError:
         return False
     return True
@@ -204,22 +205,23 @@ class OpenUrlWidget(QWidget):
         if not text:
             show_error(f"Type the URL of a Zarr Vectors store first, for example {EXAMPLE}.")
             return []
-        if not store.is_remote(text):
+        try:
+            a = store.resolve(text)
+        except store.StoreError as exc:
+            show_error(str(exc))
+            return []
+        if a.local is not None:
             show_error(
                 f"'{text}' is not a URL. {HINT} "
                 "For a store on this computer use File > Open Folder... or drop the folder on the viewer."
             )
             return []
-        try:
-            url = store.address(text)  # the full URL (user, password and query kept), one spelling
-        except store.StoreError as exc:
-            show_error(str(exc))
-            return []
+        url = a.address  # the full URL (user, password and query kept), one spelling
         try:
             added = list(self.viewer.open(url, plugin=PLUGIN) or [])
         except (ValueError, RuntimeError):  # napari's and npe2's "no reader" errors, whose text repeats the full URL
             show_error(
-                f"'{remote.shown(text)}' did not open as a Zarr Vectors store. "
+                f"'{store.shown(text)}' did not open as a Zarr Vectors store. "
                 "Check that the URL names the store folder itself (it ends in .zv or .zarrvectors)."
             )
             return []

@@ -123,9 +123,9 @@ def wait_for_workers(timeout: float = SHUTDOWN_WAIT_S) -> bool:
     """
     global _closing
     _closing = True
-    from .. import remote
+    from .. import store
 
-    remote.CLOSING.set()  # a read still waiting on the network ends now instead of holding the exit
+    store.remote.CLOSING.set()  # a read still waiting on the network ends now instead of holding the exit
     for hook in list(_CLOSING_HOOKS):
         with contextlib.suppress(Exception):
             hook()

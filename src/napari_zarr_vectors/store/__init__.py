@@ -1,0 +1,225 @@
+"""The one package over ``zarr_vectors``, ``zarr`` and ``obstore``: stores opened, read, written and copied.
+
+Every other module talks to stores through the names below, so a change in
+the upstream library (whose layout broke three times before 0.9) is mended
+here, and no other module imports ``zarr_vectors``, ``zarr`` or ``obstore``
+(``tests/test_structure.py`` checks).  One module per seam:
+
+- ``errors``, ``info``: ``StoreError`` and its kinds; ``StoreInfo``, ``LevelInfo``, ``LevelData``, geometry kinds.
+- ``metadata``: pure parsing of a root ``zarr.json`` (sizes capped, every field checked).
+- ``access``: the one place a path or URL becomes an opened store, with capability flags (``Access``);
+  ``remote`` (URLs, options, failures as sentences) and ``caching`` (the session cache) serve it.
+- ``local``: the zarr store a local handle reads through; ``handle``: a store opened once per process.
+- ``read``, ``chunks``, ``polyline_box``, ``rows``, ``links``: levels, boxes, chunk counts, row-order
+  reads and the drill reader.
+- ``write``: new stores (all or nothing) and attribute writes; ``session`` and ``journal``: the
+  crash-safe write session, lock and recovery; ``levels``, ``repair``: level removal and repair.
+- ``building``: the upstream builder and the vectorized engine's level I/O.
+- ``copying``: planning a copy of a store from its metadata (``download``).
+"""
+
+from __future__ import annotations
+
+from . import journal, remote
+from .access import (
+    Access,
+    address,
+    is_remote,
+    name_of,
+    plain,
+    refuse_remote,
+    remote_stats,
+    resolve,
+    shown,
+    writable,
+)
+from .building import (
+    LevelLayout,
+    NewLevel,
+    coarsen_methods,
+    coarsen_one_level,
+    finalize_links,
+    level_layout,
+    level_object_rows,
+    object_slots,
+    read_object_attribute_table,
+    register_selection_strategy,
+    registered_selection_strategies,
+    selection_strategy,
+    stamp_link_settings,
+    upstream_build_pyramid,
+    write_new_level,
+    write_parent_links,
+)
+from .chunks import check_level_chunks, chunk_vertex_counts, level_rows, missing_chunks
+from .copying import COPY_CONCURRENCY, CopyPlan, StoreFiles, copy_plan, finish_copy
+from .errors import RemoteStoreError, StoreBusy, StoreError
+from .handle import (
+    RACY_S,
+    Handle,
+    forget,
+    forget_remote,
+    handle,
+    is_store,
+    open_info,
+    read_root_json,
+    signature,
+    validate,
+)
+from .info import (
+    ALL_KINDS,
+    GRAPH_KINDS,
+    LINE_KINDS,
+    MESH_KINDS,
+    POINT_KINDS,
+    POLYLINE_KINDS,
+    LevelData,
+    LevelInfo,
+    StoreInfo,
+    split_parts,
+)
+from .levels import level_nbytes, link_deltas, list_levels, remove_level, remove_link_family
+from .links import LevelReader, chunks_present, fragment_owners, reader_of, vertex_owners
+from .metadata import MAX_METADATA_BYTES, STORE_SUFFIXES, declared_levels, has_store_suffix
+from .polyline_box import PolylineIndex, clip_parts, polyline_index, read_polyline_box
+from .read import estimate_drawn_vertices, read_level, read_point_chunks
+from .repair import repair
+from .rows import (
+    group_batches,
+    iter_rows,
+    level_attribute_names,
+    pack_rows,
+    parent_map,
+    read_row_batch,
+    read_rows,
+    row_batches,
+    vertex_attribute_names,
+)
+from .session import (
+    WRITABLE_ZV_SERIES,
+    check_writable_format,
+    interrupted_write,
+    recover,
+    recover_if_interrupted,
+    unwritable,
+    write_session,
+)
+from .write import (
+    atomic_store,
+    auto_chunk_shape,
+    check_new_target,
+    register_level_arrays,
+    write_mesh_store,
+    write_point_cloud,
+    write_polyline_store,
+    write_vertex_attributes,
+)
+
+__all__ = [
+    "ALL_KINDS",
+    "COPY_CONCURRENCY",
+    "GRAPH_KINDS",
+    "LINE_KINDS",
+    "MAX_METADATA_BYTES",
+    "MESH_KINDS",
+    "POINT_KINDS",
+    "POLYLINE_KINDS",
+    "RACY_S",
+    "STORE_SUFFIXES",
+    "WRITABLE_ZV_SERIES",
+    "Access",
+    "CopyPlan",
+    "Handle",
+    "LevelData",
+    "LevelInfo",
+    "LevelLayout",
+    "LevelReader",
+    "NewLevel",
+    "PolylineIndex",
+    "RemoteStoreError",
+    "StoreBusy",
+    "StoreError",
+    "StoreFiles",
+    "StoreInfo",
+    "address",
+    "atomic_store",
+    "auto_chunk_shape",
+    "check_level_chunks",
+    "check_new_target",
+    "check_writable_format",
+    "chunk_vertex_counts",
+    "chunks_present",
+    "clip_parts",
+    "coarsen_methods",
+    "coarsen_one_level",
+    "copy_plan",
+    "declared_levels",
+    "estimate_drawn_vertices",
+    "finalize_links",
+    "finish_copy",
+    "forget",
+    "forget_remote",
+    "fragment_owners",
+    "group_batches",
+    "handle",
+    "has_store_suffix",
+    "interrupted_write",
+    "is_remote",
+    "is_store",
+    "iter_rows",
+    "journal",
+    "level_attribute_names",
+    "level_layout",
+    "level_nbytes",
+    "level_object_rows",
+    "level_rows",
+    "link_deltas",
+    "list_levels",
+    "missing_chunks",
+    "name_of",
+    "object_slots",
+    "open_info",
+    "pack_rows",
+    "parent_map",
+    "plain",
+    "polyline_index",
+    "read_level",
+    "read_object_attribute_table",
+    "read_point_chunks",
+    "read_polyline_box",
+    "read_root_json",
+    "read_row_batch",
+    "read_rows",
+    "reader_of",
+    "recover",
+    "recover_if_interrupted",
+    "refuse_remote",
+    "register_level_arrays",
+    "register_selection_strategy",
+    "registered_selection_strategies",
+    "remote",
+    "remote_stats",
+    "remove_level",
+    "remove_link_family",
+    "repair",
+    "resolve",
+    "row_batches",
+    "selection_strategy",
+    "shown",
+    "signature",
+    "split_parts",
+    "stamp_link_settings",
+    "unwritable",
+    "writable",
+    "upstream_build_pyramid",
+    "validate",
+    "vertex_attribute_names",
+    "vertex_owners",
+    "write_mesh_store",
+    "write_new_level",
+    "write_parent_links",
+    "write_point_cloud",
+    "write_polyline_store",
+    "write_session",
+    "write_vertex_attributes",
+]

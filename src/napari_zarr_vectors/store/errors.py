@@ -1,0 +1,19 @@
+"""TODO errors."""
+
+from __future__ import annotations
+
+
+class StoreError(ValueError):
+    """A store cannot be opened, read or written; the message says why and what to do.
+
+    A ``ValueError``: every bad argument of the public API (and every damaged
+    store) raises one of its subclasses, so ``except ValueError`` catches them.
+    """
+
+
+class RemoteStoreError(StoreError):
+    """A remote store could not be reached or read (404, 403, timeout, offline); the message says what to check."""
+
+
+class StoreBusy(StoreError):
+    """Another process is writing to the store (its build journal's lock is held)."""

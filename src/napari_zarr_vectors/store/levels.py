@@ -1,0 +1,118 @@
+"""TODO levels."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .access import plain, refuse_remote, resolve
+from .errors import StoreError
+from .handle import _SESSIONS, Handle, _level, _root, _store_root, _writing, forget, handle
+from .metadata import _mapping
+from .session import unwritable, write_session
+
+
+def list_levels(path: str | os.PathLike[str] | Handle) -> list[int]:
+    """Resolution levels on disk, sorted."""
+    from zarr_vectors import building as b
+
+    h = handle(path)
+    _store_root(h)  # a clear message for what is not a store, before upstream's
+    try:
+        return sorted(int(i) for i in b.list_resolution_levels(h.group))
+    except Exception as exc:  # upstream's own StoreError, KeyError, ... all mean "cannot open"
+        raise StoreError(f"Store '{path}' cannot be opened by zarr-vectors: {exc}") from exc
+
+
+def remove_level(path: str | os.PathLike[str], level: int) -> None:
+    """Remove one resolution level (never level 0); a read-only store is refused before anything changes."""
+    from zarr_vectors import building as b
+
+    path = plain(path)
+    refuse_remote(path, "remove a level")
+    levels = list_levels(path)
+    if level == 0:
+        raise StoreError(f"Store '{path}': level 0 holds the data itself and cannot be removed.")
+    if level not in levels:
+        raise StoreError(f"Store '{path}' has no resolution level {level}; it has {levels}.")
+    below = [str(v) for v in levels if v < level][-1:]  # its links into this level go too
+    links = [f"{v}/{family}" for v in below for family in ("links", "cross_chunk_links")]
+    blocked = unwritable(path, trees=[str(level), *links], folders=below)
+    if blocked is not None:
+        raise StoreError(
+            f"Store '{path}' is read-only ('{blocked}' cannot be changed), so level {level} cannot be removed; "
+            "nothing was changed. Make the store writable (or copy it somewhere you can write) and try again."
+        )
+    try:
+        with write_session(path, "remove"):  # the level goes in one step when the session publishes
+            b.remove_resolution_level(_root(path, "r+"), level)
+            _drop_level_from_root_metadata(Path(path).resolve(), level)
+    except PermissionError as exc:
+        raise StoreError(
+            f"Store '{path}': removing level {level} was refused by the file system ({exc}); the level may be "
+            "partly removed. Make the store writable, then remove the level again."
+        ) from exc
+
+
+def _drop_level_from_root_metadata(root: Path, level: int) -> None:
+    """Upstream 0.9.2 leaves a removed level listed in ``multiscales`` and the OME nodes; drop it."""
+    staging = _SESSIONS.get(str(root))
+    meta = json.loads(handle(root).raw)  # during a write session, the staged root when there is one
+    meta_path = root / "zarr.json" if staging is None else staging.staged / "zarr.json"
+    meta_path.parent.mkdir(parents=True, exist_ok=True)
+    attrs = meta.get("attributes") or {}
+    multiscales = attrs.get("multiscales")
+    for ms in multiscales if isinstance(multiscales, list) else []:
+        if isinstance(ms, dict) and isinstance(ms.get("datasets"), list):
+            ms["datasets"] = [d for d in ms["datasets"] if str(_mapping(d).get("path")) != str(level)]
+    ome = attrs.get("ome")
+    if isinstance(ome, dict) and isinstance(ome.get("nodes"), list):
+        ome["nodes"] = [
+            n
+            for n in ome["nodes"]
+            if not (_mapping(n).get("type") == "zv:level" and str(_mapping(n).get("name")) == str(level))
+        ]
+    tmp = meta_path.with_name(".zarr.json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, meta_path)
+    forget(root)
+
+
+def link_deltas(path: str | os.PathLike[str] | Handle, level: int) -> list[int]:
+    """The cross-level link deltas stored at ``level`` (0, the intra-level links, excluded)."""
+    from zarr_vectors import building as b
+
+    h = handle(path)
+    found = h.memo(("deltas", int(level)), lambda: tuple(int(d) for d in b.list_link_deltas(h.level_group(level))))
+    return sorted(d for d in found if d != 0)
+
+
+def remove_link_family(path: str | os.PathLike[str] | Handle, level: int, delta: int) -> None:
+    """Delete ``links/<delta>`` at ``level`` (and its cross-chunk twin when present)."""
+    from zarr_vectors import building as b
+
+    path = plain(path)
+    with _writing(path):
+        group, _ = _level(path, level, "r+")
+        for family in (b.links_group_path(delta), f"cross_chunk_links/{delta:+d}"):
+            if group.array_exists(family) or (Path(path) / str(level) / family).exists():
+                group.delete_subtree(family)
+        b.refresh_arrays_present(group)
+
+
+def level_nbytes(path: str | os.PathLike[str], level: int) -> int:
+    """Bytes on disk under a level's folder (0 for a remote store: a web server cannot list them)."""
+    folder = resolve(path).local
+    if folder is None:
+        return 0  # not on this machine's disk
+    total = 0
+    stack = [str(folder / str(level))]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+    return total

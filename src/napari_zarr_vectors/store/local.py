@@ -1,0 +1,51 @@
+"""The zarr store a local store's handle reads through: metadata kept, chunk bytes always from disk."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from zarr.storage import LocalStore as _ZarrLocalStore
+
+from .metadata import is_metadata_key
+
+
+class LocalStore(_ZarrLocalStore):
+    """A handle's view of a local store: metadata read once, chunk bytes always from disk.
+
+    Named ``LocalStore`` on purpose (as journal.py's staging store is):
+    zarr-vectors reads chunk cells straight from disk only for a store
+    of that class name.  Chunk bytes are not kept: the OS caches files.
+    """
+
+    def __init__(self, root: Path | str) -> None:
+        super().__init__(root, read_only=True)
+        self._meta: dict[str, Any] = {}
+        self._meta_lock = threading.Lock()
+
+    def with_read_only(self, read_only: bool = False) -> Any:
+        # upstream opens mode "r" through this; a copy would start with an empty cache
+        return self if read_only else _ZarrLocalStore(self.root, read_only=False)
+
+    async def get(self, key: str, prototype: Any = None, byte_range: Any = None) -> Any:
+        if byte_range is not None or not is_metadata_key(key):
+            return await super().get(key, prototype, byte_range)
+        with self._meta_lock:
+            if key in self._meta:
+                return self._meta[key]
+        value = await super().get(key, prototype)
+        with self._meta_lock:
+            return self._meta.setdefault(key, value)
+
+    async def exists(self, key: str) -> bool:
+        if is_metadata_key(key):
+            return await self.get(key) is not None
+        return await super().exists(key)
+
+    async def reread(self, key: str) -> Any:
+        """``key`` read from disk again (and kept in place of what was kept)."""
+        value = await super().get(key)
+        with self._meta_lock:
+            self._meta[key] = value
+        return value

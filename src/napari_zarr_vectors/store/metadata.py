@@ -1,0 +1,161 @@
+"""TODO metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import StoreError
+
+STORE_SUFFIXES = (".zarrvectors", ".zv")
+#: The most of a root zarr.json ever read: a store's is a few kB (about 1 kB a level), so a
+#: larger file is not a store's metadata, and parsing a huge one costs several times its size.
+MAX_METADATA_BYTES = 16 * 2**20
+
+
+def _json_kind(value: Any) -> str:
+    """A JSON value's kind, as a user editing zarr.json would call it."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number" if isinstance(value, int | float) else type(value).__name__)
+
+
+def _parse_root_json(path: str, raw: bytes) -> dict[str, Any]:
+    if len(raw) > MAX_METADATA_BYTES:
+        raise StoreError(
+            f"Store '{path}' has a zarr.json of {len(raw):,} bytes; a Zarr Vectors store's root zarr.json is a few "
+            f"kB (at most {MAX_METADATA_BYTES:,} bytes are read). It is not a store's root metadata."
+        )
+    try:
+        root = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StoreError(
+            f"Store '{path}' has a corrupt zarr.json ({exc}). "
+            "The store's root metadata cannot be read; restore it from a copy."
+        ) from None
+    except RecursionError:
+        raise StoreError(
+            f"Store '{path}' has a corrupt zarr.json: its JSON is nested too deeply to be metadata. "
+            "Restore it from a copy."
+        ) from None
+    if not isinstance(root, dict):
+        raise StoreError(
+            f"Store '{path}' has a corrupt zarr.json: it holds {_json_kind(root)}, not a JSON object. "
+            "Restore it from a copy."
+        )
+    attrs = root.get("attributes")
+    if attrs is not None and not isinstance(attrs, dict):
+        raise StoreError(
+            f"Store '{path}' has a corrupt zarr.json: its \"attributes\" is {_json_kind(attrs)}, not an object "
+            "of named attributes. Restore zarr.json from a copy."
+        )
+    return root
+
+
+def has_store_suffix(path: str | os.PathLike[str]) -> bool:
+    return str(path).rstrip("/\\").lower().endswith(STORE_SUFFIXES)
+
+
+def _shown(value: Any, limit: int = 120) -> str:
+    """A metadata value as JSON for a message, cut to ``limit`` characters."""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (metadata this plugin only reads if well formed)."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _numbers(p: Path, value: Any, ndim: int, what: str) -> np.ndarray:
+    """``value`` as ``ndim`` finite floats, or a StoreError naming the metadata field ``what``."""
+    ok = isinstance(value, list | tuple) and len(value) == ndim
+    ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    out = np.asarray(value, dtype=float) if ok else np.zeros(0)
+    if not ok or not np.all(np.isfinite(out)):
+        raise StoreError(
+            f"Store '{p}': its zarr.json's {what} is {_shown(value)}; it must be a list of {ndim} finite numbers "
+            f"(one per axis). Fix that entry in zarr.json, or restore the file from a copy."
+        )
+    return out
+
+
+def _scene_transform(
+    attrs: Mapping[str, Any], ndim: int, path: Path = Path(".")
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Scale and translation from the OME scene transforms (identity when absent)."""
+    scale = np.ones(ndim)
+    translate = np.zeros(ndim)
+    scene = _mapping(_mapping(_mapping(attrs.get("ome")).get("attributes")).get("scene"))
+    transforms = scene.get("coordinateTransformations")
+    where = "attributes.ome.attributes.scene.coordinateTransformations"
+    for i, tr in enumerate(transforms if isinstance(transforms, list) else []):
+        if not isinstance(tr, Mapping):
+            continue
+        kind = tr.get("type")
+        values = tr.get(kind) if kind in ("scale", "translation") else None
+        if not isinstance(values, list | tuple) or len(values) != ndim:
+            continue  # a transform for other axes (or of another type) is not ours to apply
+        v = _numbers(path, values, ndim, f"{where}[{i}].{kind}")
+        if kind == "scale":
+            if np.any(v == 0):
+                raise StoreError(
+                    f"Store '{path}': its zarr.json's {where}[{i}].scale is {list(values)}; a scale of 0 "
+                    "collapses an axis. Fix that entry in zarr.json (1 means unscaled)."
+                )
+            scale, translate = scale * v, translate * v
+        else:
+            translate = translate + v
+    return tuple(scale.tolist()), tuple(translate.tolist())
+
+
+def _bounds(p: Path, raw: Any, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+    """``attributes.zarr_vectors.bounds`` as (min, max) arrays, or a StoreError saying what it must be."""
+    try:
+        lo, hi = (_numbers(p, corner, ndim, "bounds") for corner in raw)
+        if np.all(lo <= hi):
+            return lo, hi
+    except (StoreError, TypeError, ValueError):
+        pass
+    raise StoreError(
+        f"Store '{p}': its zarr.json's attributes.zarr_vectors.bounds is {_shown(raw)}; it must be "
+        f"[[min per axis], [max per axis]], two lists of {ndim} finite numbers with each min <= max. "
+        "Restore zarr.json from a copy (the bounds say where the data lies: the viewer and density images need them)."
+    )
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """``array`` made read-only: a handle's results are shared by every caller."""
+    array.setflags(write=False)
+    return array
+
+
+def declared_levels(attrs: Mapping[str, Any]) -> list[str]:
+    """Level names a store's root attributes list (``multiscales`` datasets and OME ``zv:level`` nodes), sorted.
+
+    Malformed entries (a user-edited zarr.json) are skipped, never raised on.
+    """
+
+    def mapping(value: Any) -> Mapping[str, Any]:
+        return value if isinstance(value, Mapping) else {}
+
+    names: list[str] = []
+    multiscales = attrs.get("multiscales")
+    for ms in multiscales if isinstance(multiscales, list) else []:
+        datasets = mapping(ms).get("datasets")
+        if isinstance(datasets, list):
+            names += [str(d.get("path")) for d in datasets if isinstance(d, Mapping)]
+    nodes = mapping(attrs.get("ome")).get("nodes")
+    for node in nodes if isinstance(nodes, list) else []:
+        if isinstance(node, Mapping) and node.get("type") == "zv:level":
+            names.append(str(node.get("name")))
+    return sorted({n for n in names if n.isdigit()}, key=int)
+
+
+def is_metadata_key(key: str) -> bool:
+    """Metadata documents (zarr v3, and the v2 names zarr probes for): kept all session, absences too."""
+    return key.rsplit("/", 1)[-1] in ("zarr.json", ".zgroup", ".zattrs", ".zarray", ".zmetadata")

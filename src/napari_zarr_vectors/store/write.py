@@ -1,0 +1,297 @@
+"""TODO write."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .access import plain, refuse_remote
+from .errors import StoreError
+from .handle import _chunk_offsets, _level, _writing, forget
+
+
+def auto_chunk_shape(
+    positions: np.ndarray, *, target_per_chunk: int = 50_000
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """A cubic chunk (and a bin a quarter of it) holding about ``target_per_chunk`` vertices.
+
+    Used when the caller gives no layout: a few tens of thousands of
+    vertices per chunk keeps reads batched and boxes selective.
+    """
+    positions = np.asarray(positions, float)
+    ndim = positions.shape[1]
+    extent = positions.max(0) - positions.min(0) if len(positions) else np.ones(ndim)
+    edge = float(max(extent.max(), 1e-6))
+    per_axis = max(1, int(np.ceil((max(len(positions), 1) / target_per_chunk) ** (1.0 / ndim))))
+    chunk = edge / per_axis
+    # a round number a little larger than needed, so bounds fall inside the grid
+    magnitude = 10 ** np.floor(np.log10(chunk))
+    chunk = float(np.ceil(chunk * 1.01 / magnitude) * magnitude)
+    return (chunk,) * ndim, (chunk / 4.0,) * ndim
+
+
+def check_new_target(target: Path, verb: str = "write", error: type[StoreError] | None = None) -> None:
+    """Refuse a new store's folder that is a file, holds something, or cannot be made (``verb`` names the act)."""
+    error = error or StoreError
+    if target.exists() or target.is_symlink():
+        if not target.is_dir():
+            raise error(
+                f"Refusing to {verb} '{target}': a file with that name exists. Choose a new name; nothing was changed."
+            )
+        if any(target.iterdir()):
+            raise error(
+                f"Refusing to {verb} '{target}': it exists and is not empty. "
+                "Choose a new name or delete it yourself; nothing was changed."
+            )
+    if not target.parent.is_dir():
+        raise error(f"Cannot {verb} '{target}': folder '{target.parent}' does not exist.")
+    if not os.access(target.parent, os.W_OK):
+        raise error(f"Cannot {verb} '{target}': folder '{target.parent}' is not writable.")
+
+
+@contextlib.contextmanager
+def atomic_store(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary sibling path; rename it to ``target`` only on success.
+
+    A failure leaves nothing behind, and an existing non-empty target is
+    refused before anything is written.
+    """
+    refuse_remote(target, "write a store")
+    target = Path(target).absolute()
+    check_new_target(target)
+    tmp = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        yield tmp
+        if target.exists():  # an empty directory: replace it
+            target.rmdir()
+        os.replace(tmp, target)
+        forget(target)
+    except StoreError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except Exception as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise StoreError(f"Writing '{target}' failed, nothing was written: {exc}") from exc
+
+
+def _rows_text(rows: Sequence[int], limit: int = 10) -> str:
+    """``rows 3, 17 and 99`` (the first ``limit``, then how many more)."""
+    shown = [f"{r:,}" for r in rows[:limit]]
+    more = len(rows) - len(shown)
+    word = "row" if len(rows) == 1 else "rows"
+    if more:
+        return f"{word} {', '.join(shown)} and {more:,} more"
+    return f"{word} {', '.join(shown[:-1])} and {shown[-1]}" if len(shown) > 1 else f"{word} {shown[0]}"
+
+
+def _check_finite(
+    path: str | os.PathLike[str], parts: Sequence[np.ndarray], what: tuple[str, str], part: str = ""
+) -> None:
+    """Refuse NaN or infinite coordinates, naming the rows (per ``part``, e.g. "path", when there are parts).
+
+    ``what`` is the vertices' name, singular and plural.
+    """
+    bad = [np.flatnonzero(~np.isfinite(np.asarray(a, dtype=float)).all(axis=-1)) for a in parts]
+    n_bad = sum(len(b) for b in bad)
+    if not n_bad:
+        return
+    verb, noun = ("has", what[0]) if n_bad == 1 else ("have", what[1])
+    if not part:  # "1 of 6 points has ..."
+        total = len(parts[0])
+        where = f"{n_bad:,} of {total:,} {what[1]} {verb} NaN or infinite coordinates ({_rows_text(bad[0].tolist())})"
+    else:
+        hit = [(i, b) for i, b in enumerate(bad) if len(b)]
+        listed = "; ".join(f"{part} {i}: {_rows_text(b.tolist(), 5)}" for i, b in hit[:5])
+        more = f"; and {len(hit) - 5:,} more {part}s" if len(hit) > 5 else ""
+        where = (
+            f"{n_bad:,} {noun} in {len(hit):,} of {len(parts):,} {part}s {verb} NaN or infinite coordinates "
+            f"({listed}{more})"
+        )
+    raise StoreError(
+        f"Cannot write '{path}': {where}. A store's vertices need finite positions: remove those rows or give "
+        "them coordinates, then save again; nothing was written."
+    )
+
+
+def _store_dtype(arrays: Sequence[np.ndarray]) -> str:
+    """float32 when every coordinate survives the cast exactly, else float64."""
+    for a in arrays:
+        a = np.asarray(a)
+        if a.dtype != np.float32 and not np.array_equal(a.astype(np.float32), a):
+            return "float64"
+    return "float32"
+
+
+def _layout(positions: np.ndarray, chunk_shape: Sequence[float] | None, bin_shape: Sequence[float] | None):
+    if chunk_shape is None:
+        chunk, auto_bin = auto_chunk_shape(positions)
+        return chunk, tuple(bin_shape) if bin_shape is not None else auto_bin
+    chunk = tuple(float(c) for c in chunk_shape)
+    return chunk, tuple(float(b) for b in bin_shape) if bin_shape is not None else tuple(c / 4 for c in chunk)
+
+
+def _write_store(
+    path: str | os.PathLike[str],
+    positions: np.ndarray,
+    chunk_shape: Sequence[float] | None,
+    bin_shape: Sequence[float] | None,
+    write: Callable[..., Any],
+) -> str:
+    """A new store at ``path``, all or nothing: ``write(folder, chunk_shape=, bin_shape=)`` into a temporary sibling.
+
+    The chunk and bin shapes not given are chosen from ``positions``.
+    """
+    chunk, bins = _layout(positions, chunk_shape, bin_shape)
+    with atomic_store(path) as tmp:
+        write(str(tmp), chunk_shape=chunk, bin_shape=bins)
+    return str(Path(path).absolute())
+
+
+def write_point_cloud(
+    path: str | os.PathLike[str],
+    positions: np.ndarray,
+    *,
+    attributes: Mapping[str, np.ndarray] | None = None,
+    chunk_shape: Sequence[float] | None = None,
+    bin_shape: Sequence[float] | None = None,
+) -> str:
+    """Write a new point_cloud store; refuses an existing non-empty target."""
+    from zarr_vectors import building as b
+
+    positions = np.asarray(positions)
+    if positions.ndim != 2 or positions.shape[1] < 2 or len(positions) == 0:
+        raise StoreError(f"Cannot write '{path}': points must be a non-empty (N, D>=2) array, got {positions.shape}.")
+    _check_finite(path, [positions], ("point", "points"))
+    return _write_store(
+        path,
+        positions,
+        chunk_shape,
+        bin_shape,
+        lambda target, **layout: b.write_points(
+            target,
+            positions,
+            **layout,
+            vertex_attributes=dict(attributes) if attributes else None,
+            dtype=_store_dtype([positions]),
+        ),
+    )
+
+
+def write_polyline_store(
+    path: str | os.PathLike[str],
+    polylines: Sequence[np.ndarray],
+    *,
+    object_attributes: Mapping[str, np.ndarray] | None = None,
+    geometry_type: str = "polyline",
+    chunk_shape: Sequence[float] | None = None,
+    bin_shape: Sequence[float] | None = None,
+) -> str:
+    """Write a new polyline/streamline store, one object per polyline."""
+    from zarr_vectors import building as b
+
+    polylines = [np.asarray(p) for p in polylines]
+    if not polylines:
+        raise StoreError(f"Cannot write '{path}': there are no paths to write.")
+    _check_finite(path, polylines, ("vertex", "vertices"), "path")
+    return _write_store(
+        path,
+        np.concatenate(polylines),
+        chunk_shape,
+        bin_shape,
+        lambda target, **layout: b.write_polylines(
+            target,
+            polylines,
+            **layout,
+            object_attributes=dict(object_attributes) if object_attributes else None,
+            geometry_type=geometry_type,
+            dtype=_store_dtype(polylines),
+        ),
+    )
+
+
+def write_mesh_store(
+    path: str | os.PathLike[str],
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    *,
+    vertex_attributes: Mapping[str, np.ndarray] | None = None,
+    chunk_shape: Sequence[float] | None = None,
+    bin_shape: Sequence[float] | None = None,
+) -> str:
+    """Write a new mesh store."""
+    from zarr_vectors import building as b
+
+    vertices = np.asarray(vertices)
+    faces = np.asarray(faces, dtype=np.int64)
+    if len(vertices) == 0 or len(faces) == 0:
+        raise StoreError(f"Cannot write '{path}': the surface has no vertices or no faces.")
+    _check_finite(path, [vertices], ("surface vertex", "surface vertices"))
+    return _write_store(
+        path,
+        vertices,
+        chunk_shape,
+        bin_shape,
+        lambda target, **layout: b.write_mesh(
+            target,
+            vertices,
+            faces,
+            **layout,
+            vertex_attributes=dict(vertex_attributes) if vertex_attributes else None,
+            dtype=_store_dtype([vertices]),
+        ),
+    )
+
+
+def write_vertex_attributes(
+    path: str | os.PathLike[str], level: int, columns: Mapping[str, np.ndarray], *, register: bool = True
+) -> None:
+    """Write (or replace) row-ordered vertex attributes at ``level``, chunk writes batched.
+
+    ``register=False`` leaves the level's ``arrays_present`` alone (so this
+    can run beside a writer of the same level's metadata); call
+    ``register_level_arrays`` afterwards.
+    """
+    with _writing(path):
+        _write_vertex_attributes(plain(path), level, columns, register)
+
+
+def _write_vertex_attributes(path: Any, level: int, columns: Mapping[str, np.ndarray], register: bool) -> None:
+    from zarr_vectors import building as b
+
+    group, ndim = _level(path, level, "r+")
+    offsets, keys, total = _chunk_offsets(group, ndim)
+    bounds = [(k, offsets[k], offsets[keys[i + 1]] if i + 1 < len(keys) else total) for i, k in enumerate(keys)]
+    columns = {name: np.asarray(values) for name, values in columns.items()}
+    for name, values in columns.items():
+        if len(values) != total:
+            raise StoreError(f"Store '{path}': attribute '{name}' has {len(values)} rows for {total} vertices.")
+        array = f"{b.VERTEX_ATTRIBUTES}/{name}"
+        if group.array_exists(array):
+            group.delete_subtree(array)
+        b.create_attribute_array(group, name, dtype=values.dtype.str.lstrip("<>|="), register_family=register)
+    # every cell of every attribute in one flush: the writes fan out together
+    with group.batched_writes():
+        for name, values in columns.items():
+            for key, start, stop in bounds:
+                b.write_chunk_attributes(
+                    group, name, key, [values[start:stop]], dtype=values.dtype, record_presence=False
+                )
+    for name in columns:
+        group.derive_nonempty_chunks(f"{b.VERTEX_ATTRIBUTES}/{name}")
+    if register:
+        b.refresh_arrays_present(group)
+
+
+def register_level_arrays(path: str | os.PathLike[str], level: int) -> None:
+    """Re-derive a level's ``arrays_present`` from what is on disk."""
+    from zarr_vectors import building as b
+
+    with _writing(path):
+        b.refresh_arrays_present(_level(plain(path), level, "r+")[0])
