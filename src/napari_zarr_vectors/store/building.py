@@ -1,4 +1,5 @@
-"""TODO building."""
+"""What the pyramid builder needs from upstream: its builder and one-level coarsening, the cross-level link
+pass, the selection-strategy registry, and the vectorized engine's level reads and writes."""
 
 from __future__ import annotations
 

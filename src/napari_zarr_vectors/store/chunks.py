@@ -1,4 +1,5 @@
-"""TODO chunks."""
+"""A level's chunks: their vertex counts (from metadata, or a remote store's file lengths) and the chunks a
+level lists but whose data is gone."""
 
 from __future__ import annotations
 

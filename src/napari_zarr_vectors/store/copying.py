@@ -1,4 +1,14 @@
-"""TODO copying."""
+"""Planning a copy of a store (``napari-zarr-vectors download``) from its metadata.
+
+A web server cannot list a folder, so the files are found from the store's
+own metadata: the root lists its levels, every zarr.json says whether its
+node is a group or an array, and every chunk array of zarr-vectors names
+the chunks that hold data (``nonempty_chunks``), which with the array's grid
+origin, chunk key encoding and shard shape give its files.  Metadata does
+not name a group's children (attribute names, link offset segments), so
+those come from a bucket's listing, the folder index page a web server may
+give, or, on a server with neither, from probing the names the format
+allows where they are finitely many."""
 
 from __future__ import annotations
 

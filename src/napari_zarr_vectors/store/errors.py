@@ -1,4 +1,4 @@
-"""TODO errors."""
+"""The store's errors: each a ``ValueError`` whose message says what is wrong and what to do."""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""TODO handle."""
+"""A store opened once per process: its root metadata, upstream group and what was read from them.
+
+``handle(path)`` checks a kept handle with one stat of the root zarr.json
+(other processes publish by replacing it) and opens the store afresh when
+it changed; a URL's handle is kept for the session (``access.Access``
+says which).  ``open_info`` describes a store from its metadata."""
 
 from __future__ import annotations
 
@@ -99,7 +104,7 @@ class Handle:
     module goes through it, so opening, describing, viewing and drilling a
     store read its root ``zarr.json`` once.  It holds the parsed root, the
     upstream root group over a zarr store that keeps every metadata
-    document (``remote.py``'s session cache for a URL), the
+    document (``caching.py``'s session cache for a URL), the
     ``StoreInfo``, and per level the vertex attribute names, chunk
     offsets and counts, and a ``LevelReader`` (chunk presence, link
     layouts).

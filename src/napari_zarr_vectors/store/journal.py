@@ -24,7 +24,7 @@ The protocol (docs/safety.md describes it for other tools):
   ``recover``, does this before anything else; a reader sees the published
   store either way.
 
-This module knows zarr's Store API, not zarr-vectors; ``store.py`` routes
+This module knows zarr's Store API, not zarr-vectors; ``session.py`` routes
 its writes through :class:`StagingStore` during a :func:`write_session`.
 """
 

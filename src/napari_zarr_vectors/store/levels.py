@@ -1,4 +1,4 @@
-"""TODO levels."""
+"""Levels and link families: listing, removing (never level 0) and sizing them."""
 
 from __future__ import annotations
 

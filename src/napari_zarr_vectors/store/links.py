@@ -1,4 +1,9 @@
-"""TODO links."""
+"""Drilling: a level opened once for many small reads of vertex chunks and cross-level link cells.
+
+Keys name a vertex the way links do: its chunk's grid coordinates and its
+row within that chunk's vertex buffer.  Global row numbers would need every
+chunk's offset (0.1-0.4 s a level here); these need only the chunks a drill
+touches."""
 
 from __future__ import annotations
 

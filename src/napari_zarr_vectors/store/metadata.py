@@ -1,4 +1,7 @@
-"""TODO metadata."""
+"""Pure parsing of a store's root ``zarr.json``: sizes capped, every field checked, nothing trusted.
+
+No I/O here: callers hand in bytes or parsed dicts.  A malformed field
+becomes a StoreError naming the field and what it must be."""
 
 from __future__ import annotations
 

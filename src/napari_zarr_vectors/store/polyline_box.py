@@ -1,4 +1,5 @@
-"""TODO polyline_box."""
+"""Polylines read by box in whole arrays: every manifest of a level once (``PolylineIndex``), then only the
+chunks a box meets, gathered with numpy; ``clip_parts`` cuts what is drawn to the box."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TODO read."""
+"""Reading a level, or a box, some chunks or some objects of it, into plain numpy arrays (``LevelData``)."""
 
 from __future__ import annotations
 

@@ -4,9 +4,9 @@ A store address is a local path or a URL (``http(s)://``, ``s3://``,
 ``gs://``).  URLs reach the bucket or server through the upstream
 library's obstore backend; this module only builds that backend's options
 (anonymous access when no credentials are found, timeouts, retries with
-backoff), wraps the resulting zarr store so nothing is fetched twice in a
-session, and turns network failures into sentences.  It writes no HTTP
-client of its own and does not import ``zarr_vectors`` (``store.py`` does).
+backoff) and turns network failures into sentences; ``caching.py`` keeps
+what a session fetched and ``access.py`` opens the store.  It writes no
+HTTP client of its own and imports neither zarr nor ``zarr_vectors``.
 
 Remote stores are read-only here: see ``docs/remote.md``.
 """

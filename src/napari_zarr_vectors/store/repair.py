@@ -1,4 +1,5 @@
-"""TODO repair."""
+"""Finding what is incomplete in a store (an interrupted journal, broken levels, dangling links, partial files)
+and removing it, in one write session."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO rows."""
+"""A level's vertices in row order (chunk by chunk, as links address them), in batches of whole chunks, and the
+parent maps decoded from the +delta links."""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""TODO session."""
+"""The write session: a store changed all or nothing, safe against kill -9, a full disk and a second writer.
+
+Takes the cross-process lock, recovers an interrupted earlier write, and
+routes every zarr-vectors write for the store through the journal's
+staging store (``journal.py``), so the new metadata is published last."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TODO write."""
+"""New stores, written all or nothing into a temporary sibling and renamed into place, and attribute writes."""
 
 from __future__ import annotations
 
