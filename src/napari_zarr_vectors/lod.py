@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from psygnal import evented
 
-from . import store
+from . import colouring, store
 from .store import LevelData
 
 DEFAULT_VERTEX_BUDGET = 250_000
@@ -1087,9 +1087,7 @@ class LevelOfDetail:
         its vertices: a float feature's colormap costs ~60 ms per 250,000
         points here, a label lookup ~12 ms.
         """
-        from . import layers  # layers imports this module
-
-        key = layers.colouring_key(self._colouring)
+        key = colouring.colouring_key(self._colouring)
         if key is None:
             return None
         out = []
@@ -1099,7 +1097,7 @@ class LevelOfDetail:
             ck = ("rgba", level, k, key)
             rgba = self.cache.get(ck)
             if rgba is None:
-                rgba = layers.point_colours(v[1], self._colouring)
+                rgba = colouring.point_colours(v[1], self._colouring)
                 if rgba is None:
                     return None  # a value the cycle has not seen: the GUI thread maps, as napari would
                 rgba = np.asarray(rgba, np.float32)
