@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from psygnal import evented
 
-from . import colouring, store
-from .store import LevelData
+from .. import colouring, store
+from ..store import LevelData
 
 DEFAULT_VERTEX_BUDGET = 250_000
 #: napari Shapes costs ~14 ms per path here (2,000 paths take ~29 s), so
