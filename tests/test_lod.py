@@ -207,3 +207,19 @@ def test_environment_wins_over_the_machine(monkeypatch):
 
 def test_default_vertex_budget_without_a_renderer_is_unchanged(monkeypatch):
     assert lod.default_vertex_budget() == lod.DEFAULT_VERTEX_BUDGET == lod.budget_for(None, None)[0]
+
+
+def test_lod_modules_import_their_siblings_and_colouring_never_the_package_or_layers():
+    """No import cycle: a module of lod/ imports siblings directly, and colouring (not layers) for colours."""
+    import ast
+    from pathlib import Path
+
+    for path in Path(lod.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                assert not any(a.name.startswith("napari_zarr_vectors") for a in node.names), path.name
+            elif isinstance(node, ast.ImportFrom):
+                assert node.level > 0 or not node.module.startswith("napari_zarr_vectors"), path.name
+                assert node.level != 1 or node.module, f"{path.name}: 'from . import' takes from the lod package"
+                parent = {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+                assert node.level != 2 or not parent & {"lod", "layers"}, f"{path.name} imports {parent}"

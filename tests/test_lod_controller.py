@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from napari_zarr_vectors import lod, pyramid, samples, store
+from napari_zarr_vectors import colouring, lod, pyramid, samples, store
 
 
 def view_of(center_xy, width, canvas=(600, 800), ndim=2):
@@ -176,8 +176,6 @@ def _rgba_keys(ctl):
 def test_colours_are_mapped_per_chunk_and_kept_with_it(small_points_2d):
     from napari.utils.colormaps import ensure_colormap
 
-    from napari_zarr_vectors import layers
-
     cycle = {
         "mode": "cycle",
         "name": "label",
@@ -186,11 +184,11 @@ def test_colours_are_mapped_per_chunk_and_kept_with_it(small_points_2d):
     ctl = lod.LevelOfDetail(str(small_points_2d), "point_cloud", budget=20_000)
     first = ctl.update(view_of((300, 700), 60), ctl.request(), colouring=cycle)
     assert ctl.accept(first)
-    np.testing.assert_array_equal(first.face_colors, layers.point_colours(first.vertex_attributes, cycle))
+    np.testing.assert_array_equal(first.face_colors, colouring.point_colours(first.vertex_attributes, cycle))
     mapped, reads = _rgba_keys(ctl), ctl.reads
     assert 0 < len(mapped) <= reads  # one mapping per chunk read
     far = ctl.update(view_of((330, 700), 60), ctl.request(), colouring=cycle)
-    np.testing.assert_array_equal(far.face_colors, layers.point_colours(far.vertex_attributes, cycle))
+    np.testing.assert_array_equal(far.face_colors, colouring.point_colours(far.vertex_attributes, cycle))
     assert len(_rgba_keys(ctl) - mapped) == ctl.reads - reads  # only the newly read chunks were mapped
 
     ramp = {
@@ -201,7 +199,7 @@ def test_colours_are_mapped_per_chunk_and_kept_with_it(small_points_2d):
     }
     ctl.forget_shown()
     region = ctl.update(view_of((300, 700), 60), ctl.request(), colouring=ramp)
-    np.testing.assert_allclose(region.face_colors, layers.point_colours(region.vertex_attributes, ramp))
+    np.testing.assert_allclose(region.face_colors, colouring.point_colours(region.vertex_attributes, ramp))
 
     unseen = dict(cycle, mapping={k: v for k, v in cycle["mapping"].items() if k != 3})
     ctl.forget_shown()

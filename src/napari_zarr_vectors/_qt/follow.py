@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _napari_private, _renderer, layers, lod, store
+from .. import _napari_private, _renderer, colouring, lod, store
 from ..layers import DENSITY_KEY, METADATA_KEY, Payload, region_payload
 from .binding import LayerBinding, binding_of, bindings, real_viewer
 from .workers import on_closing, start_worker
@@ -423,7 +423,7 @@ def _face_colors(layer: Any, payload: Payload) -> tuple[bool, np.ndarray | None]
     values = payload.features[name].to_numpy()
     if now["mode"] == "cycle":
         return True, _napari_private.cycle_colours(layer, values)  # may add values to the cycle, as napari would
-    colours = layers.point_colours({name: values}, now)
+    colours = colouring.point_colours({name: values}, now)
     return colours is not None, colours
 
 
