@@ -378,6 +378,11 @@ def remote_shown(url: str) -> str:
     return store.shown(url)
 
 
+def _parse_axis(text: str) -> int | str:
+    """``--axis``: an index as an int (``2``, ``-1``), a name (``z``) as given."""
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-zarr-vectors",
@@ -385,12 +390,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="build the sample point-cloud pyramid and open it in napari")
+    demo.set_defaults(func=lambda args: cmd_demo(args, args.argv))  # argv: what it re-runs under xvfb-run
     demo.add_argument("--screenshot", metavar="PNG", help="render without a screen, save a PNG and exit")
     demo.add_argument("--window", action="store_true", help="with --screenshot: capture the whole window")
     demo.add_argument(
         "--store", metavar="PATH_OR_URL", help="open this store (a path, or an http(s)://, s3://, gs:// URL) instead"
     )
     info = sub.add_parser("info", help="print a store's levels: vertices, objects, bin shape")
+    info.set_defaults(func=cmd_info)
     info.add_argument("store", help="a .zv / .zarrvectors store: a path, or an http(s)://, s3://, gs:// URL")
     build = sub.add_parser(
         "build",
@@ -398,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Add coarse levels after level 0. Example: "
         "napari-zarr-vectors build tracts.zv --factors 2,1 2,4 2,4 --agg mean --agg-override label=mode",
     )
+    build.set_defaults(func=cmd_build)
     default = pyramid.BuildOptions()  # the options the flags leave as they are
     build.add_argument("store", help="path to a .zv / .zarrvectors store")
     build.add_argument("--factors", nargs="+", type=_parse_factor, metavar="C,S", help="one COARSEN,SPARSITY per level")
@@ -430,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Remove a store's coarsest level; only it can go, so no level loses its parent, and "
         "level 0 (the data) never goes. Example: napari-zarr-vectors remove tracts.zv 3",
     )
+    remove.set_defaults(func=cmd_remove)
     remove.add_argument("store", help="path to a .zv / .zarrvectors store")
     remove.add_argument("level", type=int, metavar="LEVEL", help="the level to remove: the store's coarsest")
     recover = sub.add_parser(
@@ -439,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
         "This undoes the interrupted build (or finishes publishing it, if only that was left). "
         "The next build does the same by itself. Example: napari-zarr-vectors recover tracts.zv",
     )
+    recover.set_defaults(func=cmd_recover)
     recover.add_argument("store", help="path to a .zv / .zarrvectors store")
     repair = sub.add_parser(
         "repair",
@@ -447,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
         "short of their vertices (they and every coarser level go), links into levels that are not there, "
         "leftover *.partial files, an interrupted build. Example: napari-zarr-vectors repair tracts.zv --dry-run",
     )
+    repair.set_defaults(func=cmd_repair)
     repair.add_argument("store", help="path to a .zv / .zarrvectors store")
     repair.add_argument("--dry-run", action="store_true", help="only report; change nothing")
     download = sub.add_parser(
@@ -457,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(Ctrl+C, a lost connection, kill) continues where it stopped when the same command is run again. "
         "Example: napari-zarr-vectors download https://example.org/data/cells.zv cells.zv --levels 0,1",
     )
+    download.set_defaults(func=cmd_download)
     download.add_argument("url", metavar="URL", help="the remote store: http(s)://, s3:// or gs://")
     download.add_argument("dest", metavar="DEST", help="the local folder to create (new, or empty)")
     download.add_argument(
@@ -472,9 +484,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a store's 2D density as a Deep Zoom image (.dzi + tiles) for web viewers",
         description="Example: napari-zarr-vectors export-dzi cells.zv web/ --axis z",
     )
+    dzi.set_defaults(func=cmd_export_dzi)
     dzi.add_argument("store", help="a .zv / .zarrvectors store: a path, or an http(s)://, s3://, gs:// URL")
     dzi.add_argument("out", help="output folder: gets NAME.dzi and NAME_files/")
-    dzi.add_argument("--axis", help="axis to project a 3D store along (name such as z, or index)")
+    dzi.add_argument("--axis", type=_parse_axis, help="axis to project a 3D store along (name such as z, or index)")
     dzi.add_argument("--pixel-size", type=float, help="pixel size in store units (default: a quarter of the bin)")
     dzi.add_argument("--tile-size", type=int, default=256)
     dzi.add_argument("--overlap", type=int, default=1)
@@ -491,23 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    if args.command == "info":
-        return cmd_info(args)
-    if args.command == "build":
-        return cmd_build(args)
-    if args.command == "remove":
-        return cmd_remove(args)
-    if args.command == "recover":
-        return cmd_recover(args)
-    if args.command == "repair":
-        return cmd_repair(args)
-    if args.command == "download":
-        return cmd_download(args)
-    if args.command == "export-dzi":
-        if args.axis is not None and args.axis.lstrip("-").isdigit():
-            args.axis = int(args.axis)
-        return cmd_export_dzi(args)
-    return cmd_demo(args, argv)
+    args.argv = argv
+    return args.func(args)
 
 
 if __name__ == "__main__":
