@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 from psygnal import evented
 
-from . import aggregate, density, engine, store
-from .store import StoreError
+from .. import aggregate, density, engine, store
+from ..store import StoreError
 
 AGG_MODES = aggregate.AGG_MODES
 LINK_STORAGES = ("none", "implicit", "explicit")
