@@ -25,10 +25,11 @@ from psygnal import evented
 
 from .. import aggregate, density, engine, store
 from ..store import StoreError
+from .sparsity import BUILTIN_STRATEGIES as BUILTIN_STRATEGIES
+from .sparsity import _context, _our_strategy_name, available_strategies, select_survivors
 
 AGG_MODES = aggregate.AGG_MODES
 LINK_STORAGES = ("none", "implicit", "explicit")
-BUILTIN_STRATEGIES = ("random", "spatial_coverage")
 CROSS_OBJECT = "cross_object_metanode"
 ENGINES = ("auto", "vectorized", "upstream")
 ENGINE_KINDS = store.POINT_KINDS + store.POLYLINE_KINDS
@@ -37,7 +38,6 @@ SLAB_VERTICES = 2_000_000
 #: The most ``chunk_scale="auto"`` grows a level's chunks by (a larger coarsen factor still coarsens).
 MAX_AUTO_CHUNK_SCALE = 1024
 COUNT_ATTRIBUTE = "count"
-_OUR_PREFIX = "napari-zarr-vectors:"
 
 ProgressFn = Callable[["BuildProgress"], None]
 CancelFn = Callable[[], bool]
@@ -159,12 +159,6 @@ class BuildOptions:
 
 
 # ---------------------------------------------------------------- validation
-
-
-def available_strategies() -> list[str]:
-    """Sparsity strategies a build can use: ours plus any registered by installed packages."""
-    others = [s for s in store.registered_selection_strategies() if not s.startswith(_OUR_PREFIX)]
-    return list(BUILTIN_STRATEGIES) + sorted(s for s in others if s not in BUILTIN_STRATEGIES)
 
 
 def available_methods() -> list[str]:
@@ -372,87 +366,6 @@ def _chunk_scales(chunk_scale: Any, factors: list[tuple[float, float]]) -> tuple
             f"({len(factors)}), got {chunk_scale!r}."
         )
     return tuple(int(v) for v in values)
-
-
-# ---------------------------------------------------------------- sparsity
-
-
-def select_survivors(
-    strategy: str,
-    alive: np.ndarray,
-    points: np.ndarray,
-    target: int,
-    *,
-    seed: Any = None,
-    bin_shape: Sequence[float] | None = None,
-) -> np.ndarray:
-    """Pick ``target`` of the ``alive`` slot indices; returns them sorted.
-
-    ``random``: uniform without replacement. ``spatial_coverage``: the
-    objects' representative points are binned on a grid of about
-    ``target`` cells and each cell keeps its proportional share (largest
-    remainder), so thinning keeps the spatial spread. Deterministic for a
-    given seed. Any other name is a strategy registered with zarr-vectors,
-    called on the alive objects only.
-    """
-    alive = np.asarray(alive, dtype=np.int64)
-    target = int(min(max(target, 1), len(alive)))
-    rng = np.random.default_rng(seed)
-    if target >= len(alive):
-        return np.sort(alive)
-    if strategy == "random":
-        return np.sort(rng.choice(alive, target, replace=False))
-    if strategy == "spatial_coverage":
-        return np.sort(alive[_spatial_coverage(points, target, rng)])
-    picked = np.asarray(
-        store.selection_strategy(strategy)(
-            len(alive), target, seed=seed, representative_points=points, bin_shape=bin_shape
-        ),
-        dtype=np.int64,
-    )
-    return np.sort(alive[picked])
-
-
-def _spatial_coverage(points: np.ndarray, target: int, rng: np.random.Generator) -> np.ndarray:
-    n = len(points)
-    pts = np.nan_to_num(np.asarray(points, dtype=float), nan=0.0)
-    lo, hi = pts.min(0), pts.max(0)
-    extent = np.maximum(hi - lo, 1e-9)
-    per_axis = max(1, int(math.ceil(target ** (1.0 / pts.shape[1]))))
-    cell = np.minimum(((pts - lo) / extent * per_axis).astype(np.int64), per_axis - 1)
-    cell_id = np.ravel_multi_index(cell.T, (per_axis,) * pts.shape[1])
-    cells, inverse, counts = np.unique(cell_id, return_inverse=True, return_counts=True)
-    quota = counts * target / n
-    take = np.floor(quota).astype(np.int64)
-    short = target - take.sum()
-    if short > 0:  # largest remainders first; ties broken by the seeded generator
-        order = np.lexsort((rng.random(len(cells)), -(quota - take)))
-        take[order[:short]] += 1
-    # a random rank inside each cell; keep the first take[cell] of them
-    order = np.lexsort((rng.random(n), inverse))
-    rank = np.empty(n, dtype=np.int64)
-    starts = np.r_[0, np.cumsum(counts)[:-1]]
-    rank[order] = np.arange(n) - np.repeat(starts, counts)
-    return np.flatnonzero(rank < take[inverse])
-
-
-_context: dict[str, Any] = {}
-
-
-def _registered_strategy(n_objects: int, target_count: int, **ctx: Any) -> np.ndarray:
-    """What upstream calls: selection among the ALIVE slots, at the compounded ratio."""
-    alive, points = _context["alive"], _context["points"]
-    target = max(1, round(len(alive) / _context["sparsity"]))
-    return select_survivors(
-        _context["strategy"], alive, points[alive], target, seed=_context["seed"], bin_shape=ctx.get("bin_shape")
-    )
-
-
-def _our_strategy_name() -> str:
-    name = _OUR_PREFIX + "compounding"
-    if name not in store.registered_selection_strategies():
-        store.register_selection_strategy(name, _registered_strategy)
-    return name
 
 
 # ---------------------------------------------------------------- building
