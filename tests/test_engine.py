@@ -201,7 +201,10 @@ def test_slabs_give_the_same_level_as_one_pass(level0_stores, tmp_path, monkeypa
     pyramid.build_pyramid(one, [(2.0, 2.0)], sparsity_seed=9, sparsity_strategy="spatial_coverage")
     monkeypatch.setattr(pyramid_build, "SLAB_VERTICES", 1_000)  # many slabs of whole chunks
     assert len(store.row_batches(many, 0, 1_000)) > 10
+    slabs, slab_task = [], pyramid_build._slab_task
+    monkeypatch.setattr(pyramid_build, "_slab_task", lambda *a: slabs.append(a[1]) or slab_task(*a))
     pyramid.build_pyramid(many, [(2.0, 2.0)], sparsity_seed=9, sparsity_strategy="spatial_coverage")
+    assert len(slabs) > 10  # the build itself read level 0 in those slabs
     np.testing.assert_array_equal(store.read_rows(one, 1)[0], store.read_rows(many, 1)[0])
     assert _surviving_ids(one, 1) == _surviving_ids(many, 1)
     np.testing.assert_array_equal(store.parent_map(one, 0), store.parent_map(many, 0))
