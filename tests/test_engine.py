@@ -12,6 +12,7 @@ import zarr_vectors as zv
 from conftest import write_upstream_store
 from napari_zarr_vectors import engine, pyramid, samples, store
 from napari_zarr_vectors.pyramid import BuildCancelled, PyramidError
+from napari_zarr_vectors.pyramid import build as pyramid_build  # where SLAB_VERTICES is read
 
 
 def _level0(kind: str, tmp_path_factory, **kw) -> Path:
@@ -198,9 +199,12 @@ def test_slabs_give_the_same_level_as_one_pass(level0_stores, tmp_path, monkeypa
     for p in (one, many):
         shutil.copytree(level0_stores["tutorial_streamlines"], p)
     pyramid.build_pyramid(one, [(2.0, 2.0)], sparsity_seed=9, sparsity_strategy="spatial_coverage")
-    monkeypatch.setattr(pyramid, "SLAB_VERTICES", 1_000)  # many slabs of whole chunks
+    monkeypatch.setattr(pyramid_build, "SLAB_VERTICES", 1_000)  # many slabs of whole chunks
     assert len(store.row_batches(many, 0, 1_000)) > 10
+    slabs, slab_task = [], pyramid_build._slab_task
+    monkeypatch.setattr(pyramid_build, "_slab_task", lambda *a: slabs.append(a[1]) or slab_task(*a))
     pyramid.build_pyramid(many, [(2.0, 2.0)], sparsity_seed=9, sparsity_strategy="spatial_coverage")
+    assert len(slabs) > 10  # the build itself read level 0 in those slabs
     np.testing.assert_array_equal(store.read_rows(one, 1)[0], store.read_rows(many, 1)[0])
     assert _surviving_ids(one, 1) == _surviving_ids(many, 1)
     np.testing.assert_array_equal(store.parent_map(one, 0), store.parent_map(many, 0))
@@ -213,7 +217,7 @@ def test_slabs_run_on_a_dask_client(level0_stores, tmp_path, monkeypatch):
         shutil.copytree(level0_stores["tutorial_points"], p)
     options = dict(agg_mode="mean", agg_overrides={"label": "mode"})
     pyramid.build_pyramid(local, [(2.0, 1.0)] * 2, **options)
-    monkeypatch.setattr(pyramid, "SLAB_VERTICES", 5_000)
+    monkeypatch.setattr(pyramid_build, "SLAB_VERTICES", 5_000)
     with distributed.Client(processes=False, n_workers=2, threads_per_worker=1, dashboard_address=None) as client:
         pyramid.build_pyramid(remote, [(2.0, 1.0)] * 2, client=client, **options)
         prefixes = client.cluster.scheduler.task_prefixes
