@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -234,4 +233,4 @@ def store_path_of(layer_metadata: Mapping[str, Any]) -> str | None:
     path = meta.get("path") if isinstance(meta, Mapping) else None
     if not path:
         return None
-    return store.address(path) if store.is_remote(path) else str(Path(path))
+    return store.address(path)  # one spelling: a resolved folder, or the URL
