@@ -96,7 +96,8 @@ def cli_message(message: str, command: str) -> str:
 
 def _fail(exc: BaseException, command: str, *, newline: bool = False) -> int:
     """Print a library error as the command's message (no traceback); the exit status 1."""
-    print(f"{chr(10) if newline else ''}error: {cli_message(str(exc), command)}", file=sys.stderr)
+    message = store.redact(str(exc))  # an OSError from a library may quote a URL in full
+    print(f"{chr(10) if newline else ''}error: {cli_message(message, command)}", file=sys.stderr)
     return 1
 
 

@@ -359,16 +359,17 @@ class LayerFollower(LayerBinding):
 
     def _failed(self, exc: Exception) -> None:
         # a failed read leaves what is shown in place; the next move tries again
-        self.last_error = str(exc)
+        message = store.redact(str(exc))  # whatever failed, its text may quote a URL
+        self.last_error = message
         self.failures += 1
-        log.warning("napari-zarr-vectors: level-of-detail update failed: %s", exc)
+        log.warning("napari-zarr-vectors: level-of-detail update failed: %s", message)
         if not self._failure_shown:  # one notification per outage, not one per move or chunk
             self._failure_shown = True
             from napari.utils.notifications import show_warning
 
             layer = self.layer
             name = getattr(layer, "name", "layer")
-            show_warning(f"{name}: could not load the view; the last view stays on screen. {exc}")
+            show_warning(f"{name}: could not load the view; the last view stays on screen. {message}")
         self._notify()
 
     def _apply(self, result: tuple[lod.Region, Payload] | None) -> None:
@@ -584,6 +585,6 @@ class DensityCompanion(LayerBinding):
     def _failed(self, exc: Exception) -> None:
         from napari.utils.notifications import show_error
 
-        self.last_error = str(exc)
+        self.last_error = store.redact(str(exc))
         layer = self.layer
-        show_error(f"{getattr(layer, 'name', 'density')}: could not count the density: {exc}")
+        show_error(f"{getattr(layer, 'name', 'density')}: could not count the density: {self.last_error}")

@@ -83,6 +83,7 @@ from .links import LevelReader, chunks_present, fragment_owners, reader_of, vert
 from .metadata import MAX_METADATA_BYTES, STORE_SUFFIXES, declared_levels, has_store_suffix
 from .polyline_box import PolylineIndex, clip_parts, polyline_index, read_polyline_box
 from .read import estimate_drawn_vertices, read_level, read_point_chunks
+from .remote import redact
 from .repair import repair
 from .rows import (
     group_batches,
@@ -193,6 +194,7 @@ __all__ = [
     "reader_of",
     "recover",
     "recover_if_interrupted",
+    "redact",
     "refuse_remote",
     "register_level_arrays",
     "register_selection_strategy",

@@ -310,10 +310,10 @@ async def _prefetch_metadata(cached: Any, levels: Sequence[str]) -> None:
 def _remote_failure(url: str, exc: BaseException, what: str) -> StoreError:
     if isinstance(exc, StoreError) and not isinstance(exc.__cause__, BaseException):
         return exc
-    text = str(exc)
+    text = remote.redact(str(exc), url)  # the upstream text may quote the URL in full: redacted before it is cut
     if "not found" in text.lower() and "zarr.json" not in text and not remote.is_network_error(exc):
         text = f"'{remote.shown(url)}' is not a Zarr Vectors store ({text.splitlines()[0][:200]})."
-        return RemoteStoreError(text)
+        return RemoteStoreError(remote.redact(text, url))
     return RemoteStoreError(remote.explain(url, exc, what))
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from zarr.storage import WrapperStore
 
 from .metadata import declared_levels, is_metadata_key
-from .remote import CACHE_BYTES, CLOSING, RemoteError, can_list, connections, index_page_names, shown
+from .remote import CACHE_BYTES, CLOSING, RemoteError, can_list, connections, index_page_names, redact, shown
 
 
 class _Stats:
@@ -60,6 +60,13 @@ class CachingStore(WrapperStore):
         if slot is None:
             slot = self._slots[loop] = asyncio.Semaphore(connections())
         return slot
+
+    def __str__(self) -> str:
+        # zarr logs (DEBUG) and reprs its groups' store paths with this: obstore's spelling holds the full URL
+        return redact(super().__str__(), self.url)
+
+    def __repr__(self) -> str:
+        return f"CachingStore('{shown(self.url)}')"
 
     @property
     def read_only(self) -> bool:

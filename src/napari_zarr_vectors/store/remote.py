@@ -19,7 +19,7 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 #: URL schemes a store can live at (the upstream backends' cloud schemes that this plugin has tested).
 SCHEMES = ("http", "https", "s3", "gs", "gcs")
@@ -38,6 +38,9 @@ CLOSING = threading.Event()
 
 class RemoteError(OSError):
     """A remote store could not be reached or read; the message names the URL and what to check."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 def is_url(address: Any) -> bool:
@@ -88,6 +91,80 @@ def shown(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+# ---------------------------------------------------------------- secrets never leave
+
+#: What a secret is replaced with in text.
+REDACTED = "[redacted]"
+#: Query parameters that carry a signature, a token or a key (S3 and GCS signed URLs, Azure SAS, OAuth).
+SECRET_PARAMETERS = (
+    "X-Amz-Signature", "X-Amz-Security-Token", "X-Amz-Credential", "X-Goog-Signature", "X-Goog-Credential",
+    "X-Goog-Security-Token", "Signature", "sig", "AWSAccessKeyId", "GoogleAccessId", "token", "access_token",
+    "id_token", "refresh_token", "security_token", "session_token", "api_key", "apikey", "client_secret",
+    "password", "passwd", "secret",
+)  # fmt: skip
+_SCHEME = r"[A-Za-z][A-Za-z0-9+.\-]*://"
+#: ``scheme://user:password@``: greedy up to the authority's last ``@`` (a password may hold a raw ``@``).
+_USER_INFO = re.compile(rf"({_SCHEME})[^\s/?#]*@")
+#: ``scheme://host/path?query#fragment``: the query and fragment, up to a space or a quote.
+_URL_QUERY = re.compile(rf"({_SCHEME}[^\s?#'\"<>`]*)[?#][^\s'\"<>`]*")
+#: The same two in a percent-encoded URL (``scheme%3A%2F%2Fuser%3Apw%40host%2Fpath%3Fquery``).
+_QUOTED_USER_INFO = re.compile(rf"({_SCHEME[:-3]}%3A%2F%2F)(?:(?!%2F|%3F|%23)[^\s/?#&])*%40", re.IGNORECASE)
+_QUOTED_URL_QUERY = re.compile(
+    rf"({_SCHEME[:-3]}%3A%2F%2F(?:(?!%3F|%23)[^\s?#&'\"<>`])*)(?:%3F|%23)[^\s&'\"<>`]*", re.IGNORECASE
+)
+#: ``name=value`` (or percent-encoded ``name%3Dvalue``) of a secret parameter anywhere in a text.
+_SECRET_PARAMETER = re.compile(
+    r"(?:(?<![\w-])|(?<=%26)|(?<=%3F))(" + "|".join(re.escape(n) for n in SECRET_PARAMETERS) + r")(=|%3D)"
+    r"[^&\s'\"<>`;,]+",
+    re.IGNORECASE,
+)
+#: Secrets shorter than this are not searched for as plain text (they would match ordinary words).
+_SHORTEST_SECRET = 3
+
+
+def _secrets_of(url: str) -> list[str]:
+    """The literal secrets of ``url`` as they may be spelled in a text: password, signature values, the query."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    found: list[str] = []
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        found.append(userinfo.partition(":")[2])
+    secret_names = {n.lower() for n in SECRET_PARAMETERS}
+    for pair in f"{parts.query}&{parts.fragment}".split("&"):
+        name, _, value = pair.partition("=")
+        if unquote(name).lower() in secret_names:
+            found.append(value)
+    found.append(parts.query)
+    spelled = {form for s in found for form in (s, unquote(s), quote(unquote(s), safe=""))}
+    # longest first: a query contains its signature's value
+    return sorted((s for s in spelled if len(s) >= _SHORTEST_SECRET), key=len, reverse=True)
+
+
+def redact(text: str, url: str | None = None) -> str:
+    """``text`` with every URL's user and password, query and fragment removed, and signatures replaced.
+
+    The one redaction applied wherever an address becomes text (messages,
+    notifications, exceptions, logs, layer sources): ``scheme://user:pw@``
+    becomes ``scheme://``; a query or fragment after ``scheme://...`` is
+    dropped (as ``shown`` drops it); a signature-bearing parameter
+    (``SECRET_PARAMETERS``, any case, ``=`` or ``%3D``) anywhere keeps its
+    name and loses its value.  With ``url``, its password, its signature
+    values and its query are replaced too wherever they appear, plain or
+    percent-encoded (a library may quote the address spelled its own way).
+    """
+    if not text:
+        return text
+    if url:
+        for secret in _secrets_of(url):
+            text = text.replace(secret, REDACTED)
+    for pattern in (_USER_INFO, _URL_QUERY, _QUOTED_USER_INFO, _QUOTED_URL_QUERY):
+        text = pattern.sub(r"\1", text)
+    return _SECRET_PARAMETER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
 
 
 def can_list(url: str) -> bool:
@@ -257,8 +334,9 @@ def explain(url: str, exc: BaseException, what: str = "") -> str:
             f"'{where}': the server did not answer within {timeout_s():g} s{doing}. The network or server is slow "
             "or stalled: try again, or allow more time with $NAPARI_ZARR_VECTORS_TIMEOUT (seconds)."
         )
-    detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-    return f"'{where}': reading the store failed{doing}: {detail}"
+    # obstore's text quotes the request URL in full (user, password, signed query): redacted before it is cut
+    detail = redact(str(exc), url).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    return redact(f"'{where}': reading the store failed{doing}: {detail}", url)
 
 
 def is_network_error(exc: BaseException) -> bool:
