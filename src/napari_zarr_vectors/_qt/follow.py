@@ -10,7 +10,6 @@ into the layer only if no newer request was made meanwhile.
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 import weakref
 from collections.abc import Mapping
@@ -24,7 +23,7 @@ from ..layers import DENSITY_KEY, METADATA_KEY, Payload, region_payload
 from .binding import LayerBinding, binding_of, bindings, real_viewer
 from .workers import on_closing, start_worker
 
-log = logging.getLogger(__name__)
+log = store.remote.guarded_logger(__name__)  # its records are redacted: a failure's text may quote a URL
 
 DEBOUNCE_MS = 100
 #: A swap's layer-list thumbnail is redrawn once no swap came for this long.

@@ -116,6 +116,10 @@ from .write import (
     write_vertex_attributes,
 )
 
+# zarr's, obstore's and this plugin's loggers redact URL credentials from every record (zarr's DEBUG log
+# names each group's store, and obstore's spelling of it holds the user, password and signed query)
+remote.guard_logs()
+
 __all__ = [
     "ALL_KINDS",
     "COPY_CONCURRENCY",

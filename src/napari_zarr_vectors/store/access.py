@@ -229,6 +229,7 @@ def remote_group(url: str) -> Any:
         group = _REMOTE.get(url)
         if group is not None:
             return group
+    remote.guard_logs()  # loggers of modules imported since the store package was: their records are redacted too
     try:
         import obstore
         from zarr.storage import ObjectStore

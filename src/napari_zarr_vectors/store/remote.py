@@ -13,6 +13,7 @@ Remote stores are read-only here: see ``docs/remote.md``.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -165,6 +166,55 @@ def redact(text: str, url: str | None = None) -> str:
     for pattern in (_USER_INFO, _URL_QUERY, _QUOTED_USER_INFO, _QUOTED_URL_QUERY):
         text = pattern.sub(r"\1", text)
     return _SECRET_PARAMETER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts URL credentials from a log record (message, arguments, traceback, stack) before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a record that does not format is logging's to report, not ours
+            return True
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            text = logging.Formatter().formatException(record.exc_info)
+            if redact(text) != text:  # the traceback names a URL: only its redacted text goes on
+                record.exc_text, record.exc_info = redact(text), None
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
+#: Loggers (and their children) whose records may quote a store's URL: the storage libraries', this plugin's,
+#: and npe2's (which logs the paths a reader opened nothing from).
+GUARDED_LOGGERS = ("zarr", "zarr_vectors", "obstore", "napari_zarr_vectors", "npe2")
+_LOG_FILTER = RedactingFilter()
+
+
+def guarded_logger(name: str) -> logging.Logger:
+    """``logging.getLogger(name)`` with the redacting filter: how this plugin's modules get their loggers."""
+    logger = logging.getLogger(name)
+    if _LOG_FILTER not in logger.filters:
+        logger.addFilter(_LOG_FILTER)
+    return logger
+
+
+def guard_logs() -> None:
+    """Put the redacting filter on every guarded logger that exists now (idempotent, cheap).
+
+    A filter on a logger sees only records logged to that logger itself,
+    not its children's, so each existing child gets it: this runs when
+    ``store`` is imported and again whenever a URL is opened, to catch
+    loggers of modules imported since.
+    """
+    names = [n for n, lg in list(logging.Logger.manager.loggerDict.items()) if isinstance(lg, logging.Logger)]
+    for name in {*GUARDED_LOGGERS, *(n for n in names if n.split(".", 1)[0] in GUARDED_LOGGERS)}:
+        guarded_logger(name)
 
 
 def can_list(url: str) -> bool:
