@@ -74,6 +74,9 @@ def check() -> None:
     problems += [f"ColorManager field {f}" for f in COLOR_MANAGER_FIELDS if f not in fields]
     if not callable(getattr(getattr(layer, "_feature_table", None), "set_values", None)):
         problems.append("napari.layers.Points._feature_table.set_values()")
+    source = getattr(layer, "_source", None)
+    if not callable(getattr(source, "model_copy", None)) or "path" not in getattr(type(source), "model_fields", {}):
+        problems.append("napari.layers.Layer._source (a pydantic Source with a path field)")
     try:
         from napari.layers.points._points_utils import fix_data_points  # noqa: F401
         from napari.layers.utils.color_manager_utils import map_property  # noqa: F401
@@ -265,6 +268,21 @@ def scalar_symbol_on_data_change(self: Any) -> None:
         **border_kw,
     )
     self.reset()
+
+
+# ---------------------------------------------------------------- provenance
+
+
+def set_source_path(layer: Any, path: str) -> None:
+    """Make ``layer.source.path`` read ``path``, keeping the rest of its source.
+
+    Napari records the address given to ``viewer.open`` there when it makes
+    the layer (``Layer.__init__`` reads it from a context napari sets around
+    the reader's data), and shows its basename in the layer list's tooltip;
+    ``Source`` is frozen and ``Layer._set_source`` refuses a second source,
+    so the private attribute is replaced.
+    """
+    layer._source = layer._source.model_copy(update={"path": path})
 
 
 def vispy_layer(viewer: Any, layer: Any) -> Any | None:

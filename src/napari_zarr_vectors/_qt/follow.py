@@ -104,6 +104,7 @@ def watch_viewer(viewer: Any) -> None:
     _WATCHED_VIEWERS.add(viewer)
 
     def _attach(layer: Any) -> None:
+        _hide_source_secrets(layer)
         if _followable(layer) and follower_of(layer) is None:
             LayerFollower(viewer, layer)
         elif _density_meta(layer) is not None and companion_of(layer) is None:
@@ -117,6 +118,20 @@ def watch_viewer(viewer: Any) -> None:
     viewer.layers.events.inserted.connect(_on_inserted)
     for layer in list(viewer.layers):
         _attach(layer)
+
+
+def _hide_source_secrets(layer: Any) -> None:
+    """Our layer's ``source.path`` without the user, password or signed query of the URL it was opened from.
+
+    Napari sets it to the address given to ``viewer.open`` whatever the
+    reader returns; the layer's metadata already carries the address shown.
+    """
+    metadata = getattr(layer, "metadata", None) or {}
+    if METADATA_KEY not in metadata and DENSITY_KEY not in metadata:
+        return  # another reader's layer: its source is not ours to change
+    path = getattr(getattr(layer, "source", None), "path", None)
+    if isinstance(path, str) and store.redact(path) != path:
+        _napari_private.set_source_path(layer, store.redact(path))
 
 
 class LayerFollower(LayerBinding):
