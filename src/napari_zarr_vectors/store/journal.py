@@ -2,13 +2,13 @@
 
 The protocol (docs/safety.md describes it for other tools):
 
+* **No links.** Before anything else, the writer refuses a store with a
+  symbolic link anywhere in it (chunk folders and files, the journal and the
+  lock file included): nothing is written, moved or deleted through one.
+  ``recover`` looks too, holding the lock.
 * **Lock.** A writer holds ``<store>/.nzv-lock`` (``filelock``: an OS lock,
   released when the process dies, even by ``kill -9``).  A second writer is
   refused at once, naming the holder recorded in the journal.
-* **No links.** Holding the lock, and before recovery or any write, the
-  writer refuses a store with a symbolic link anywhere in it (chunk folders
-  and files, the journal and the lock file included): nothing is written,
-  moved or deleted through one.
 * **Journal.** Before the first byte changes, the writer records in
   ``<store>/.nzv-journal/journal.json`` who it is and every folder and
   file of the store outside chunk folders (``before``), fsynced.
@@ -293,11 +293,17 @@ def _links_below(root: Path) -> Iterator[str]:
     journal and the lock file too, since a write or a rollback touches any
     of them.  Only ``os.scandir`` entries are read (the kind comes from the
     folder listing, no ``stat`` per file on Linux): about 0.5 s for a store
-    of 245,000 files in 6,600 folders, warm cache (docs/safety.md).
+    of 245,000 files in 6,600 folders, warm cache (docs/safety.md).  A
+    folder that vanishes meanwhile (a live writer's rollback or publish; it
+    is refused by the lock next) is skipped: nothing can be written through it.
     """
     stack = [os.fspath(root)]
     while stack:
-        with os.scandir(stack.pop()) as it:
+        try:
+            it = os.scandir(stack.pop())
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        with it:
             for entry in it:
                 if entry.is_symlink():
                     yield entry.path
@@ -548,13 +554,15 @@ def write_session(root: str | os.PathLike[str], operation: str = "build") -> Ite
     On success the new metadata is published last; on any exception
     (KeyboardInterrupt and kill -9 included, through recovery) the store
     is left as it was.  A store with a symbolic link anywhere in it is
-    refused (SymlinkInStore) once the lock is held, before anything else;
-    then a hot journal found first is recovered first.
+    refused (SymlinkInStore) before anything else; then a hot journal found
+    first is recovered first.
     """
     root = Path(root)
+    # before the lock: a kill during the walk leaves nothing behind (not even the lock file), and the walk
+    # covers the journal, so recovering a hot journal below is safe too
+    refuse_symlinks(root)
     lock = _acquire(root)
     try:
-        refuse_symlinks(root)  # under the lock, before recovery: nothing is written or deleted through a link
         if (root / JOURNAL).is_dir():
             _recover_locked(root)
         (root / JOURNAL).mkdir(exist_ok=True)

@@ -62,7 +62,7 @@ def write_session(path: str | os.PathLike[str], operation: str = "build") -> Ite
     if _SESSION_OWNERS.get(key) == threading.get_ident():  # nested in this thread's own session: part of it
         yield
         return
-    check_writable_format(root)  # a symbolic link anywhere in the store is refused by the journal, under the lock
+    check_writable_format(root)  # a symbolic link anywhere in the store is refused by journal.write_session
     with _SESSIONS_LOCK:
         if key in _SESSIONS:
             raise StoreBusy(f"Store '{path}' is already being changed by this process; wait for that to finish.")
