@@ -258,6 +258,132 @@ def test_a_symlink_inside_the_store_is_refused(level0, tmp_path, tree_digest):
     assert list(outside.iterdir()) == []
 
 
+#: Where a link is planted (relative to the store) and whether it points to a folder or a file outside.
+#: A build of ``level0`` writes 25 files below ``0/links/+1/0.0.0/c/3`` (its +1 links): the first two
+#: are where the write lands, the third is in an existing array that the build only reads.
+PLANTED = {
+    "a chunk folder the build writes": ("0/links/+1/0.0.0/c/3", "folder"),
+    "a chunk file the build writes": ("0/links/+1/0.0.0/c/3/3/3", "file"),
+    "a folder in level 0's vertex chunks": ("0/vertices/c/9", "folder"),
+    "a vertex chunk file of level 0": ("0/vertices/c/3/3/3", "file"),
+    "the lock file": (journal.LOCK, "file"),
+}
+
+
+def _plant_link(path: Path, where: str, kind: str, outside: Path) -> Path:
+    """A symbolic link at ``path / where`` to a folder or a file in ``outside``; the link."""
+    link = path / where
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_dir():
+        shutil.rmtree(link)
+    elif link.exists():
+        link.unlink()
+    if kind == "folder":
+        link.symlink_to(outside, target_is_directory=True)
+    else:
+        (outside / "precious").write_bytes(b"not the store's")
+        link.symlink_to(outside / "precious")
+    return link
+
+
+def _outside_as_planted(outside: Path, kind: str) -> None:
+    """Nothing landed in the outside folder, and the file a link points to still holds its bytes."""
+    if kind == "folder":
+        assert list(outside.iterdir()) == []
+    else:
+        assert [p.name for p in outside.iterdir()] == ["precious"]
+        assert (outside / "precious").read_bytes() == b"not the store's"
+
+
+def _refused_naming(link: Path) -> str:
+    import re
+
+    return rf"contains a symbolic link \('{re.escape(str(link))}'\).*Nothing was changed"
+
+
+@pytest.mark.parametrize("where", list(PLANTED))
+def test_a_symlink_anywhere_in_the_store_chunks_included_is_refused_by_a_build(level0, tmp_path, tree_digest, where):
+    """Issue 26: links inside chunk folders (``c/``) were not looked for, and a build wrote through them."""
+    rel, kind = PLANTED[where]
+    path = tmp_path / "linked.zv"
+    shutil.copytree(level0, path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    link = _plant_link(path.resolve(), rel, kind, outside)
+    old = tree_digest(path)
+    with pytest.raises(store.StoreError, match=_refused_naming(link)):
+        pyramid.build_pyramid(path, FACTORS, cross_level_depth=1)
+    _outside_as_planted(outside, kind)
+    assert tree_digest(path) == old
+    assert not (path / journal.JOURNAL).exists()
+    assert link.is_symlink()
+
+
+@pytest.fixture(scope="module")
+def pyramided(level0, tmp_path_factory) -> Path:
+    """``level0`` with levels 1-3 and their links, built by the plugin."""
+    path = tmp_path_factory.mktemp("pyramided") / "pyramided.zv"
+    shutil.copytree(level0, path)
+    pyramid.build_pyramid(path, FACTORS)
+    return path
+
+
+@pytest.mark.parametrize("rel", ["2/links/+1/0.0.0/c/9", "3/vertices/c/9"])
+def test_removing_a_level_refuses_a_symlink_in_a_chunk_folder(pyramided, tmp_path, tree_digest, rel):
+    path = tmp_path / "linked.zv"
+    shutil.copytree(pyramided, path)
+    assert (path / rel).parent.is_dir()  # a chunk folder of the store as built: the removal deletes it
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    link = _plant_link(path.resolve(), rel, "folder", outside)
+    old = tree_digest(path)
+    with pytest.raises(store.StoreError, match=_refused_naming(link)):
+        pyramid.remove_resolution_level(path, 3)
+    _outside_as_planted(outside, "folder")
+    assert tree_digest(path) == old
+    assert _levels(path) == [0, 1, 2, 3]
+
+
+def test_repair_refuses_a_symlink_in_a_chunk_folder(pyramided, tmp_path, tree_digest):
+    path = tmp_path / "linked.zv"
+    shutil.copytree(pyramided, path)
+    (path / "0/vertices/c/3/3/3.0123abcd.partial").write_bytes(b"left by an interrupted write")  # work for repair
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    link = _plant_link(path.resolve(), "1/links/+1/0.0.0/c/9", "folder", outside)
+    old = tree_digest(path)
+    assert any("partial" in line for line in store.repair(path, dry_run=True))  # a dry run only reads
+    with pytest.raises(store.StoreError, match=_refused_naming(link)):
+        store.repair(path)
+    _outside_as_planted(outside, "folder")
+    assert tree_digest(path) == old
+
+
+def test_recovery_refuses_a_symlink_in_a_chunk_folder_and_opening_leaves_it_alone(pyramided, tmp_path, tree_digest):
+    """A hot journal (its writer gone) with work to undo: recovery deletes files, so it is refused too."""
+    path = tmp_path / "linked.zv"
+    shutil.copytree(pyramided, path)
+    holder = {"pid": 2**22 + 7, "host": "elsewhere", "started": time.time(), "operation": "build"}
+    before = journal._listing(path)
+    (path / journal.JOURNAL).mkdir()
+    entry = {"format": journal.JOURNAL_FORMAT, "operation": "build", "state": "writing", "holder": holder}
+    journal.write_json_atomic(journal.journal_path(path), {**entry, "before": before})
+    (path / "4").mkdir()  # written by the dead writer, not in its ``before``: a rollback deletes it
+    (path / "4" / "unpublished").write_bytes(b"x")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    link = _plant_link(path.resolve(), "0/vertices/c/9", "folder", outside)
+    old = tree_digest(path)
+    assert store.interrupted_write(path) is not None
+    with pytest.raises(store.StoreError, match=_refused_naming(link)):
+        store.recover(path)
+    with pytest.raises(store.StoreError, match=_refused_naming(link)):
+        store.repair(path)
+    assert store.recover_if_interrupted(path) is None  # an open reads it as published
+    _outside_as_planted(outside, "folder")
+    assert tree_digest(path) == old
+
+
 def test_a_hot_journal_is_reported_to_readers_and_undone_by_the_next_build(level0, child, tmp_path, tree_digest):
     path = tmp_path / "hot.zv"
     shutil.copytree(level0, path)

@@ -2,6 +2,10 @@
 
 The protocol (docs/safety.md describes it for other tools):
 
+* **No links.** Before anything else, the writer refuses a store with a
+  symbolic link anywhere in it (chunk folders and files, the journal and the
+  lock file included): nothing is written, moved or deleted through one.
+  ``recover`` looks too, holding the lock.
 * **Lock.** A writer holds ``<store>/.nzv-lock`` (``filelock``: an OS lock,
   released when the process dies, even by ``kill -9``).  A second writer is
   refused at once, naming the holder recorded in the journal.
@@ -61,6 +65,10 @@ class StoreLocked(RuntimeError):
 
 class JournalError(RuntimeError):
     """A journal that cannot be read or acted on."""
+
+
+class SymlinkInStore(JournalError):
+    """A symbolic link inside the store: a write or delete through it could land outside the store."""
 
 
 # ---------------------------------------------------------------- the staging store
@@ -278,9 +286,49 @@ def _listing(root: Path) -> list[str]:
     return [name for _, name in _entries(root)]
 
 
+def _links_below(root: Path) -> Iterator[str]:
+    """The path of every symbolic link below ``root``, never following one.
+
+    Everything is walked: chunk folders (``c/``) and chunk files, the
+    journal and the lock file too, since a write or a rollback touches any
+    of them.  Only ``os.scandir`` entries are read (the kind comes from the
+    folder listing, no ``stat`` per file on Linux): about 0.5 s for a store
+    of 245,000 files in 6,600 folders, warm cache (docs/safety.md).  A
+    folder that vanishes meanwhile (a live writer's rollback or publish; it
+    is refused by the lock next) is skipped: nothing can be written through it.
+    """
+    stack = [os.fspath(root)]
+    while stack:
+        try:
+            it = os.scandir(stack.pop())
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        with it:
+            for entry in it:
+                if entry.is_symlink():
+                    yield entry.path
+                elif entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+
+
 def symlinks(root: Path) -> list[str]:
-    """Symbolic links below ``root`` (chunk folders' contents aside): a write through one would leave the store."""
-    return [name.rstrip("/") for entry, name in _entries(root) if entry.is_symlink()]
+    """Symbolic links anywhere below ``root`` (relative names): a write or delete through one would leave the store."""
+    return [os.path.relpath(path, root) for path in _links_below(root)]
+
+
+def _link_message(root: Path, link: str) -> str:
+    return (
+        f"Store '{root}' contains a symbolic link ('{link}'); a change would write outside "
+        "the store through it. Replace the link with a real copy of what it points to, then try again. "
+        "Nothing was changed."
+    )
+
+
+def refuse_symlinks(root: Path) -> None:
+    """SymlinkInStore naming the first link found anywhere below ``root``; run before anything is written."""
+    link = next(_links_below(root), None)
+    if link is not None:
+        raise SymlinkInStore(_link_message(root, link))
 
 
 def journal_path(root: Path) -> Path:
@@ -315,6 +363,10 @@ def holder_of(root: Path) -> Holder | None:
 def _file_lock(root: Path) -> Any:
     from filelock import FileLock
 
+    # taking the lock opens the file: never through a link (filelock 4.x refuses one too, but then the
+    # message would say the store is busy)
+    if (root / LOCK).is_symlink():
+        raise SymlinkInStore(_link_message(root, str(root / LOCK)))
     return FileLock(str(root / LOCK), timeout=0, thread_local=False, is_singleton=False)
 
 
@@ -466,13 +518,15 @@ def _publish(root: Path, journal: dict[str, Any]) -> None:
 def recover(root: str | os.PathLike[str]) -> str | None:
     """Finish or undo an interrupted write on ``root``; a sentence saying which, or None if none was needed.
 
-    Raises StoreLocked if a live writer holds the store.
+    Raises StoreLocked if a live writer holds the store, SymlinkInStore if a
+    symbolic link is anywhere in it (recovery deletes and moves files).
     """
     root = Path(root)
     if not (root / JOURNAL).is_dir():
         return None
     lock = _acquire(root)
     try:
+        refuse_symlinks(root)  # rolling back deletes and rolling forward moves files: only inside the store
         return _recover_locked(root)
     finally:
         _release(root, lock)
@@ -499,9 +553,14 @@ def write_session(root: str | os.PathLike[str], operation: str = "build") -> Ite
 
     On success the new metadata is published last; on any exception
     (KeyboardInterrupt and kill -9 included, through recovery) the store
-    is left as it was.  A hot journal found first is recovered first.
+    is left as it was.  A store with a symbolic link anywhere in it is
+    refused (SymlinkInStore) before anything else; then a hot journal found
+    first is recovered first.
     """
     root = Path(root)
+    # before the lock: a kill during the walk leaves nothing behind (not even the lock file), and the walk
+    # covers the journal, so recovering a hot journal below is safe too
+    refuse_symlinks(root)
     lock = _acquire(root)
     try:
         if (root / JOURNAL).is_dir():

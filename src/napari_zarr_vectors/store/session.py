@@ -62,8 +62,7 @@ def write_session(path: str | os.PathLike[str], operation: str = "build") -> Ite
     if _SESSION_OWNERS.get(key) == threading.get_ident():  # nested in this thread's own session: part of it
         yield
         return
-    check_writable_format(root)
-    _refuse_symlinks(root)
+    check_writable_format(root)  # a symbolic link anywhere in the store is refused by journal.write_session
     with _SESSIONS_LOCK:
         if key in _SESSIONS:
             raise StoreBusy(f"Store '{path}' is already being changed by this process; wait for that to finish.")
@@ -99,19 +98,6 @@ def _os_error_message(path: str | os.PathLike[str], exc: OSError) -> str:
     return f"Store '{path}': the change failed ({exc}) and was undone; the store is as it was."
 
 
-def _refuse_symlinks(root: Path) -> None:
-    """A link inside the store would let a write land outside it: refuse before writing anything."""
-    from .journal import symlinks
-
-    links = symlinks(root)
-    if links:
-        raise StoreError(
-            f"Store '{root}' contains a symbolic link ('{root / links[0]}'); a change would write outside "
-            "the store through it. Replace the link with a real copy of what it points to, then try again. "
-            "Nothing was changed."
-        )
-
-
 def recover(path: str | os.PathLike[str]) -> str | None:
     """Finish or undo an interrupted build on ``path`` (a sentence saying which), or None if there was none."""
     from . import journal
@@ -132,8 +118,11 @@ def recover_if_interrupted(path: str | os.PathLike[str]) -> str | None:
 
     What recovery deletes was never visible and what it publishes was
     durable, so an open may do it.  A store this process cannot write,
-    or one a live writer holds, is left alone: it reads as published.
+    one with a symbolic link in it, or one a live writer holds, is left
+    alone: it reads as published.
     """
+    from . import journal
+
     root = _journaled(path)
     if root is None:
         return None
@@ -145,6 +134,10 @@ def recover_if_interrupted(path: str | os.PathLike[str]) -> str | None:
         return recover(root)
     except StoreBusy:
         return None
+    except StoreError as exc:
+        if isinstance(exc.__cause__, journal.SymlinkInStore):  # never changed through a link: read as published
+            return None
+        raise
 
 
 def _journaled(path: Any) -> Path | None:
