@@ -56,21 +56,6 @@ class Access:
         """The store's folder name (its last path part)."""
         return name_of(self.address)
 
-    @property
-    def public(self) -> str:
-        """The address ``StoreInfo.path`` and layer metadata carry: no credentials, one spelling."""
-        return self.shown if self.local is None else str(self.path)
-
-    def refuse_writes(self, operation: str) -> None:
-        """Writes never reach a store this plugin cannot change: a StoreError saying how to work on a local copy."""
-        if self.writable:
-            return
-        raise StoreError(
-            f"'{self.shown}' is a remote store, and this plugin only reads remote stores: it cannot {operation} "
-            f"there. Make a local copy with `napari-zarr-vectors download {self.shown} LOCAL.zv`, {operation} on "
-            "the copy, and upload the copy with your cloud's own tool if others should see it. Nothing was changed."
-        )
-
     def may_exist(self) -> bool:
         """False only when the store certainly is not there (a local path that is no folder); no request is made."""
         return self.local is None or self.local.is_dir()
@@ -78,12 +63,6 @@ class Access:
     def root_may_exist(self) -> bool:
         """False only when a local store certainly has no root zarr.json file (a URL's is checked when read)."""
         return self.local is None or (self.local / "zarr.json").is_file()
-
-    def failure(self, exc: BaseException, what: str) -> StoreError:
-        """A read of this store that failed, as one sentence: what failed and what to check."""
-        if self.local is None:
-            return _remote_failure(self.address, exc, what)
-        return StoreError(f"Store '{self.path}': {what} failed: {exc}")
 
     def raise_failure(self, exc: BaseException, what: str, message: str | None = None) -> NoReturn:
         """Raise ``failure`` (or ``message`` for a local store); a network failure's chain is cut (it names URLs)."""
@@ -196,8 +175,14 @@ def name_of(path: Any) -> str:
 def refuse_remote(path: Any, operation: str) -> None:
     """Writes never reach a store this plugin cannot change (a URL): a StoreError saying how to use a local copy."""
     path = plain(path)
-    if remote.is_url(path):
-        Access(str(path), str(path), remote.shown(str(path)), None, False, False, False, False).refuse_writes(operation)
+    if not remote.is_url(path):
+        return
+    url = remote.shown(str(path))
+    raise StoreError(
+        f"'{url}' is a remote store, and this plugin only reads remote stores: it cannot {operation} there. "
+        f"Make a local copy with `napari-zarr-vectors download {url} LOCAL.zv`, {operation} on the copy, "
+        "and upload the copy with your cloud's own tool if others should see it. Nothing was changed."
+    )
 
 
 def missing_on_disk(

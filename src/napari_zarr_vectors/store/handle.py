@@ -463,7 +463,7 @@ def _describe(h: Handle) -> StoreInfo:
     lo, hi = _bounds(p, zmeta.get("bounds"), ndim)
     scale, translate = _scene_transform(attrs, ndim, p)
     return StoreInfo(
-        path=h.access.public,
+        path=h.access.shown,
         kind=kind,
         ndim=ndim,
         axis_names=axis_names,
