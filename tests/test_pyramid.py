@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -267,6 +268,16 @@ def _chained(first, second) -> set[tuple]:
     return {(int(q), tuple(second.keys[k].tolist())) for q, j in first.pairs for m, k in second.pairs if m == j}
 
 
+def _two_levels_up_agree(path) -> bool:
+    """Whether level 1's parents two levels up (direct links when stored) are its parents' parents."""
+    from napari_zarr_vectors import drill
+
+    d = drill.Drill(path)
+    x = _level_keys(path, 1, 50, seed=1)
+    one = d.parents(1, x, 1)
+    return _pairs(d.parents(1, x, 2)) == _chained(one, d.parents(2, one.keys, 1))
+
+
 @pytest.mark.parametrize("storage", ["implicit", "explicit"])
 def test_remove_then_coarsen_at_depth_two_drills_like_single_steps(tmp_path, storage):
     """Issue 26: with cross_level_depth=2, removing level 3 left level 1's links/+2 into it; once level 3 was
@@ -294,6 +305,37 @@ def test_remove_then_coarsen_at_depth_two_drills_like_single_steps(tmp_path, sto
     assert _pairs(d.parents(0, x0, 2)) == _chained(one, d.parents(1, one.keys, 1))
     assert store.repair(path, dry_run=True) == []
     assert zv.open(str(path)).validate(level=3).errors == []
+
+
+@pytest.mark.parametrize(
+    ("built", "rebuilt", "finding"),
+    [
+        (2.0, 3.0, "address .* vertices level 3 does not hold"),  # a coarser level 3: old rows are gone
+        (4.0, 2.0, "disagree with the \\+1 links composed 2 times"),  # a finer one: old rows exist, other parents
+    ],
+    ids=["rows-gone", "other-parents"],
+)
+def test_repair_finds_and_removes_stale_link_families(tmp_path, tree_digest, capsys, built, rebuilt, finding):
+    """A store left by the old remove: level 1's links/+2 outlived level 3, which was then built again."""
+    from napari_zarr_vectors import cli
+
+    path = _depth_two_points(tmp_path / "stale.zv", "implicit", last=built)
+    shutil.copytree(path / "1" / "links" / "+2", tmp_path / "old+2")  # what the old remove left behind
+    pyramid.remove_resolution_level(path, 3)
+    pyramid.coarsen_level(path, 2, 3, coarsen_factor=rebuilt)
+    shutil.copytree(tmp_path / "old+2", path / "1" / "links" / "+2", dirs_exist_ok=True)  # (the old remove kept it)
+    assert store.link_deltas(path, 1) == [1, 2]
+    assert not _two_levels_up_agree(path)  # the symptom: drilling +2 reads the stale family
+    before = tree_digest(path)
+    assert cli.main(["repair", str(path), "--dry-run"]) == 0
+    report = capsys.readouterr().out
+    assert re.search(f"level 1: links \\+2 {finding}.*level 3 was rebuilt after them \\(stale links\\)", report)
+    assert tree_digest(path) == before  # a dry run changes nothing
+    assert cli.main(["repair", str(path)]) == 0
+    assert "removed 1 stale link family" in capsys.readouterr().out
+    assert store.link_deltas(path, 1) == [1] and 2 in store.link_deltas(path, 0)  # only the stale one went
+    assert _two_levels_up_agree(path)  # composed from +1 now
+    assert store.repair(path) == []
 
 
 def test_suggest_factors_counts_levels_like_an_image_pyramid(tmp_path):
