@@ -270,6 +270,21 @@ def test_a_bad_base_bin_shape_is_said_promptly_in_napari(make_napari_viewer, tin
         assert word in error_notifications[0]
 
 
+@pytest.mark.parametrize("value", [-50.0, 0.0, float("nan"), float("inf")], ids=["-50", "0", "NaN", "inf"])
+def test_the_density_image_never_doubles_a_bad_pixel_for_ever(tiny, value):
+    """The loop that grows the density pixel until the raster fits stops on a pixel that is not positive and finite."""
+    from dataclasses import replace
+
+    from napari_zarr_vectors import layers
+
+    info = store.open_info(tiny())
+    bad = replace(info, levels=(replace(info.levels[0], bin_shape=(value, value)), *info.levels[1:]))
+    with _deadline(30), pytest.raises(density.DensityError, match="a pixel and a bin must be positive and finite"):
+        layers.density_layer(bad)
+    with _deadline(30), pytest.raises(density.DensityError, match="positive and finite"):
+        layers.density_layer(info, max_pixels=0)  # no raster fits: the pixel grows until it overflows, then stops
+
+
 def test_build_refuses_damaged_metadata_before_writing(tiny, tree_digest):
     path = tiny(levels=False)
     _edit_root(path, _bounds_null)
