@@ -7,10 +7,13 @@ CLI cases run the command itself and read what it prints.
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import inspect
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -60,10 +63,35 @@ def tiny(templates, tmp_path):
     return make
 
 
-def _edit_root(path: Path, change) -> None:
-    meta = json.loads((path / "zarr.json").read_text())
+def _edit_root(path: Path, change, file: str = "zarr.json") -> None:
+    meta = json.loads((path / file).read_text())
     change(meta)
-    (path / "zarr.json").write_text(json.dumps(meta))
+    # an infinite float as valid JSON spells it: a number too large for a float (json.dumps writes Infinity)
+    (path / file).write_text(json.dumps(meta).replace("Infinity", "1e400"))
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float):
+    """Fail the test, instead of hanging it, when the body runs longer than ``seconds``.
+
+    SIGALRM's handler runs in the main thread between bytecodes, so it
+    stops a Python loop that never ends (the density pixel doubling a
+    negative size); should the body hang in C code instead, faulthandler
+    ends the whole run, with every thread's traceback, a while later.
+    """
+
+    def expired(signum, frame):
+        pytest.fail(f"still running after {seconds:g} s: this would hang for ever")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    faulthandler.dump_traceback_later(seconds * 4, exit=True, file=sys.__stderr__)  # capsys's stderr has no fd
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        faulthandler.cancel_dump_traceback_later()
 
 
 def _run_cli(capsys, *argv: str) -> tuple[int, str]:
@@ -78,7 +106,9 @@ def _read_through_napari(path: Path, error_notifications: list[str]) -> str:
     """Open ``path`` through the npe2 reader; the one error notification it shows."""
     reader = _reader.get_reader(str(path))
     assert reader is not None, "the reader must claim a damaged .zv store, to say what is wrong with it"
-    assert reader(str(path)) == [(None,)]  # read, nothing to show: no reader-choice dialog
+    with _deadline(60):
+        got = reader(str(path))
+    assert got == [(None,)]  # read, nothing to show: no reader-choice dialog
     assert len(error_notifications) == 1
     return error_notifications[0]
 
@@ -103,11 +133,50 @@ def _zarr_format_2(meta: dict) -> None:
     meta["zarr_format"] = 2
 
 
+def _root_size(name: str, value: float):
+    """Set ``attributes.zarr_vectors.<name>`` (base_bin_shape, chunk_shape) to ``value`` on both axes."""
+
+    def change(meta: dict) -> None:
+        meta["attributes"]["zarr_vectors"][name] = [value, value]
+
+    return change
+
+
+def _level_bin_nan(meta: dict) -> None:
+    """Level 2's NGFF translation, from which zarr-vectors derives its bin (twice it)."""
+    meta["attributes"]["multiscales"][0]["datasets"][2]["coordinateTransformations"][1]["translation"] = [
+        float("nan")
+    ] * 2
+
+
+POSITIVE = "must be a list of 2 positive finite numbers"
 DAMAGED_ROOTS = {
     "attributes list": (_attributes_list, ['"attributes" is a list', "Restore zarr.json"]),
     "bounds null": (_bounds_null, ["bounds is null", "[[min per axis], [max per axis]]"]),
     "scale strings": (_scale_strings, ['scale is ["2", "2"]', "list of 2 finite numbers"]),
     "zarr_format 2": (_zarr_format_2, ["zarr_format 2", "Zarr v3 (zarr_format 3)"]),
+    # issue 26, item 4: a bin or chunk size that is not positive and finite (-50 hung napari's open)
+    "base bin -50": (
+        _root_size("base_bin_shape", -50),
+        ["attributes.zarr_vectors.base_bin_shape is [-50, -50]", POSITIVE],
+    ),
+    "base bin 0": (_root_size("base_bin_shape", 0), ["attributes.zarr_vectors.base_bin_shape is [0, 0]", POSITIVE]),
+    "base bin NaN": (_root_size("base_bin_shape", float("nan")), ["base_bin_shape is [NaN, NaN]", POSITIVE]),
+    "base bin 1e400": (
+        _root_size("base_bin_shape", float("inf")),
+        ["base_bin_shape is [Infinity, Infinity]", POSITIVE],
+    ),
+    "chunk -50": (_root_size("chunk_shape", -50), ["attributes.zarr_vectors.chunk_shape is [-50, -50]", POSITIVE]),
+    "chunk 0": (_root_size("chunk_shape", 0), ["attributes.zarr_vectors.chunk_shape is [0, 0]", POSITIVE]),
+    "chunk NaN": (
+        _root_size("chunk_shape", float("nan")),
+        ["attributes.zarr_vectors.chunk_shape is [NaN, NaN]", POSITIVE],
+    ),
+    "chunk 1e400": (_root_size("chunk_shape", float("inf")), ["chunk_shape is [Infinity, Infinity]", POSITIVE]),
+    "level bin NaN": (
+        _level_bin_nan,
+        ["multiscales[0].datasets[2].coordinateTransformations[1].translation", POSITIVE],
+    ),
 }
 
 
@@ -133,7 +202,7 @@ def test_damaged_root_metadata_in_python(tiny, tree_digest, case):
     if case in ("attributes list", "zarr_format 2"):  # listing levels needs no bounds nor transforms
         calls["list_resolution_levels"] = lambda: nzv.list_resolution_levels(path)
     for name, call in calls.items():
-        with pytest.raises(StoreError) as err:
+        with _deadline(60), pytest.raises(StoreError) as err:
             call()
         for word in [path.name, *words]:
             assert word in str(err.value), f"{name}: {err.value}"
@@ -151,7 +220,8 @@ def test_damaged_root_metadata_on_the_command_line(tiny, tree_digest, capsys, tm
         ["remove", path, "2"],
         ["export-dzi", path, tmp_path / "web", "--quiet"],
     ):
-        code, err = _run_cli(capsys, *argv)
+        with _deadline(60):
+            code, err = _run_cli(capsys, *argv)
         assert code == 1, argv
         assert err.startswith("error:") or err.startswith("\nerror:")
         for word in words:
@@ -169,6 +239,50 @@ def test_damaged_root_metadata_in_napari(tiny, tree_digest, error_notifications,
     for word in [path.name, *words]:
         assert word in message
     assert tree_digest(path) == before
+
+
+@pytest.mark.parametrize(("name", "value"), [("chunk_shape", -50.0), ("bin_shape", 0.0), ("bin_ratio", float("nan"))])
+def test_a_level_s_own_sizes_must_be_positive_and_finite(tiny, tree_digest, name, value):
+    """A level's zarr.json (``1/zarr.json``) can carry its own bin and chunk sizes: checked as the root's are."""
+    path = tiny()
+    _edit_root(
+        path, lambda meta: meta["attributes"]["zarr_vectors_level"].update({name: [value, value]}), "1/zarr.json"
+    )
+    before = tree_digest(path)
+    with pytest.raises(StoreError) as err:
+        nzv.open_info(path)
+    for word in (path.name, f"level 1's 1/zarr.json's attributes.zarr_vectors_level.{name} is", POSITIVE):
+        assert word in str(err.value)
+    assert tree_digest(path) == before
+
+
+@pytest.mark.parametrize("value", [-50.0, 0.0, float("nan"), float("inf")], ids=["-50", "0", "NaN", "1e400"])
+def test_a_bad_base_bin_shape_is_said_promptly_in_napari(make_napari_viewer, tiny, error_notifications, value):
+    """Issue 26, item 4: base_bin_shape [-50, -50] made viewer.open never return (its density pixel doubled)."""
+    path = tiny()
+    _edit_root(path, _root_size("base_bin_shape", value))
+    viewer = make_napari_viewer()
+    with _deadline(30):
+        opened = viewer.open(str(path), plugin="napari-zarr-vectors")
+    assert opened == [] and len(viewer.layers) == 0
+    assert len(error_notifications) == 1
+    for word in (path.name, "attributes.zarr_vectors.base_bin_shape is", POSITIVE):
+        assert word in error_notifications[0]
+
+
+@pytest.mark.parametrize("value", [-50.0, 0.0, float("nan"), float("inf")], ids=["-50", "0", "NaN", "inf"])
+def test_the_density_image_never_doubles_a_bad_pixel_for_ever(tiny, value):
+    """The loop that grows the density pixel until the raster fits stops on a pixel that is not positive and finite."""
+    from dataclasses import replace
+
+    from napari_zarr_vectors import layers
+
+    info = store.open_info(tiny())
+    bad = replace(info, levels=(replace(info.levels[0], bin_shape=(value, value)), *info.levels[1:]))
+    with _deadline(30), pytest.raises(density.DensityError, match="a pixel and a bin must be positive and finite"):
+        layers.density_layer(bad)
+    with _deadline(30), pytest.raises(density.DensityError, match="positive and finite"):
+        layers.density_layer(info, max_pixels=0)  # no raster fits: the pixel grows until it overflows, then stops
 
 
 def test_build_refuses_damaged_metadata_before_writing(tiny, tree_digest):

@@ -71,6 +71,12 @@ def test_layout_matches_the_build(linked):
     assert (2 in deltas[0]) == (depth != 1)
 
 
+def test_repair_finds_nothing_stale_in_a_fresh_build(linked):
+    """Every family of every layout agrees with the composed +1 links, so repair's stale check keeps them all."""
+    path, _, _ = linked
+    assert store.repair(path, dry_run=True) == []
+
+
 def test_x_is_among_the_children_of_its_parents(linked):
     path, _, _ = linked
     d = drill.Drill(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -193,6 +194,12 @@ def test_links_on_disk_are_what_was_asked(tmp_path, depth, storage):
     meta = json.loads((path / "zarr.json").read_text())["attributes"]["zarr_vectors"]
     assert (meta["cross_level_depth"], meta["cross_level_storage"]) == (depth, storage)
     assert zv.open(str(path)).validate(level=2).errors == []
+    assert store.repair(path, dry_run=True) == []  # a fresh build has nothing stale or dangling
+    # removing the top takes every family pointing into it (level 0's +3, level 1's +2 ...), and only those
+    before = {level: set(store.link_deltas(path, level)) for level in range(top)}
+    pyramid.remove_resolution_level(path, top)
+    for level in range(top):
+        assert set(store.link_deltas(path, level)) == {d for d in before[level] if level + d != top}, level
 
 
 @pytest.mark.parametrize(
@@ -237,6 +244,100 @@ def test_existing_levels_and_level_removal(tmp_path):
     assert zv.open(str(path)).validate(level=2).errors == []
 
 
+def _depth_two_points(path, storage: str, last: float = 2.0):
+    """20,000 points, three levels linked with cross_level_depth=2 (the last coarsened ``last`` times)."""
+    samples.make_point_cloud(path, 20_000, extent=400.0, chunk=100.0, bin_size=25.0, factors=None)
+    pyramid.build_pyramid(path, [(2.0, 1.0), (2.0, 1.0), (last, 1.0)], cross_level_depth=2, cross_level_storage=storage)
+    return path
+
+
+def _level_keys(path, level: int, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` random vertices of ``level`` as drill keys (chunk coordinates, row in the chunk)."""
+    rng = np.random.default_rng(seed)
+    coords, counts = store.chunk_vertex_counts(path, level)
+    pick = rng.choice(len(coords), size=n, p=counts / counts.sum())
+    return np.array([(*coords[i], rng.integers(counts[i])) for i in pick], dtype=np.int64)
+
+
+def _pairs(found) -> set[tuple]:
+    return {(int(q), tuple(found.keys[j].tolist())) for q, j in found.pairs}
+
+
+def _chained(first, second) -> set[tuple]:
+    """(query, key) pairs of two single steps, joined by hand."""
+    return {(int(q), tuple(second.keys[k].tolist())) for q, j in first.pairs for m, k in second.pairs if m == j}
+
+
+def _two_levels_up_agree(path) -> bool:
+    """Whether level 1's parents two levels up (direct links when stored) are its parents' parents."""
+    from napari_zarr_vectors import drill
+
+    d = drill.Drill(path)
+    x = _level_keys(path, 1, 50, seed=1)
+    one = d.parents(1, x, 1)
+    return _pairs(d.parents(1, x, 2)) == _chained(one, d.parents(2, one.keys, 1))
+
+
+@pytest.mark.parametrize("storage", ["implicit", "explicit"])
+def test_remove_then_coarsen_at_depth_two_drills_like_single_steps(tmp_path, storage):
+    """Issue 26: with cross_level_depth=2, removing level 3 left level 1's links/+2 into it; once level 3 was
+    built again (coarsen_level), parents(1, keys, 2) followed those links to other metanodes (8 for 6)."""
+    import napari_zarr_vectors as nzv
+    from napari_zarr_vectors import drill
+
+    path = _depth_two_points(tmp_path / "d2.zv", storage)
+    pyramid.remove_resolution_level(path, 3)
+    assert all(lv + d != 3 for lv in range(3) for d in store.link_deltas(path, lv))
+    assert store.link_deltas(path, 1) == ([-1, 1] if storage == "explicit" else [1])
+    pyramid.coarsen_level(path, 2, 3, coarsen_factor=3.0, cross_level_storage=storage)
+    # the public drill, as the issue ran it: +2 from level 1 is +1 twice
+    x = _level_keys(path, 1, 50)
+    one = nzv.parents(path, 1, x, 1)
+    assert _pairs(nzv.parents(path, 1, x, 2)) == _chained(one, nzv.parents(path, 2, one.keys, 1))
+    # and down again, and from level 0 (whose +2 into level 2 was kept and is still right)
+    d = drill.Drill(path)
+    top = _level_keys(path, 3, 5, seed=2)
+    down = d.children(3, top, 1)
+    assert _pairs(d.children(3, top, 2)) == _chained(down, d.children(2, down.keys, 1))
+    assert 2 in store.link_deltas(path, 0)
+    x0 = _level_keys(path, 0, 50, seed=3)
+    one = d.parents(0, x0, 1)
+    assert _pairs(d.parents(0, x0, 2)) == _chained(one, d.parents(1, one.keys, 1))
+    assert store.repair(path, dry_run=True) == []
+    assert zv.open(str(path)).validate(level=3).errors == []
+
+
+@pytest.mark.parametrize(
+    ("built", "rebuilt", "finding"),
+    [
+        (2.0, 3.0, "address .* vertices level 3 does not hold"),  # a coarser level 3: old rows are gone
+        (4.0, 2.0, "disagree with the \\+1 links composed 2 times"),  # a finer one: old rows exist, other parents
+    ],
+    ids=["rows-gone", "other-parents"],
+)
+def test_repair_finds_and_removes_stale_link_families(tmp_path, tree_digest, capsys, built, rebuilt, finding):
+    """A store left by the old remove: level 1's links/+2 outlived level 3, which was then built again."""
+    from napari_zarr_vectors import cli
+
+    path = _depth_two_points(tmp_path / "stale.zv", "implicit", last=built)
+    shutil.copytree(path / "1" / "links" / "+2", tmp_path / "old+2")  # what the old remove left behind
+    pyramid.remove_resolution_level(path, 3)
+    pyramid.coarsen_level(path, 2, 3, coarsen_factor=rebuilt)
+    shutil.copytree(tmp_path / "old+2", path / "1" / "links" / "+2", dirs_exist_ok=True)  # (the old remove kept it)
+    assert store.link_deltas(path, 1) == [1, 2]
+    assert not _two_levels_up_agree(path)  # the symptom: drilling +2 reads the stale family
+    before = tree_digest(path)
+    assert cli.main(["repair", str(path), "--dry-run"]) == 0
+    report = capsys.readouterr().out
+    assert re.search(f"level 1: links \\+2 {finding}.*level 3 was rebuilt after them \\(stale links\\)", report)
+    assert tree_digest(path) == before  # a dry run changes nothing
+    assert cli.main(["repair", str(path)]) == 0
+    assert "removed 1 stale link family" in capsys.readouterr().out
+    assert store.link_deltas(path, 1) == [1] and 2 in store.link_deltas(path, 0)  # only the stale one went
+    assert _two_levels_up_agree(path)  # composed from +1 now
+    assert store.repair(path) == []
+
+
 def test_suggest_factors_counts_levels_like_an_image_pyramid(tmp_path):
     path = write_points(tmp_path / "s.zv", 20_000)
     # extent 2000 / chunk 500: 2 levels of x2 until the grid fits one chunk; the floor may stop it earlier
@@ -259,6 +360,7 @@ def test_upstream_pyramid_of_every_kind_gets_attributes(upstream_stores, tmp_pat
         names = store.vertex_attribute_names(path, 0)
         assert names and set(names) <= set(store.vertex_attribute_names(path, 1)), kind
         assert zv.open(str(path)).validate(level=2).errors == [], kind
+        assert store.repair(path, dry_run=True) == [], kind  # upstream's links: nothing stale
 
 
 def test_a_strategy_registered_by_another_package_is_offered_and_compounds(tmp_path):

@@ -417,6 +417,15 @@ def density_layer(info: StoreInfo, *, max_pixels: int = DENSITY_MAX_PIXELS) -> L
     grid = None
     pixel = np.asarray(info.levels[0].bin_shape, dtype=float) * density.PIXEL_FRACTION
     while grid is None:
+        # doubling a positive finite pixel ends: the raster shrinks to one pixel, or the pixel overflows to
+        # infinity and stops here; a negative, zero or NaN pixel would double for ever
+        if not (np.all(np.isfinite(pixel)) and np.all(pixel > 0)):
+            raise density.DensityError(
+                f"Store '{info.path}': the density image's pixel came to {tuple(pixel.tolist())} from level 0's "
+                f"bin size {tuple(info.levels[0].bin_shape)}; a pixel and a bin must be positive and finite, so no "
+                "density image is made. Fix attributes.zarr_vectors.base_bin_shape in the store's zarr.json, or "
+                "restore it from a copy."
+            )
         try:
             grid = density.density_grid(info, pixel_size=pixel, max_pixels=max_pixels)
         except density.DensityError:

@@ -39,7 +39,7 @@ def list_resolution_levels(path: str | os.PathLike[str]) -> list[int]:
 
 
 def remove_resolution_level(path: str | os.PathLike[str], level_index: int) -> None:
-    """Remove the coarsest level (only it can go, so the pyramid never has a hole), and the links into it.
+    """Remove the coarsest level (only it can go, so the pyramid never has a hole), and every link into it.
 
     Parameters
     ----------
@@ -87,13 +87,9 @@ def remove_resolution_level(path: str | os.PathLike[str], level_index: int) -> N
             f"its parent; remove levels {levels[-1]} down to {level_index} in turn, starting with "
             f"remove_resolution_level(path, {levels[-1]})."
         )
-    with store.write_session(info.path, "remove"):  # all or nothing: the level and the links into it
-        store.remove_level(info.path, int(level_index))
-        # links at the level below that pointed into it are dangling now
-        below = levels[-2]
-        for delta in store.link_deltas(info.path, below):
-            if delta > 0:
-                store.remove_link_family(info.path, below, delta)
+    # all or nothing, in one write session: the level and every link family pointing into it
+    # (with cross_level_depth 2, level 1's links/+2 as well as level 2's links/+1)
+    store.remove_level(info.path, int(level_index))
 
 
 def pyramid_summary(path: str | os.PathLike[str]) -> dict[str, Any]:

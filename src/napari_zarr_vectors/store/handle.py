@@ -22,7 +22,18 @@ from .errors import StoreError
 from .info import ALL_KINDS, MESH_KINDS, POINT_KINDS, LevelInfo, StoreInfo
 from .journal import JOURNAL
 from .local import LocalStore
-from .metadata import MAX_METADATA_BYTES, _bounds, _frozen, _parse_root_json, _scene_transform, _shown, declared_levels
+from .metadata import (
+    MAX_METADATA_BYTES,
+    _bounds,
+    _check_level_sizes,
+    _check_root_sizes,
+    _frozen,
+    _parse_root_json,
+    _scene_transform,
+    _shown,
+    _sizes,
+    declared_levels,
+)
 
 
 def read_root_json(path: Path | str) -> dict[str, Any]:
@@ -421,6 +432,7 @@ def _describe(h: Handle) -> StoreInfo:
         )
     if not level_ids:
         raise StoreError(f"Store '{p}' has no resolution levels.")
+    _check_root_sizes(p, attrs, ndim)  # before any level's bin or chunk is derived from them
     if _publishing_elsewhere(h.access):
         # another process is publishing (or died while it did): a level is published when the root lists it
         published = set(declared_levels(attrs))
@@ -440,13 +452,16 @@ def _describe(h: Handle) -> StoreInfo:
             objects = 0
             if kind not in POINT_KINDS + MESH_KINDS:
                 objects = int(lv.objects.count)
+            _check_level_sizes(p, int(index), h.level_group(index).attrs.to_dict(), ndim)
+            # what zarr-vectors derives from those (a ratio times a base can still overflow) is checked as well
+            whose, source = f"level {index}'s", "(zarr-vectors derives it from the root's and the level's zarr.json)"
             levels.append(
                 LevelInfo(
                     index=int(index),
                     vertex_count=int(lv.vertex_count),
                     object_count=objects,
-                    bin_shape=tuple(float(v) for v in lv.resolution),
-                    chunk_shape=tuple(float(v) for v in lv.scale),
+                    bin_shape=tuple(_sizes(p, list(lv.resolution), ndim, f"bin size {source}", whose).tolist()),
+                    chunk_shape=tuple(_sizes(p, list(lv.scale), ndim, f"chunk size {source}", whose).tolist()),
                 )
             )
         except StoreError:

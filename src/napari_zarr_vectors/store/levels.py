@@ -26,7 +26,10 @@ def list_levels(path: str | os.PathLike[str] | Handle) -> list[int]:
 
 
 def remove_level(path: str | os.PathLike[str], level: int) -> None:
-    """Remove one resolution level (never level 0); a read-only store is refused before anything changes."""
+    """Remove one resolution level (never level 0) and every link family that points into it.
+
+    A read-only store is refused before anything changes.
+    """
     from zarr_vectors import building as b
 
     path = plain(path)
@@ -36,9 +39,12 @@ def remove_level(path: str | os.PathLike[str], level: int) -> None:
         raise StoreError(f"Store '{path}': level 0 holds the data itself and cannot be removed.")
     if level not in levels:
         raise StoreError(f"Store '{path}' has no resolution level {level}; it has {levels}.")
-    below = [str(v) for v in levels if v < level][-1:]  # its links into this level go too
-    links = [f"{v}/{family}" for v in below for family in ("links", "cross_chunk_links")]
-    blocked = unwritable(path, trees=[str(level), *links], folders=below)
+    # every link family of another level that points into this one goes too (level 1's +2 into level 3, ...):
+    # left behind, a family would be read after the level is rebuilt and drill to the wrong vertices
+    into = [(v, d) for v in levels if v != level for d in link_deltas(path, v) if v + d == level]
+    holders = sorted({str(v) for v, _ in into})
+    links = [f"{v}/{family}" for v in holders for family in ("links", "cross_chunk_links")]
+    blocked = unwritable(path, trees=[str(level), *links], folders=holders)
     if blocked is not None:
         raise StoreError(
             f"Store '{path}' is read-only ('{blocked}' cannot be changed), so level {level} cannot be removed; "
@@ -46,6 +52,8 @@ def remove_level(path: str | os.PathLike[str], level: int) -> None:
         )
     try:
         with write_session(path, "remove"):  # the level goes in one step when the session publishes
+            for v, d in into:
+                remove_link_family(path, v, d)
             b.remove_resolution_level(_root(path, "r+"), level)
             _drop_level_from_root_metadata(Path(path).resolve(), level)
     except PermissionError as exc:

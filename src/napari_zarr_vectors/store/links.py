@@ -100,6 +100,10 @@ class LevelReader:
         self._links[delta] = (width, scales, segments)
         return self._links[delta]
 
+    def link_cells_present(self, delta: int) -> list[tuple[int, ...]]:
+        """The source cells that hold ``links/<delta>`` records, sorted (chunk listings only, no data read)."""
+        return sorted(set().union(*(seg[2] for seg in self._link_layout(delta)[2])))
+
     def link_cells(self, delta: int, cells: Iterable[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """The ``links/<delta>`` records whose source cell is one of ``cells``.
 

@@ -87,6 +87,65 @@ def _numbers(p: Path, value: Any, ndim: int, what: str) -> np.ndarray:
     return out
 
 
+def _sizes(p: Path, value: Any, ndim: int, what: str, where: str = "its zarr.json's") -> np.ndarray:
+    """``value`` as ``ndim`` positive finite floats (a bin or chunk size), or a StoreError naming the field ``what``.
+
+    A size of 0, below 0, NaN or infinite has no meaning, and code that
+    grows or divides by a bin (the density image doubles its pixel until
+    it fits) would never finish on one; so it is refused where it is read.
+    """
+    ok = isinstance(value, list | tuple) and len(value) == ndim
+    ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    out = np.asarray(value, dtype=float) if ok else np.zeros(0)
+    if not ok or not np.all(np.isfinite(out)) or not np.all(out > 0):
+        raise StoreError(
+            f"Store '{p}': {where} {what} is {_shown(value)}; it must be a list of {ndim} positive finite numbers "
+            "(one per axis: a size in the data's units). Fix that entry, or restore the file from a copy."
+        )
+    return out
+
+
+#: The root's sizes: level 0's bin (the chunk's when absent) and every level's chunk unless a level has its own.
+ROOT_SIZES = ("base_bin_shape", "chunk_shape")
+#: A level's own sizes in its ``<level>/zarr.json`` (``bin_ratio`` scales the root's bin when ``bin_shape`` is absent).
+LEVEL_SIZES = ("bin_shape", "bin_ratio", "chunk_shape")
+
+
+def _check_root_sizes(p: Path, attrs: Mapping[str, Any], ndim: int) -> None:
+    """The bin and chunk sizes the root's zarr.json gives: each positive and finite, or a StoreError naming it.
+
+    ``attributes.zarr_vectors.base_bin_shape`` and ``.chunk_shape``, and
+    each coarse level's NGFF ``scale`` (its bin ratio) and ``translation``
+    (half its bin) in ``attributes.multiscales``, from which zarr-vectors
+    derives a level's bin.  An absent entry is left to zarr-vectors.
+    """
+    zmeta = _mapping(attrs.get("zarr_vectors"))
+    for name in ROOT_SIZES:
+        if zmeta.get(name) is not None:
+            _sizes(p, zmeta[name], ndim, f"attributes.zarr_vectors.{name}")
+    multiscales = attrs.get("multiscales")
+    for i, ms in enumerate(multiscales if isinstance(multiscales, list) else []):
+        datasets = _mapping(ms).get("datasets")
+        for j, ds in enumerate(datasets if isinstance(datasets, list) else []):
+            name = str(_mapping(ds).get("path"))
+            if not name.isdigit() or int(name) == 0:
+                continue  # level 0's bin is the root's base_bin_shape: zarr-vectors ignores its transforms
+            transforms = _mapping(ds).get("coordinateTransformations")
+            for k, tr in enumerate(transforms if isinstance(transforms, list) else []):
+                kind = _mapping(tr).get("type")
+                if kind in ("scale", "translation") and tr.get(kind) is not None:
+                    where = f"attributes.multiscales[{i}].datasets[{j}].coordinateTransformations[{k}].{kind}"
+                    _sizes(p, tr[kind], ndim, where)
+
+
+def _check_level_sizes(p: Path, level: int, level_attrs: Mapping[str, Any], ndim: int) -> None:
+    """A level's own bin and chunk sizes (in ``<level>/zarr.json``): each positive and finite, or a StoreError."""
+    meta = _mapping(level_attrs.get("zarr_vectors_level"))
+    for name in LEVEL_SIZES:
+        if meta.get(name) is not None:
+            _sizes(p, meta[name], ndim, f"attributes.zarr_vectors_level.{name}", f"level {level}'s {level}/zarr.json's")
+
+
 def _scene_transform(
     attrs: Mapping[str, Any], ndim: int, path: Path = Path(".")
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
