@@ -470,7 +470,7 @@ def explain(url: str, exc: BaseException, what: str = "") -> str:
             f"'{where}': the server answered 404 Not Found{doing}. Check the URL (the store folder, ending in .zv or "
             ".zarrvectors), and that every file of the store was uploaded."
         )
-    if status == REDIRECT_STATUS or "misdirected request" in lowered or "unsuccessful tunnel" in lowered:
+    if status == REDIRECT_STATUS or any(m in lowered for m in ("misdirected request", "tunnelunsuccessful")):
         target = refused_redirect()
         to = f" ({target})" if target else ""
         return (
