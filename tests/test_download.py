@@ -421,3 +421,14 @@ def test_progress_is_one_line_a_tenth_in_a_log_and_one_redrawn_bar_on_a_terminal
         printer(p)
     text = term.getvalue()
     assert text.startswith("\r[") and text.endswith("200/200 files, 200.0 kB fetched\n") and text.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "key", ["0/../../outside", "../x", "/etc/passwd", "0//x", "0/./x", "C:/x", "0/a\\..\\..\\x", "0/\0"]
+)
+def test_a_key_that_would_leave_the_copy_is_refused_before_anything_is_written(tmp_path, key):
+    root = tmp_path / "hidden"
+    root.mkdir()
+    with pytest.raises(download.DownloadError, match="not a path inside the store"):
+        download._write_file(root, key, b"data")
+    assert [p for p in tmp_path.rglob("*") if p != root] == []

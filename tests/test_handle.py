@@ -2,7 +2,8 @@
 
 Real stores on disk; reads are counted by wrapping the file opens
 (``io.open``, which ``pathlib`` and zarr's ``LocalStore`` use) and the
-zarr store's ``get``, so every way the root zarr.json can be read counts.
+handle's store's whole-file reads (``store.local.read_file``, capped),
+so every way the root zarr.json can be read counts.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from zarr.storage import LocalStore
 
 from napari_zarr_vectors import _reader, drill, lod, pyramid, samples, store
 from napari_zarr_vectors._qt import follow as _follow
+from napari_zarr_vectors.store import local
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def points_copy(linked_points, tmp_path) -> Path:
 
 
 class RootReads:
-    """Counts reads of one store's root zarr.json: file opens, and zarr store ``get``s of its key."""
+    """Counts reads of one store's root zarr.json: file opens, and the handle's store's reads of it."""
 
     def __init__(self, monkeypatch, path: Path) -> None:
         self.root = os.path.realpath(path)
@@ -50,17 +51,17 @@ class RootReads:
         self.opens = 0
         self.gets = 0
         self.stats = 0
-        opener, get, stat = io.open, LocalStore.get, os.stat
+        opener, read_file, stat = io.open, local.read_file, os.stat
 
         def counting_open(file, *args, **kwargs):
             if isinstance(file, str | os.PathLike) and os.path.realpath(os.fspath(file)) == self.meta:
                 self.opens += 1
             return opener(file, *args, **kwargs)
 
-        async def counting_get(zstore, key, *args, **kwargs):
-            if key == "zarr.json" and os.path.realpath(str(zstore.root)) == self.root:
+        def counting_read(path, *args, **kwargs):
+            if os.path.realpath(os.fspath(path)) == self.meta:
                 self.gets += 1
-            return await get(zstore, key, *args, **kwargs)
+            return read_file(path, *args, **kwargs)
 
         def counting_stat(target, *args, **kwargs):
             if isinstance(target, str | os.PathLike) and os.fspath(target) == self.meta:
@@ -69,7 +70,7 @@ class RootReads:
 
         monkeypatch.setattr(io, "open", counting_open)
         monkeypatch.setattr(builtins, "open", counting_open)
-        monkeypatch.setattr(LocalStore, "get", counting_get)
+        monkeypatch.setattr(local, "read_file", counting_read)
         monkeypatch.setattr(os, "stat", counting_stat)
 
 

@@ -106,11 +106,20 @@ def _check_dest(dest: Path) -> None:
     store.check_new_target(dest, "download into", DownloadError)
 
 
+def _target(root: Path, key: str) -> Path:
+    """Where ``key`` goes inside ``root``; a DownloadError for a key that would leave it (``..``, absolute, drive)."""
+    parts = key.split("/")
+    bad = [p for p in parts if p in ("", ".", "..") or "\\" in p or "\0" in p or (len(p) == 2 and p[1] == ":")]
+    path = root.joinpath(*parts)
+    if bad or Path(key).is_absolute() or root not in path.parents:
+        # store.copy_plan only names keys inside the store; this guards the guard
+        raise DownloadError(f"Refusing to write '{key}': it is not a path inside the store. Nothing was written.")
+    return path
+
+
 def _write_file(root: Path, key: str, data: bytes) -> None:
     """Write ``root/key`` whole or not at all: a temporary file, flushed to disk, renamed into place."""
-    path = root.joinpath(*key.split("/"))
-    if root not in path.parents:  # store.copy_plan only names keys inside the store; never write outside it
-        raise DownloadError(f"Refusing to write '{key}': it is not a path inside the store.")
+    path = _target(root, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}{PART}")
     try:
@@ -123,6 +132,35 @@ def _write_file(root: Path, key: str, data: bytes) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+async def _write_pieces(root: Path, key: str, pieces: Any) -> int:
+    """Write ``root/key`` from an async iterator of pieces, whole or not at all; its size.
+
+    Each piece goes to disk before the next is read, so a file is never
+    held in memory whole (a server's 3 GiB "chunk" is refused by the cap
+    long before, but even an allowed one streams).
+    """
+    path = _target(root, key)
+    await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}{PART}")
+    size = 0
+    fh = await asyncio.to_thread(tmp.open, "wb")
+    try:
+        try:
+            async for piece in pieces:
+                await asyncio.to_thread(fh.write, piece)
+                size += len(piece)
+            await asyncio.to_thread(fh.flush)
+            await asyncio.to_thread(os.fsync, fh.fileno())  # a power cut must not leave a short file
+        finally:
+            fh.close()
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return size
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -218,18 +256,18 @@ async def _fetch_all(
             if failure:
                 return
             try:
-                data = await files.get(key, data=True)
+                pieces = await files.pieces(key)
+                if pieces is None:
+                    if key in optional:  # a cell never written reads as its fill value: nothing to copy
+                        on_file(0)
+                        continue
+                    failure.append((key, None))
+                    return
+                size = await _write_pieces(hidden, key, pieces)
             except Exception as exc:  # noqa: BLE001 - reported with the file's name
                 failure.append((key, exc))
                 return
-            if data is None:
-                if key in optional:  # a cell never written reads as its fill value: nothing to copy
-                    on_file(0)
-                    continue
-                failure.append((key, None))
-                return
-            await asyncio.to_thread(_write_file, hidden, key, data)
-            on_file(len(data))
+            on_file(size)
 
     await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
     return failure[0] if failure else None

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import remote
+from . import limits, remote
 from .caching import caching_store
 from .errors import RemoteStoreError, StoreError
 from .metadata import declared_levels
+
+limits.install()  # chunk headers checked before decoding, wherever zarr or zarr-vectors decode them
 
 Address = str | os.PathLike[str]
 
@@ -101,11 +103,11 @@ class Access:
         if self.local is None:
             cache = remote_group(self.address)._zarr.store
             return cache, cache._store
-        from zarr.storage import LocalStore
+        from .local import LocalStore
 
         if not self.local.is_dir():
             raise StoreError(f"'{self.address}' does not exist or is not a directory.")
-        files = LocalStore(self.address, read_only=True)
+        files = LocalStore(self.address)  # read-only, every file capped (limits)
         return files, files
 
     def missing_error(self, level: int, gone: Sequence[tuple[str, tuple[int, ...]]], after: str = "") -> StoreError:

@@ -4,6 +4,12 @@ A zarr ``WrapperStore`` over the upstream obstore backend's ``ObjectStore``
 (``access.py`` makes one per remote store and process).  Metadata is kept
 for the session, chunk bytes up to a budget; a web server that cannot list
 gets its listings from the store's own metadata and index pages.
+
+Every whole file a remote store gives is fetched by ``fetch`` or
+``stream`` here, the one place that trusts nothing about the answer: a
+body the server encoded unasked (``Content-Encoding``) is refused, and
+one larger than its cap (``limits``) is refused from its declared size
+before a byte of it is read, and again while reading if it runs over.
 """
 
 from __future__ import annotations
@@ -17,8 +23,80 @@ from typing import Any
 
 from zarr.storage import WrapperStore
 
+from .errors import RemoteStoreError
+from .limits import limit_for, too_large
 from .metadata import declared_levels, is_metadata_key
 from .remote import CACHE_BYTES, CLOSING, RemoteError, can_list, connections, index_page_names, redact, shown
+
+#: Bytes read from a response body at a time (a download writes each to disk before the next).
+PIECE_BYTES = 4 * 2**20
+
+
+async def _open_body(inner: Any, url: str, key: str, limit: int | None) -> Any:
+    """The answer for ``key`` with its body unread, or None (404); refused when encoded unasked or over its cap."""
+    import obstore
+
+    try:
+        resp = await obstore.get_async(inner.store, key)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    where = f"{shown(url)}/{key}"
+    encoding = str(resp.attributes.get("Content-Encoding") or "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise RemoteStoreError(
+            f"'{where}': the server sent this file encoded (Content-Encoding: {encoding[:40]}), which this plugin "
+            "did not ask for; its bytes are not the file's. It was refused and nothing of it was kept. Configure "
+            "the server to send the store's files as they are (for example nginx: gzip off for them), or copy the "
+            "store from its bucket."
+        )
+    limit = limit_for(key) if limit is None else limit
+    size = int(resp.meta.get("size") or 0)
+    if size > limit:
+        raise too_large(where, size, limit, key)
+    return resp
+
+
+async def _pieces(resp: Any, url: str, key: str, limit: int | None) -> AsyncIterator[Any]:
+    """A body in pieces of about ``PIECE_BYTES``, stopped (refused) as soon as it passes ``limit``."""
+    limit = limit_for(key) if limit is None else limit
+    total = 0
+    async for piece in resp.stream(min_chunk_size=PIECE_BYTES):
+        total += len(piece)
+        if total > limit:
+            raise too_large(f"{shown(url)}/{key}", None, limit, key, declared=False)
+        yield piece
+
+
+async def fetch(inner: Any, url: str, key: str, limit: int | None = None) -> bytearray | None:
+    """The whole file ``key`` of the remote store ``inner`` (a zarr ObjectStore), or None when it has none.
+
+    Refused (``RemoteStoreError``, ``limits.TooLargeError``) when encoded
+    unasked or larger than ``limit`` (default: its cap in ``limits``).
+    """
+    resp = await _open_body(inner, url, key, limit)
+    if resp is None:
+        return None
+    size = int(resp.meta.get("size") or 0)
+    out = bytearray()
+    if size:
+        out = bytearray(size)  # filled in place: the body is held once, not once per piece and again joined
+    filled = 0
+    async for piece in _pieces(resp, url, key, limit):
+        if filled + len(piece) > len(out):
+            out[filled:] = piece  # the server sent more than it announced (within the cap): grow
+        else:
+            out[filled : filled + len(piece)] = piece
+        filled += len(piece)
+    del out[filled:]
+    return out
+
+
+async def stream(inner: Any, url: str, key: str, limit: int | None = None) -> AsyncIterator[Any] | None:
+    """The file ``key`` as pieces (to write to disk one by one), or None when it has none; checked as ``fetch``."""
+    resp = await _open_body(inner, url, key, limit)
+    if resp is None:
+        return None
+    return _pieces(resp, url, key, limit)
 
 
 class _Stats:
@@ -132,7 +210,7 @@ class CachingStore(WrapperStore):
                 self.stats.requests += 1
             try:
                 async with self._slot():
-                    value = await self._store.get(key, prototype, byte_range)
+                    value = await self._fetch(key, prototype, byte_range)
             except FileNotFoundError:
                 value = None
             with self.stats.lock:
@@ -150,6 +228,13 @@ class CachingStore(WrapperStore):
         finally:
             if self._inflight.get(ck) is future:  # a later fetch of the key may have taken the slot
                 del self._inflight[ck]
+
+    async def _fetch(self, key: str, prototype: Any, byte_range: Any) -> Any:
+        """One request: a whole file through ``fetch`` (checked and capped), a byte range as zarr asks."""
+        if byte_range is not None:
+            return await self._store.get(key, prototype, byte_range)
+        raw = await fetch(self._store, self.url, key)
+        return None if raw is None else prototype.buffer.from_bytes(raw)
 
     async def get_partial_values(self, prototype: Any, key_ranges: Iterable[tuple[str, Any]]) -> list[Any]:
         return list(await asyncio.gather(*(self.get(k, prototype, r) for k, r in key_ranges)))
@@ -217,10 +302,10 @@ class CachingStore(WrapperStore):
         if not hit:
             try:
                 async with self._slot():
-                    page = await self._store.get(f"{folder}/", default_buffer_prototype())
+                    page = await fetch(self._store, self.url, f"{folder}/")  # capped as a metadata document
             except Exception:  # noqa: BLE001 - any failure means the server lists nothing here
                 page = None
-            names = index_page_names(page.to_bytes()) if page is not None else None
+            names = index_page_names(page) if page is not None else None
             with self._lock:
                 self._meta[key] = names
         if names is None:

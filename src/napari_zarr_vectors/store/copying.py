@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import caching
 from .access import plain, resolve, shown
 from .errors import RemoteStoreError, StoreError
 from .handle import _writing
@@ -99,8 +100,9 @@ class StoreFiles:
     Remote stores are read through the session's handle: metadata through
     its cache, data files past it (a copy reads each once, and caching
     them would only hold memory).  Local stores (tests, checks) through
-    zarr's LocalStore.  Reads are coroutines on zarr's I/O loop; ``run``
-    starts one there from any thread.
+    the plugin's LocalStore.  Every whole file is capped (``limits``) and
+    a server's unasked encodings refused (``caching.fetch``).  Reads are
+    coroutines on zarr's I/O loop; ``run`` starts one there from any thread.
     """
 
     def __init__(self, source: str | os.PathLike[str]) -> None:
@@ -113,11 +115,31 @@ class StoreFiles:
         """One file's bytes; None when the store has no such file (a 404)."""
         from zarr.core.buffer import default_buffer_prototype
 
+        if data and self.access.local is None:
+            raw = await caching.fetch(self._data, self.source, key)
+            return None if raw is None else bytes(raw)
         try:
             buf = await (self._data if data else self._meta).get(key, default_buffer_prototype())
         except FileNotFoundError:
             return None
         return None if buf is None else buf.to_bytes()
+
+    async def pieces(self, key: str) -> AsyncIterator[Any] | None:
+        """A data file as pieces of a few MB, for writing to disk one by one (never whole in memory); None: absent.
+
+        Refused before its body is read when it is larger than the chunk
+        cap or encoded unasked, and stopped if it runs past the cap.
+        """
+        if self.access.local is None:
+            return await caching.stream(self._data, self.source, key)
+        raw = await self.get(key, data=True)
+        if raw is None:
+            return None
+
+        async def one() -> AsyncIterator[bytes]:
+            yield raw
+
+        return one()
 
     async def list_dir(self, path: str) -> list[str]:
         return [name async for name in self._meta.list_dir(path)]
@@ -135,6 +157,8 @@ class StoreFiles:
 
     def explain(self, exc: BaseException, key: str) -> str:
         """A failure fetching ``key`` as one sentence naming the store, the file and what to check."""
+        if isinstance(exc, StoreError):  # already a sentence (a cap, an encoding refused, a damaged file)
+            return str(exc)
         return self.access.explain(exc, f"fetching '{key}'", f"Store '{self.source}': reading '{key}' failed ({exc}).")
 
 
@@ -159,6 +183,8 @@ class _Planner:
         async with self.gate:
             try:
                 return await self.files.get(key)
+            except StoreError:
+                raise
             except Exception as exc:  # noqa: BLE001 - obstore's errors become one sentence
                 raise RemoteStoreError(self.files.explain(exc, key)) from None
 

@@ -1,13 +1,16 @@
-"""The zarr store a local store's handle reads through: metadata kept, chunk bytes always from disk."""
+"""The zarr store a local store's handle reads through: metadata kept, chunk bytes from disk, every file capped."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 from typing import Any
 
+from zarr.core.buffer import default_buffer_prototype
 from zarr.storage import LocalStore as _ZarrLocalStore
 
+from .limits import read_file
 from .metadata import is_metadata_key
 
 
@@ -16,7 +19,10 @@ class LocalStore(_ZarrLocalStore):
 
     Named ``LocalStore`` on purpose (as journal.py's staging store is):
     zarr-vectors reads chunk cells straight from disk only for a store
-    of that class name.  Chunk bytes are not kept: the OS caches files.
+    of that class name (through ``limits.read_file`` too, see
+    ``limits.install``).  Chunk bytes are not kept: the OS caches files.
+    A whole-file read is refused before reading when the file is larger
+    than its cap (``limits``): a metadata document, or a chunk.
     """
 
     def __init__(self, root: Path | str) -> None:
@@ -28,13 +34,25 @@ class LocalStore(_ZarrLocalStore):
         # upstream opens mode "r" through this; a copy would start with an empty cache
         return self if read_only else _ZarrLocalStore(self.root, read_only=False)
 
+    async def _read(self, key: str, prototype: Any = None, byte_range: Any = None) -> Any:
+        if byte_range is not None:
+            return await super().get(key, prototype, byte_range)
+        if not self._is_open:
+            await self._open()
+        prototype = prototype or default_buffer_prototype()
+        try:
+            raw = await asyncio.to_thread(read_file, self.root / key, f"{self.root}/{key}")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+        return prototype.buffer.from_bytes(raw)
+
     async def get(self, key: str, prototype: Any = None, byte_range: Any = None) -> Any:
         if byte_range is not None or not is_metadata_key(key):
-            return await super().get(key, prototype, byte_range)
+            return await self._read(key, prototype, byte_range)
         with self._meta_lock:
             if key in self._meta:
                 return self._meta[key]
-        value = await super().get(key, prototype)
+        value = await self._read(key, prototype)
         with self._meta_lock:
             return self._meta.setdefault(key, value)
 
@@ -45,7 +63,7 @@ class LocalStore(_ZarrLocalStore):
 
     async def reread(self, key: str) -> Any:
         """``key`` read from disk again (and kept in place of what was kept)."""
-        value = await super().get(key)
+        value = await self._read(key)
         with self._meta_lock:
             self._meta[key] = value
         return value

@@ -16,7 +16,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import threading
+from collections import deque
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -251,6 +253,107 @@ def retries() -> int:
     return _env_number("NAPARI_ZARR_VECTORS_RETRIES", DEFAULT_RETRIES, int, 0)
 
 
+# ---------------------------------------------------------------- redirects to another host
+
+#: Hosts a web server may redirect a request to besides its own: comma-separated names, or ``*`` for any host.
+REDIRECT_HOSTS_ENV = "NAPARI_ZARR_VECTORS_REDIRECT_HOSTS"
+#: What the redirect guard answers (421 Misdirected Request), and how a failure names it.
+REDIRECT_STATUS = 421
+_PROXY_ENV = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+class _RedirectGuard:
+    """Where a request for any host but the store's goes: a listener on 127.0.0.1 that refuses it (421).
+
+    obstore's HTTP client follows redirects itself and has no setting to
+    stop it.  It does route requests through a proxy except for the hosts
+    it is told to exclude: with this listener as the proxy and the store's
+    own host excluded, requests to the store go straight to it (and a
+    redirect within that host is followed as before), while one a server
+    redirects to another host reaches this listener, which answers 421
+    Misdirected Request (or refuses the tunnel, for https) without
+    contacting that host.  It keeps the last hosts it refused (host and
+    port only, never a path or query), for the message.
+    """
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self.refused: deque[str] = deque(maxlen=32)
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, name="nzv-redirect-guard", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:  # pragma: no cover - the socket closes only with the interpreter
+                return
+            threading.Thread(target=self._refuse, args=(conn,), daemon=True).start()
+
+    def _refuse(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5.0)
+            head = b""
+            try:
+                while b"\r\n\r\n" not in head and len(head) < 65536:
+                    piece = conn.recv(4096)
+                    if not piece:
+                        break
+                    head += piece
+                target = head.split(b"\r\n", 1)[0].split(b" ")[1].decode("ascii", "replace") if head else ""
+                parts = urlsplit(target if "://" in target else f"//{target}")
+                host = parts.hostname or ""
+                self.refused.append(f"{host}:{parts.port}" if parts.port else host)
+                body = b"redirect to another host refused by napari-zarr-vectors"
+                conn.sendall(
+                    b"HTTP/1.1 421 Misdirected Request\r\nContent-Type: text/plain\r\n"
+                    b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
+                )
+            except (OSError, IndexError, ValueError):
+                pass
+
+
+_GUARD: _RedirectGuard | None = None
+_GUARD_LOCK = threading.Lock()
+
+
+def _redirect_guard() -> _RedirectGuard:
+    global _GUARD
+    with _GUARD_LOCK:
+        if _GUARD is None:
+            _GUARD = _RedirectGuard()
+        return _GUARD
+
+
+def redirect_hosts() -> list[str] | None:
+    """Hosts a server may redirect to besides the store's own (``$NAPARI_ZARR_VECTORS_REDIRECT_HOSTS``); None: any."""
+    raw = os.environ.get(REDIRECT_HOSTS_ENV, "").strip()
+    if raw == "*":
+        return None
+    return [h.strip().lower() for h in raw.split(",") if h.strip()]
+
+
+def redirect_options(url: str) -> dict[str, str]:
+    """obstore client options that refuse a redirect of a web server's store to another host (see ``_RedirectGuard``).
+
+    None are needed when the user allows any host, or has a proxy of his
+    own configured (``HTTPS_PROXY`` and the like): then that proxy's rules
+    apply, as obstore supports one proxy only.
+    """
+    allowed = redirect_hosts()
+    host = urlsplit(url).hostname
+    if allowed is None or not host or any(os.environ.get(name) for name in _PROXY_ENV):
+        return {}
+    return {"proxy_url": _redirect_guard().url, "proxy_excludes": ",".join(dict.fromkeys([host.lower(), *allowed]))}
+
+
+def refused_redirect() -> str | None:
+    """The host (and port) the guard last refused a redirect to, if any."""
+    return _GUARD.refused[-1] if _GUARD is not None and _GUARD.refused else None
+
+
 def _aws_credentials_configured() -> bool:
     env = os.environ
     if env.get("AWS_ACCESS_KEY_ID") or env.get("AWS_WEB_IDENTITY_TOKEN_FILE") or env.get("AWS_PROFILE"):
@@ -296,6 +399,8 @@ def storage_options(url: str) -> dict[str, Any]:
             "retry_timeout": timedelta(seconds=3 * timeout_s()),
         },
     }
+    if scheme in ("http", "https"):
+        client.update(redirect_options(url))
     if scheme == "http":
         client["allow_http"] = True  # obstore refuses plain http unless told; a lab's own server may be plain http
     elif scheme == "s3":
@@ -364,6 +469,14 @@ def explain(url: str, exc: BaseException, what: str = "") -> str:
         return (
             f"'{where}': the server answered 404 Not Found{doing}. Check the URL (the store folder, ending in .zv or "
             ".zarrvectors), and that every file of the store was uploaded."
+        )
+    if status == REDIRECT_STATUS or any(m in lowered for m in ("misdirected request", "tunnelunsuccessful")):
+        target = refused_redirect()
+        to = f" ({target})" if target else ""
+        return (
+            f"'{where}': the server redirected the request{doing} to another host{to}, and redirects away from the "
+            "store's own host are not followed (a server could send a reader anywhere). If you trust that host, "
+            f"allow it: {REDIRECT_HOSTS_ENV}=HOST (comma-separated, or * for any host)."
         )
     if status in (401, 403) or "forbidden" in lowered or "accessdenied" in lowered or "unauthori" in lowered:
         return (
