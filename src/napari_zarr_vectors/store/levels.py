@@ -6,9 +6,22 @@ import json
 import os
 from pathlib import Path
 
+from zarr.core.sync import sync
+
 from .access import plain, refuse_remote, resolve
-from .errors import StoreError
-from .handle import _SESSIONS, Handle, _level, _root, _store_root, _writing, forget, handle, level_ids_of
+from .errors import StoreError, reports_full_disk
+from .handle import (
+    _SESSIONS,
+    Handle,
+    _level,
+    _local_root_bytes,
+    _store_root,
+    _target,
+    _writing,
+    forget,
+    handle,
+    level_ids_of,
+)
 from .metadata import _mapping
 from .session import unwritable, write_session
 
@@ -24,6 +37,7 @@ def list_levels(path: str | os.PathLike[str] | Handle) -> list[int]:
     return list(level_ids_of(h))
 
 
+@reports_full_disk("path", outcome="The change was undone; the level is still there.")
 def remove_level(path: str | os.PathLike[str], level: int) -> None:
     """Remove one resolution level (never level 0) and every link family that points into it.
 
@@ -53,7 +67,8 @@ def remove_level(path: str | os.PathLike[str], level: int) -> None:
                 remove_link_family(path, v, d)
             # the level's tree, then the root's lists (upstream's remove_resolution_level would also list every
             # level folder to rebuild the OME nodes: seconds for thousands of levels, and the same result)
-            _root(path, "r+").delete_subtree(str(level))
+            sync(_target(path).delete_dir(str(level)))  # the session's staging store: gone when it publishes
+            forget(path)
             _drop_level_from_root_metadata(Path(path).resolve(), level)
     except PermissionError as exc:
         raise StoreError(
@@ -70,17 +85,19 @@ def _families_into(root: Path, levels: list[int], level: int) -> list[tuple[int,
     """
     from zarr_vectors import building as b
 
+    where = os.fspath(root)
     return [
         (v, level - v)
         for v in levels
-        if v != level and os.path.isdir(os.path.join(root, str(v), b.links_group_path(level - v)))
+        if v != level and os.path.isdir(os.path.join(where, str(v), b.links_group_path(level - v)))
     ]
 
 
 def _drop_level_from_root_metadata(root: Path, level: int) -> None:
     """Upstream 0.9.2 leaves a removed level listed in ``multiscales`` and the OME nodes; drop it."""
     staging = _SESSIONS.get(str(root))
-    raw = handle(root).raw  # during a write session, the staged root when there is one
+    # during a write session, the staged root when there is one (read as bytes: a handle would parse it too)
+    raw = handle(root).raw if staging is None else _local_root_bytes(str(root), staging)
     meta = json.loads(raw)
     meta_path = root / "zarr.json" if staging is None else staging.staged / "zarr.json"
     meta_path.parent.mkdir(parents=True, exist_ok=True)

@@ -378,3 +378,55 @@ def level_shapes(
         bins = chunk
     # checked again as derived: a ratio times a base, or twice a translation, can still overflow
     return tuple(_size_list(store, bins, ndim, f"bin size {source}", where)), tuple(chunk)
+
+
+def check_metadata_document(root: Any, key: str, raw: bytes) -> None:
+    """A StoreError naming the file when the metadata document ``key`` of the store at ``root`` is damaged.
+
+    Every metadata document a local store's handle reads passes here
+    once (they are kept after): it must be JSON, an object, and for a
+    ``zarr.json`` what zarr itself accepts as a group's or an array's
+    metadata.  So a truncated or hand-edited array or level metadata file
+    is named, with what to do, instead of surfacing as a zarr, JSON or
+    KeyError from deep inside a read.
+    """
+    where = f"{root}/{key}"
+    top = key.split("/", 1)[0]
+    fix = (
+        f"run `napari-zarr-vectors repair {root}` to remove level {top} and the levels above it, or restore the "
+        "file from a copy"
+        if top.isdigit() and int(top) > 0
+        else "restore the file from a copy"
+    )
+
+    def damaged(why: str) -> StoreError:
+        return StoreError(f"Store '{root}': the metadata file '{where}' is damaged ({why}); {fix}.")
+
+    if len(raw) > MAX_METADATA_BYTES:
+        raise damaged(f"{len(raw):,} bytes, where metadata is a few kB")
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise damaged(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise damaged("its JSON is nested too deeply") from None
+    if not isinstance(doc, dict):
+        raise damaged(f"it holds {_json_kind(doc)}, not a JSON object")
+    if key.rsplit("/", 1)[-1] != "zarr.json":
+        return
+    kind = doc.get("node_type")
+    try:
+        if kind == "array":
+            from zarr.core.metadata.v3 import ArrayV3Metadata
+
+            ArrayV3Metadata.from_dict(dict(doc))
+        elif kind == "group":
+            from zarr.core.group import GroupMetadata
+
+            GroupMetadata.from_dict(dict(doc))
+        else:
+            raise damaged(f'its node_type is {_shown(kind)}, not "group" or "array"')
+    except StoreError:
+        raise
+    except Exception as exc:  # zarr's own validation: ValueError, TypeError, KeyError, MetadataValidationError
+        raise damaged(f"zarr cannot read it: {type(exc).__name__}: {exc}") from None
