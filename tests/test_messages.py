@@ -184,6 +184,15 @@ def test_repair_on_a_full_disk_is_one_line(small_disk, pyramid_points, capsys):
     assert store.declared_levels(store.read_root_json(path)["attributes"]) == ["0", "1", "2"]
 
 
+def test_export_dzi_on_a_full_disk_is_one_line(small_disk, level0_points, capsys):
+    mount = small_disk(64)
+    out = mount / "web"
+    code = cli.main(["export-dzi", str(level0_points), str(out), "--axis", "z", "--pixel-size", "2", "--quiet"])
+    assert code == 1
+    err = _one_error_line(capsys)
+    assert "disk is full" in err and str(mount) in err and "free" in err, err
+
+
 def test_a_disk_full_error_names_the_quota_and_nothing_else():
     error = store.disk_full("/some/where.zv", OSError(errno.EDQUOT, "Disk quota exceeded", "/some/where.zv/x"))
     assert error is not None and "quota" in str(error) and "/some/where.zv/x" in str(error)
