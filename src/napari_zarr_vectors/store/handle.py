@@ -435,7 +435,7 @@ def open_info(path: str | os.PathLike[str] | Handle) -> StoreInfo:
 def _describe(h: Handle) -> StoreInfo:
     """``open_info``'s work, once per handle.
 
-    The levels are the root zarr.json's list (``level_ids``), and each
+    The levels are the root zarr.json's list (``level_ids_of``), and each
     level's sizes and vertex count come from its own ``<level>/zarr.json``,
     all read in one batch and parsed here: no level folder is listed and
     no upstream level object made, so a root listing 10,000 levels opens
