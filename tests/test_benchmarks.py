@@ -34,6 +34,7 @@ RATIOS: dict[str, list[str]] = {
         r"^    ratio: \d+x faster \(target >= 30x\)",
         r"^    ratio: [\d.]+x the vertices within the same budget",
     ],
+    "many_levels": [r"^  ratio open   [\d,]+ / 10: [\d.]+x", r"^  ratio remove [\d,]+ / 10: [\d.]+x"],
     "open_store": [r"^ratio baseline / plugin: [\d.]+x faster"],
     "remote": [
         r"^    ratio upstream \[obstore\] / plugin: [\d.]+x",

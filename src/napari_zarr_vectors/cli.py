@@ -94,8 +94,16 @@ def cli_message(message: str, command: str) -> str:
     return message
 
 
-def _fail(exc: BaseException, command: str, *, newline: bool = False) -> int:
-    """Print a library error as the command's message (no traceback); the exit status 1."""
+def _fail(exc: BaseException, command: str, *, newline: bool = False, where: str | None = None) -> int:
+    """Print a library error as the command's message (no traceback); the exit status 1.
+
+    A full disk that reached here as a bare ``OSError`` (or a message
+    quoting one) is said as ``store.disk_full`` says it, for ``where``
+    (the path the command writes) or the file the system refused.
+    """
+    full = store.disk_full(where or getattr(store.full_disk_cause(exc), "filename", None) or ".", exc)
+    if full is not None and (isinstance(exc, OSError) or "Errno" in str(exc)):
+        exc = full
     message = store.redact(str(exc))  # an OSError from a library may quote a URL in full
     print(f"{chr(10) if newline else ''}error: {cli_message(message, command)}", file=sys.stderr)
     return 1
@@ -180,7 +188,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         print("\ninterrupted: the store is as it was", file=sys.stderr)
         return 130
     except (store.StoreError, OSError) as exc:
-        return _fail(exc, "build", newline=True)
+        return _fail(exc, "build", newline=True, where=args.store)
     return cmd_info(args)
 
 
@@ -189,7 +197,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
         pyramid.remove_resolution_level(args.store, args.level)
         info = store.open_info(args.store)
     except (store.StoreError, OSError) as exc:
-        return _fail(exc, "remove")
+        return _fail(exc, "remove", where=args.store)
     levels = ", ".join(str(lv.index) for lv in info.levels)
     print(f"removed level {args.level} of {info.path}; its levels are now {levels}")
     return 0
@@ -222,7 +230,7 @@ def cmd_export_dzi(args: argparse.Namespace) -> int:
         print("\ninterrupted: nothing was written", file=sys.stderr)
         return 130
     except (store.StoreError, OSError) as exc:
-        return _fail(exc, "export-dzi", newline=not args.quiet)
+        return _fail(exc, "export-dzi", newline=not args.quiet, where=args.out)
     d = density.read_descriptor(dzi)
     levels = density.deep_zoom_levels(d["Width"], d["Height"], d["TileSize"])
     print(f"wrote {dzi}: {d['Width']} x {d['Height']} px, {len(levels)} levels, {d['Format']} tiles")
@@ -311,7 +319,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
     try:
         done = store.recover(args.store)
     except store.StoreError as exc:
-        return _fail(exc, "recover")
+        return _fail(exc, "recover", where=args.store)
     print(done or f"{args.store}: no interrupted change to recover; the store is as it was published.")
     return 0
 
@@ -321,7 +329,7 @@ def cmd_repair(args: argparse.Namespace) -> int:
     try:
         found = store.repair(args.store, dry_run=args.dry_run)
     except store.StoreError as exc:
-        return _fail(exc, "repair")
+        return _fail(exc, "repair", where=args.store)
     for line in found:
         print(line)
     if not found:
@@ -365,7 +373,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         print(f"\ninterrupted: {kept}", file=sys.stderr)
         return 130
     except (store.StoreError, OSError) as exc:
-        return _fail(exc, "download", newline=not args.quiet)
+        return _fail(exc, "download", newline=not args.quiet, where=args.dest)
     resumed = f", {result.resumed:,} were already here" if result.resumed else ""
     print(
         f"downloaded {remote_shown(args.url)} to {result.path}: {result.files:,} files "

@@ -53,7 +53,16 @@ from .building import (
 )
 from .chunks import check_level_chunks, chunk_vertex_counts, level_rows, missing_chunks
 from .copying import COPY_CONCURRENCY, CopyPlan, StoreFiles, copy_plan, finish_copy
-from .errors import RemoteStoreError, StoreBusy, StoreError
+from .errors import (
+    RemoteStoreError,
+    StoreBusy,
+    StoreError,
+    data_nbytes,
+    disk_full,
+    full_disk_cause,
+    reports_full_disk,
+    reports_full_disk_session,
+)
 from .handle import (
     RACY_S,
     Handle,
@@ -116,6 +125,20 @@ from .write import (
     write_vertex_attributes,
 )
 
+# A full disk, wherever the store is written through these names, is one StoreError naming the path and the free
+# space (errors.disk_full), never a bare "[Errno 28]". Modules inside this package that write call them too.
+_UNDONE = "The change was undone; the store is as it was."
+_NOT_WRITTEN = "Nothing was written (the partial copy was removed)."
+write_session = reports_full_disk_session(write_session, outcome=_UNDONE)
+atomic_store = reports_full_disk_session(atomic_store, outcome=_NOT_WRITTEN)
+write_point_cloud = reports_full_disk("path", outcome=_NOT_WRITTEN, needed=data_nbytes)(write_point_cloud)
+write_polyline_store = reports_full_disk("path", outcome=_NOT_WRITTEN, needed=data_nbytes)(write_polyline_store)
+write_mesh_store = reports_full_disk("path", outcome=_NOT_WRITTEN, needed=data_nbytes)(write_mesh_store)
+repair = reports_full_disk("path", outcome=_UNDONE)(repair)
+recover = reports_full_disk("path", outcome="The interrupted change is still recorded; recovery runs again next time.")(
+    recover
+)
+
 # zarr's, obstore's and this plugin's loggers redact URL credentials from every record (zarr's DEBUG log
 # names each group's store, and obstore's spelling of it holds the user, password and signed query)
 remote.guard_logs()
@@ -158,7 +181,10 @@ __all__ = [
     "coarsen_methods",
     "coarsen_one_level",
     "copy_plan",
+    "data_nbytes",
     "declared_levels",
+    "disk_full",
+    "full_disk_cause",
     "estimate_drawn_vertices",
     "finalize_links",
     "finish_copy",
@@ -208,6 +234,7 @@ __all__ = [
     "remove_level",
     "remove_link_family",
     "repair",
+    "reports_full_disk",
     "resolve",
     "row_batches",
     "selection_strategy",

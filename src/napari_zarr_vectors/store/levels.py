@@ -6,32 +6,43 @@ import json
 import os
 from pathlib import Path
 
+from zarr.core.sync import sync
+
 from .access import plain, refuse_remote, resolve
-from .errors import StoreError
-from .handle import _SESSIONS, Handle, _level, _root, _store_root, _writing, forget, handle
+from .errors import StoreError, reports_full_disk
+from .handle import (
+    _SESSIONS,
+    Handle,
+    _level,
+    _local_root_bytes,
+    _store_root,
+    _target,
+    _writing,
+    forget,
+    handle,
+    level_ids_of,
+)
 from .metadata import _mapping
 from .session import unwritable, write_session
 
 
 def list_levels(path: str | os.PathLike[str] | Handle) -> list[int]:
-    """Resolution levels on disk, sorted."""
-    from zarr_vectors import building as b
+    """Resolution levels of the store, sorted: the ones its root zarr.json lists (``handle.level_ids_of``).
 
+    One read of the root (kept with the store's handle), no level folder
+    listed: fast for any number of levels.
+    """
     h = handle(path)
-    _store_root(h)  # a clear message for what is not a store, before upstream's
-    try:
-        return sorted(int(i) for i in b.list_resolution_levels(h.group))
-    except Exception as exc:  # upstream's own StoreError, KeyError, ... all mean "cannot open"
-        raise StoreError(f"Store '{path}' cannot be opened by zarr-vectors: {exc}") from exc
+    _store_root(h)  # a clear message for what is not a store
+    return list(level_ids_of(h))
 
 
+@reports_full_disk("path", outcome="The change was undone; the level is still there.")
 def remove_level(path: str | os.PathLike[str], level: int) -> None:
     """Remove one resolution level (never level 0) and every link family that points into it.
 
     A read-only store is refused before anything changes.
     """
-    from zarr_vectors import building as b
-
     path = plain(path)
     refuse_remote(path, "remove a level")
     levels = list_levels(path)
@@ -41,7 +52,7 @@ def remove_level(path: str | os.PathLike[str], level: int) -> None:
         raise StoreError(f"Store '{path}' has no resolution level {level}; it has {levels}.")
     # every link family of another level that points into this one goes too (level 1's +2 into level 3, ...):
     # left behind, a family would be read after the level is rebuilt and drill to the wrong vertices
-    into = [(v, d) for v in levels if v != level for d in link_deltas(path, v) if v + d == level]
+    into = _families_into(Path(path), levels, level)
     holders = sorted({str(v) for v, _ in into})
     links = [f"{v}/{family}" for v in holders for family in ("links", "cross_chunk_links")]
     blocked = unwritable(path, trees=[str(level), *links], folders=holders)
@@ -54,7 +65,10 @@ def remove_level(path: str | os.PathLike[str], level: int) -> None:
         with write_session(path, "remove"):  # the level goes in one step when the session publishes
             for v, d in into:
                 remove_link_family(path, v, d)
-            b.remove_resolution_level(_root(path, "r+"), level)
+            # the level's tree, then the root's lists (upstream's remove_resolution_level would also list every
+            # level folder to rebuild the OME nodes: seconds for thousands of levels, and the same result)
+            sync(_target(path).delete_dir(str(level)))  # the session's staging store: gone when it publishes
+            forget(path)
             _drop_level_from_root_metadata(Path(path).resolve(), level)
     except PermissionError as exc:
         raise StoreError(
@@ -63,10 +77,28 @@ def remove_level(path: str | os.PathLike[str], level: int) -> None:
         ) from exc
 
 
+def _families_into(root: Path, levels: list[int], level: int) -> list[tuple[int, int]]:
+    """``(holder, delta)`` of every link family of another level that points into ``level``.
+
+    One look per level for the one family that could (``<v>/links/<level - v>``),
+    rather than listing every level's links: a stat each, so thousands of levels cost milliseconds.
+    """
+    from zarr_vectors import building as b
+
+    where = os.fspath(root)
+    return [
+        (v, level - v)
+        for v in levels
+        if v != level and os.path.isdir(os.path.join(where, str(v), b.links_group_path(level - v)))
+    ]
+
+
 def _drop_level_from_root_metadata(root: Path, level: int) -> None:
     """Upstream 0.9.2 leaves a removed level listed in ``multiscales`` and the OME nodes; drop it."""
     staging = _SESSIONS.get(str(root))
-    meta = json.loads(handle(root).raw)  # during a write session, the staged root when there is one
+    # during a write session, the staged root when there is one (read as bytes: a handle would parse it too)
+    raw = handle(root).raw if staging is None else _local_root_bytes(str(root), staging)
+    meta = json.loads(raw)
     meta_path = root / "zarr.json" if staging is None else staging.staged / "zarr.json"
     meta_path.parent.mkdir(parents=True, exist_ok=True)
     attrs = meta.get("attributes") or {}
@@ -82,7 +114,8 @@ def _drop_level_from_root_metadata(root: Path, level: int) -> None:
             if not (_mapping(n).get("type") == "zv:level" and str(_mapping(n).get("name")) == str(level))
         ]
     tmp = meta_path.with_name(".zarr.json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
+    # indented as zarr writes it, unless it lists thousands of levels (Python's indenting encoder is ~10x slower)
+    tmp.write_text(json.dumps(meta, indent=2 if len(raw) < 2**20 else None))
     os.replace(tmp, meta_path)
     forget(root)
 

@@ -10,8 +10,9 @@ from typing import Any
 from zarr.core.buffer import default_buffer_prototype
 from zarr.storage import LocalStore as _ZarrLocalStore
 
+from .errors import StoreError
 from .limits import read_file
-from .metadata import is_metadata_key
+from .metadata import check_metadata_document, is_metadata_key
 
 
 class LocalStore(_ZarrLocalStore):
@@ -53,12 +54,17 @@ class LocalStore(_ZarrLocalStore):
             if key in self._meta:
                 return self._meta[key]
         value = await self._read(key, prototype)
+        if value is not None and key != "zarr.json":  # the root's own parse (metadata.py) names its faults
+            check_metadata_document(self.root, key, value.to_bytes())
         with self._meta_lock:
             return self._meta.setdefault(key, value)
 
     async def exists(self, key: str) -> bool:
         if is_metadata_key(key):
-            return await self.get(key) is not None
+            try:
+                return await self.get(key) is not None
+            except StoreError:  # there, but damaged: reading it says so
+                return True
         return await super().exists(key)
 
     async def reread(self, key: str) -> Any:

@@ -6,6 +6,7 @@ becomes a StoreError naming the field and what it must be."""
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -74,17 +75,39 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+def _floats(value: Any, ndim: int, positive: bool) -> list[float] | None:
+    """``value`` as ``ndim`` finite floats (each above 0 when ``positive``), else None.
+
+    Plain Python, no numpy per call: a root listing 10,000 levels has
+    some 50,000 of these checked when it is opened.
+    """
+    if not isinstance(value, list | tuple) or len(value) != ndim:
+        return None
+    low = 0.0 if positive else -math.inf
+    out = []
+    for v in value:
+        kind = type(v)
+        if kind is not float and kind is not int and (isinstance(v, bool) or not isinstance(v, int | float)):
+            return None
+        try:
+            f = float(v)
+        except OverflowError:  # an int beyond any float
+            return None
+        if not low < f < math.inf:  # NaN fails this too
+            return None
+        out.append(f)
+    return out
+
+
 def _numbers(p: Path, value: Any, ndim: int, what: str) -> np.ndarray:
     """``value`` as ``ndim`` finite floats, or a StoreError naming the metadata field ``what``."""
-    ok = isinstance(value, list | tuple) and len(value) == ndim
-    ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-    out = np.asarray(value, dtype=float) if ok else np.zeros(0)
-    if not ok or not np.all(np.isfinite(out)):
+    out = _floats(value, ndim, positive=False)
+    if out is None:
         raise StoreError(
             f"Store '{p}': its zarr.json's {what} is {_shown(value)}; it must be a list of {ndim} finite numbers "
             f"(one per axis). Fix that entry in zarr.json, or restore the file from a copy."
         )
-    return out
+    return np.asarray(out, dtype=float)
 
 
 def _sizes(p: Path, value: Any, ndim: int, what: str, where: str = "its zarr.json's") -> np.ndarray:
@@ -94,10 +117,13 @@ def _sizes(p: Path, value: Any, ndim: int, what: str, where: str = "its zarr.jso
     grows or divides by a bin (the density image doubles its pixel until
     it fits) would never finish on one; so it is refused where it is read.
     """
-    ok = isinstance(value, list | tuple) and len(value) == ndim
-    ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-    out = np.asarray(value, dtype=float) if ok else np.zeros(0)
-    if not ok or not np.all(np.isfinite(out)) or not np.all(out > 0):
+    return np.asarray(_size_list(p, value, ndim, what, where), dtype=float)
+
+
+def _size_list(p: Any, value: Any, ndim: int, what: str, where: str = "its zarr.json's") -> list[float]:
+    """``_sizes`` as a list of floats."""
+    out = _floats(value, ndim, positive=True)
+    if out is None:
         raise StoreError(
             f"Store '{p}': {where} {what} is {_shown(value)}; it must be a list of {ndim} positive finite numbers "
             "(one per axis: a size in the data's units). Fix that entry, or restore the file from a copy."
@@ -221,3 +247,186 @@ def declared_levels(attrs: Mapping[str, Any]) -> list[str]:
 def is_metadata_key(key: str) -> bool:
     """Metadata documents (zarr v3, and the v2 names zarr probes for): kept all session, absences too."""
     return key.rsplit("/", 1)[-1] in ("zarr.json", ".zgroup", ".zattrs", ".zarray", ".zmetadata")
+
+
+def level_transforms(attrs: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Each level's NGFF ``(scale, translation)`` from ``attributes.multiscales``, read in one pass.
+
+    The answer zarr-vectors' ``read_level_transform`` gives for one level
+    (the first dataset whose ``path`` is the level's name; its last scale
+    and last translation, None when absent), for every level at once: that
+    function scans the whole list per level, so a root listing 10,000
+    levels cost 10^8 steps.  Values are as written (``_check_root_sizes``
+    checks those of coarse levels); malformed entries are skipped.
+    """
+    found: dict[str, tuple[Any, Any]] = {}
+    multiscales = attrs.get("multiscales")
+    for ms in multiscales if isinstance(multiscales, list) else []:
+        datasets = _mapping(ms).get("datasets")
+        for ds in datasets if isinstance(datasets, list) else []:
+            name = _mapping(ds).get("path")
+            if not isinstance(name, str) or name in found:
+                continue
+            scale = translation = None
+            transforms = ds.get("coordinateTransformations")
+            for tr in transforms if isinstance(transforms, list) else []:
+                kind = _mapping(tr).get("type")
+                if kind == "scale":
+                    scale = tr.get("scale") or []
+                elif kind == "translation":
+                    translation = tr.get("translation") or []
+            found[name] = (scale, translation)
+    return found
+
+
+def level_file(store: Any, level: int) -> str:
+    """How messages name a level's metadata file: ``STORE/<level>/zarr.json``."""
+    return f"{store}/{level}/zarr.json"
+
+
+def parse_level_json(store: Any, level: int, raw: bytes) -> Mapping[str, Any]:
+    """A level's ``<level>/zarr.json``: its ``attributes.zarr_vectors_level``, or a StoreError naming that file.
+
+    ``store`` is the store as messages show it.  The level's own file is
+    named (not "the root metadata"), with what to do about it.
+    """
+    where = level_file(store, level)
+    fix = (
+        "Restore it from a copy (level 0 is the data itself)."
+        if level == 0
+        else f"Restore it from a copy, or run `napari-zarr-vectors repair {store}` to remove level {level} "
+        "and the levels above it (they can be built again)."
+    )
+    if len(raw) > MAX_METADATA_BYTES:
+        raise StoreError(
+            f"Store '{store}': level {level}'s metadata file '{where}' holds {len(raw):,} bytes; a level's zarr.json "
+            f"is a few hundred bytes (at most {MAX_METADATA_BYTES:,} are read). {fix}"
+        )
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        why = "its JSON is nested too deeply" if isinstance(exc, RecursionError) else f"{exc}"
+        raise StoreError(
+            f"Store '{store}': level {level}'s metadata file '{where}' is corrupt ({why}). {fix}"
+        ) from None
+    attrs = doc.get("attributes") if isinstance(doc, dict) else None
+    meta = attrs.get("zarr_vectors_level") if isinstance(attrs, dict) else None
+    if not isinstance(meta, dict):
+        what = (
+            f"holds {_json_kind(doc)}, not a JSON object"
+            if not isinstance(doc, dict)
+            else "has no attributes.zarr_vectors_level object"
+        )
+        raise StoreError(f"Store '{store}': level {level}'s metadata file '{where}' {what}. {fix}")
+    for key in ("level", "vertex_count", "arrays_present"):
+        if key not in meta:
+            raise StoreError(
+                f"Store '{store}': level {level}'s metadata file '{where}' lacks attributes.zarr_vectors_level."
+                f"{key}. {fix}"
+            )
+    count = meta["vertex_count"]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise StoreError(
+            f"Store '{store}': level {level}'s metadata file '{where}' says attributes.zarr_vectors_level."
+            f"vertex_count is {_shown(count)}; it must be a whole number of at least 0. {fix}"
+        )
+    return meta
+
+
+def level_shapes(
+    store: Any,
+    level: int,
+    meta: Mapping[str, Any],
+    transform: tuple[Any, Any],
+    root_bin: Any,
+    root_chunk: Any,
+    ndim: int,
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """A level's bin and chunk sizes, derived as zarr-vectors' ``Level.resolution`` and ``Level.scale`` do.
+
+    ``meta`` is the level's ``zarr_vectors_level`` (``parse_level_json``),
+    ``transform`` its NGFF ``(scale, translation)`` (``level_transforms``)
+    and ``root_bin`` / ``root_chunk`` the root's ``base_bin_shape`` and
+    ``chunk_shape``.  The NGFF scale and translation take precedence over
+    the level's own ``bin_ratio`` / ``bin_shape`` (level 0 has neither);
+    a level with no bin of its own has the root's bin times its ratio.
+    Each result is checked positive and finite, naming the file.
+    """
+    where = f"level {level}'s {level}/zarr.json's"
+    own: dict[str, list[float]] = {}
+    for name in LEVEL_SIZES:  # the level's own sizes, each checked once
+        if meta.get(name) is not None:
+            own[name] = _size_list(store, meta[name], ndim, f"attributes.zarr_vectors_level.{name}", where)
+    own_bin = own.get("bin_shape") or meta.get("bin_size") or None
+    ratio = own.get("bin_ratio")
+    scale, translation = transform
+    if scale is not None:
+        if level == 0:
+            own_bin = ratio = None
+        else:
+            ratio = scale
+            if translation is not None:
+                own_bin = [2.0 * float(t) for t in translation]
+    source = "(zarr-vectors derives it from the root's and the level's zarr.json)"
+    chunk = own.get("chunk_shape") or _size_list(store, root_chunk, ndim, f"chunk size {source}", where)
+    if own_bin:
+        bins = own_bin
+    elif root_bin:
+        ratio = list(ratio) if ratio else [1.0] * len(root_bin)
+        bins = [float(b) * float(r) for b, r in zip(root_bin, ratio, strict=False)]
+    else:
+        bins = chunk
+    # checked again as derived: a ratio times a base, or twice a translation, can still overflow
+    return tuple(_size_list(store, bins, ndim, f"bin size {source}", where)), tuple(chunk)
+
+
+def check_metadata_document(root: Any, key: str, raw: bytes) -> None:
+    """A StoreError naming the file when the metadata document ``key`` of the store at ``root`` is damaged.
+
+    Every metadata document a local store's handle reads passes here
+    once (they are kept after): it must be JSON, an object, and for a
+    ``zarr.json`` what zarr itself accepts as a group's or an array's
+    metadata.  So a truncated or hand-edited array or level metadata file
+    is named, with what to do, instead of surfacing as a zarr, JSON or
+    KeyError from deep inside a read.
+    """
+    where = f"{root}/{key}"
+    top = key.split("/", 1)[0]
+    fix = (
+        f"run `napari-zarr-vectors repair {root}` to remove level {top} and the levels above it, or restore the "
+        "file from a copy"
+        if top.isdigit() and int(top) > 0
+        else "restore the file from a copy"
+    )
+
+    def damaged(why: str) -> StoreError:
+        return StoreError(f"Store '{root}': the metadata file '{where}' is damaged ({why}); {fix}.")
+
+    if len(raw) > MAX_METADATA_BYTES:
+        raise damaged(f"{len(raw):,} bytes, where metadata is a few kB")
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise damaged(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise damaged("its JSON is nested too deeply") from None
+    if not isinstance(doc, dict):
+        raise damaged(f"it holds {_json_kind(doc)}, not a JSON object")
+    if key.rsplit("/", 1)[-1] != "zarr.json":
+        return
+    kind = doc.get("node_type")
+    try:
+        if kind == "array":
+            from zarr.core.metadata.v3 import ArrayV3Metadata
+
+            ArrayV3Metadata.from_dict(dict(doc))
+        elif kind == "group":
+            from zarr.core.group import GroupMetadata
+
+            GroupMetadata.from_dict(dict(doc))
+        else:
+            raise damaged(f'its node_type is {_shown(kind)}, not "group" or "array"')
+    except StoreError:
+        raise
+    except Exception as exc:  # zarr's own validation: ValueError, TypeError, KeyError, MetadataValidationError
+        raise damaged(f"zarr cannot read it: {type(exc).__name__}: {exc}") from None
