@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import numpy as np
 
@@ -53,14 +54,12 @@ def _counts_from_lengths(h: Handle, level: int) -> tuple[np.ndarray, np.ndarray]
     level 0 (28 MB for the 2,000,000-point store) before the first refined
     view.  Any other codec, encoding or cell shape: None (upstream's count).
     """
-    from zarr.core.buffer import default_buffer_prototype
     from zarr.core.sync import sync
 
     cached = h._store  # the session cache
-    raw = sync(cached.get(f"{level}/vertices/zarr.json", default_buffer_prototype()))
-    if raw is None:
+    meta = array_meta(h, f"{level}/vertices")
+    if not meta:
         return None
-    meta = json.loads(raw.to_bytes())
     attrs = meta.get("attributes") or {}
     shape = (meta.get("chunk_grid") or {}).get("configuration", {}).get("chunk_shape")
     if meta.get("codecs") != [{"name": "vlen-bytes", "configuration": {}}] or attrs.get("encoding") != "raw":
@@ -69,6 +68,11 @@ def _counts_from_lengths(h: Handle, level: int) -> tuple[np.ndarray, np.ndarray]
         return None
     chunks = [str(k) for k in attrs["nonempty_chunks"]]
     ndim = len(shape)
+    origin = grid_origin(meta, ndim)
+
+    def cell(chunk: str) -> str:  # a chunk at grid coordinates k lies in the array's cell k - origin
+        return "/".join(str(int(c) - o) for c, o in zip(chunk.split("."), origin, strict=False))
+
     row = ndim * np.dtype(str(attrs.get("dtype", "float32"))).itemsize
 
     async def sizes() -> list[int]:
@@ -76,9 +80,9 @@ def _counts_from_lengths(h: Handle, level: int) -> tuple[np.ndarray, np.ndarray]
 
         async def one(chunk: str) -> int:
             try:
-                return int(await cached.getsize(f"{level}/vertices/c/" + chunk.replace(".", "/")))
+                return int(await cached.getsize(f"{level}/vertices/c/" + cell(chunk)))
             except FileNotFoundError:
-                cached.stats.missing.append(f"{level}/vertices/c/" + chunk.replace(".", "/"))
+                cached.stats.missing.append(f"{level}/vertices/c/" + cell(chunk))
                 return 8  # no file: no vertices, which the caller reports as a missing chunk
 
         return list(await asyncio.gather(*(one(c) for c in chunks)))
@@ -92,6 +96,37 @@ def _counts_from_lengths(h: Handle, level: int) -> tuple[np.ndarray, np.ndarray]
     coords = np.asarray([[int(c) for c in k.split(".")] for k in chunks], dtype=np.int64).reshape(len(chunks), ndim)
     order = np.lexsort(coords.T[::-1]) if len(coords) else np.zeros(0, np.int64)
     return coords[order], (got[order] - 8) // row
+
+
+def array_meta(h: Handle, array: str) -> dict[str, Any]:
+    """An array's parsed ``zarr.json`` through the handle's store (kept for the session), or {} when absent or
+    unreadable."""
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    try:
+        raw = sync(h._store.get(f"{array}/zarr.json", default_buffer_prototype()))
+        meta = json.loads(raw.to_bytes()) if raw is not None else {}
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def grid_origin(meta: dict[str, Any], ndim: int | None = None) -> tuple[int, ...]:
+    """An array's ``chunk_grid_origin`` (the grid coordinates of its cell 0; zeros when absent).
+
+    zarr-vectors anchors a level's arrays at ``floor(min corner / chunk
+    shape)``, so data below the grid's 0 (or far above it) does not
+    allocate empty cells: chunk ``k`` is stored in cell ``k - origin``.
+    """
+    raw = (meta.get("attributes") or {}).get("chunk_grid_origin")
+    n = len(meta.get("shape") or ()) if ndim is None else ndim
+    if not isinstance(raw, list) or not raw:
+        return (0,) * n
+    try:
+        return tuple(int(v) for v in raw)
+    except (TypeError, ValueError):
+        return (0,) * n
 
 
 def missing_chunks(path: str | os.PathLike[str], level: int) -> list[tuple[str, tuple[int, ...]]]:

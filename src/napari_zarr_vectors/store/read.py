@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from .chunks import check_level_chunks, chunk_vertex_counts
+from .chunks import array_meta, check_level_chunks, chunk_vertex_counts, grid_origin
 from .errors import StoreError
 from .handle import Handle, handle
 from .info import GRAPH_KINDS, LINE_KINDS, MESH_KINDS, POINT_KINDS, POLYLINE_KINDS, LevelData
@@ -148,28 +147,35 @@ def _read_points(
 
 
 def _raise_if_chunks_missing(path: Any, level: int, chunks: Sequence[tuple[int, ...]]) -> None:
-    """A StoreError naming the chunks among ``chunks`` whose vertex file is gone (locally, or 404 on the server)."""
+    """A StoreError naming the chunks among ``chunks`` whose vertex file is gone (locally, or 404 on the server).
+
+    Chunks are named by their grid coordinates; a file lies at the array's cell ``chunk - chunk_grid_origin``.
+    """
     h = path if isinstance(path, Handle) else handle(path)
-    arrays = [a for a in ("vertices", "vertex_fragments") if _one_file_per_chunk(h, f"{level}/{a}")]
-    gone = h.access.gone_chunks(level, chunks, arrays)
+    gone = []
+    for array in ("vertices", "vertex_fragments"):
+        origin = _file_layout(h, f"{level}/{array}")
+        if origin is None:
+            continue
+        cells = {tuple(c - o for c, o in zip(k, origin, strict=False)): tuple(k) for k in chunks}
+        gone += [(a, cells[k]) for a, k in h.access.gone_chunks(level, list(cells), [array])]
     if gone:
         raise h.access.missing_error(level, gone)
 
 
-def _one_file_per_chunk(h: Handle, array: str) -> bool:
-    """Whether an array keeps each chunk in its own file ``c/i/j`` (unsharded, "/" keys): a gone file, a gone chunk."""
-    from zarr.core.buffer import default_buffer_prototype
-    from zarr.core.sync import sync
+def _file_layout(h: Handle, array: str) -> tuple[int, ...] | None:
+    """An array's ``chunk_grid_origin`` when it keeps each cell in its own file ``c/i/j`` (unsharded, "/"
+    keys: a gone file, a gone chunk), else None.
 
-    try:
-        raw = sync(h._store.get(f"{array}/zarr.json", default_buffer_prototype()))  # the handle's copy
-        meta = json.loads(raw.to_bytes()) if raw is not None else {}
-    except (OSError, ValueError):
-        return False
+    A chunk at grid coordinates ``k`` lies in cell ``k - origin`` (zero origin when the attribute is absent).
+    """
+    meta = array_meta(h, array)
     encoding = meta.get("chunk_key_encoding") or {}
     separator = (encoding.get("configuration") or {}).get("separator", "/")
     sharded = any(isinstance(c, dict) and c.get("name") == "sharding_indexed" for c in meta.get("codecs") or [])
-    return encoding.get("name", "default") == "default" and separator == "/" and not sharded
+    if encoding.get("name", "default") != "default" or separator != "/" or sharded:
+        return None
+    return grid_origin(meta)
 
 
 def _chunks_meeting_box(h: Handle, level: int, box: Any) -> list[tuple[int, ...]]:
