@@ -265,7 +265,7 @@ class Drill:
     def _direct(self, level: int, keys: np.ndarray, delta: int) -> Vertices:
         """Follow ``links/<delta>`` stored at ``level`` (cells are the query's own chunks)."""
         cells = {tuple(c) for c in keys[:, :-1].tolist()}
-        chunks, rows = self._reader(level).link_cells(delta, cells)
+        chunks, rows = self._reader(level).link_cells(delta, cells, check=True)
         links = (f"{level}/links/{delta:+d}", max(level, level + delta))
         return self._gather(level + delta, keys, chunks, rows, src=0, links=links)
 
@@ -285,7 +285,7 @@ class Drill:
         for a, b in zip(lo, hi, strict=True):
             meet |= np.all((c_hi > a) & (c_lo < b), axis=1)
         cells = {tuple(c) for c in present[meet].tolist()}
-        chunks, rows = self._reader(fine).link_cells(delta, cells)
+        chunks, rows = self._reader(fine).link_cells(delta, cells, check=True)
         return self._gather(fine, keys, chunks, rows, src=1, links=(f"{fine}/links/{delta:+d}", level))
 
     def _gather(

@@ -24,10 +24,13 @@ import numpy as np
 
 from .access import shown
 from .errors import StoreError
+from .remote import is_url
 
 
 def advice(path: Any, level: int) -> str:
     """What to do about damaged data at ``level`` (level 0 is the data itself: nothing rebuilds it)."""
+    if is_url(str(path)):
+        return "The copy on the server is damaged: ask whoever publishes it to repair or upload it again."
     if level == 0:
         return "Level 0 holds the data itself: restore the store from a copy, or import the data again."
     return (
@@ -95,31 +98,40 @@ def check_fragments(path: Any, level: int, chunk: Sequence[int], fi: Any, rows: 
     means the buffer was read with the wrong dtype or one of them is
     damaged.  Two min/max reductions over the table.
     """
-    where = f"{level}/vertex_fragments chunk {_chunk(chunk)}"
-    table = np.asarray(fi._range_table, np.int64).reshape(-1, 2)
-    explicit = np.asarray(fi._csr_indices, np.int64)
-    if len(table):
+    table = fi._range_table
+    explicit = fi._csr_indices
+    extent = 0
+    if table.size:
         starts, counts = table[:, 0], table[:, 1]
-        bad = np.flatnonzero((starts < 0) | (counts < 0) | (starts > rows) | (counts > rows - starts))
-        if len(bad):
+        if starts.min() < 0 or counts.min() < 0 or (counts > rows - starts).any():
+            bad = np.flatnonzero((starts < 0) | (counts < 0) | (counts > rows - starts))
             i = int(bad[0])
             raise damaged(
                 path,
                 level,
-                f"{where}: fragment range {i} is rows {int(starts[i]):,} to {int(starts[i]) + int(counts[i]):,} "
-                f"(start {int(starts[i]):,}, count {int(counts[i]):,}), but the chunk's vertices/ buffer has "
-                f"{rows:,} rows" + (f" and {len(bad) - 1:,} more ranges are out of bounds" if len(bad) > 1 else ""),
+                f"{level}/vertex_fragments chunk {_chunk(chunk)}: fragment range {i} is rows {int(starts[i]):,} to "
+                f"{int(starts[i]) + int(counts[i]):,} (start {int(starts[i]):,}, count {int(counts[i]):,}), but "
+                f"the chunk's vertices/ buffer has {rows:,} rows"
+                + (f" and {len(bad) - 1:,} more ranges are out of bounds" if len(bad) > 1 else ""),
             )
-    if len(explicit) and (int(explicit.min()) < 0 or int(explicit.max()) >= rows):
-        worst = int(explicit.min()) if int(explicit.min()) < 0 else int(explicit.max())
-        raise damaged(path, level, f"{where}: an explicit fragment names row {worst:,} of a chunk of {rows:,} rows")
-    extent = int(fi.vertex_extent) if fi.num_fragments else rows
-    if extent != rows:
+        extent = int((starts + counts).max())
+    if explicit.size:
+        low, high = int(explicit.min()), int(explicit.max())
+        if low < 0 or high >= rows:
+            raise damaged(
+                path,
+                level,
+                f"{level}/vertex_fragments chunk {_chunk(chunk)}: an explicit fragment names row "
+                f"{low if low < 0 else high:,} of a chunk of {rows:,} rows",
+            )
+        extent = max(extent, high + 1)
+    if fi.num_fragments and extent != rows:
         hint = _dtype_hint(rows, extent, np.dtype(dtype)) if dtype is not None else ""
         raise damaged(
             path,
             level,
-            f"{where} spans {extent:,} vertex rows, but the chunk's vertices/ buffer holds {rows:,}{hint}",
+            f"{level}/vertex_fragments chunk {_chunk(chunk)} spans {extent:,} vertex rows, but the chunk's "
+            f"vertices/ buffer holds {rows:,}{hint}",
         )
 
 

@@ -154,22 +154,26 @@ class LevelReader:
         """The source cells that hold ``links/<delta>`` records, sorted (chunk listings only, no data read)."""
         return sorted(set().union(*(seg[2] for seg in self._link_layout(delta)[2])))
 
-    def link_cells(self, delta: int, cells: Iterable[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    def link_cells(
+        self, delta: int, cells: Iterable[Sequence[int]], *, check: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The ``links/<delta>`` records whose source cell is one of ``cells``.
 
         Returns ``(chunks, rows)`` shaped ``(M, 2, D)`` and ``(M, 2)``:
         endpoint 0 is the source (a vertex of this level), endpoint 1 the
         vertex at ``level + delta``.  Only the listed cells are read, in one batch.
-        Each row is checked against the vertex count of the level it names
-        (from metadata): a negative or larger row is a StoreError naming the
-        array, cell and record.  ``positions(..., named_by=...)`` checks the
-        rows against their chunks when those are read.
+        With ``check`` (what drilling uses) each row is checked against the
+        vertex count of the level it names (from metadata): a negative or
+        larger row is a StoreError naming the array, cell and record, and
+        ``positions(..., named_by=...)`` checks the rows against their
+        chunks when those are read.  ``repair`` reads them unchecked: it
+        diagnoses exactly such records.
         """
         from zarr_vectors.core import arrays as A
 
         width, (scale_src, scale_trg), segments = self._link_layout(delta)
         levels = [self.level, self.level + delta] + [self.level + delta] * max(width - 2, 0)
-        bounds = [(lv, listed_vertex_count(self.handle, lv)) for lv in levels]
+        bounds = [(lv, listed_vertex_count(self.handle, lv)) for lv in levels] if check else []
         wanted = {tuple(int(c) for c in k) for k in cells}
         plan = [(seg, sorted(wanted & seg[2])) for seg in segments if wanted & seg[2]]
         chunk_parts, row_parts = [], []
@@ -179,7 +183,8 @@ class LevelReader:
                 for cell in cs:
                     blob = self.group.read_bytes(name, ".".join(map(str, cell)))
                     rows = A._link_cell_rows(blob, ncols=width, flat=False, dtype=dtype)
-                    check_link_rows(self.path, self.level, name, cell, rows, bounds)
+                    if check:
+                        check_link_rows(self.path, self.level, name, cell, rows, bounds)
                     ends = A.cell_endpoint_chunks(cell, offsets, scale_src, scale_trg)
                     chunk_parts.append(np.broadcast_to(np.asarray(ends, np.int64), (len(rows), width, self.ndim)))
                     row_parts.append(rows)
