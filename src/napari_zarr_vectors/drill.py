@@ -137,20 +137,8 @@ class Drill:
 
     # -- lookups
     def positions(self, level: int, keys: np.ndarray) -> np.ndarray:
-        """Positions (store order) of keyed vertices, reading only their chunks."""
-        keys = _as_keys(keys, self.ndim)
-        out = np.full((len(keys), self.ndim), np.nan)
-        chunks, which = _unique_rows(keys[:, :-1])
-        buffers = self._reader(level).vertex_chunks([tuple(c) for c in chunks])
-        for i, c in enumerate(chunks):
-            buf = buffers.get(tuple(int(v) for v in c))
-            sel = np.flatnonzero(which == i)
-            if buf is None:
-                continue
-            rows = keys[sel, -1]
-            ok = (rows >= 0) & (rows < len(buf))
-            out[sel[ok]] = buf[rows[ok]]
-        return out
+        """Positions (store order) of keyed vertices, reading only their chunks (NaN for a key the level lacks)."""
+        return self._reader(level).positions(_as_keys(keys, self.ndim))
 
     def locate(self, level: int, positions: np.ndarray, tolerance: float | None = None) -> np.ndarray:
         """Keys of the vertices of ``level`` nearest to ``positions`` (store order).
@@ -277,8 +265,9 @@ class Drill:
     def _direct(self, level: int, keys: np.ndarray, delta: int) -> Vertices:
         """Follow ``links/<delta>`` stored at ``level`` (cells are the query's own chunks)."""
         cells = {tuple(c) for c in keys[:, :-1].tolist()}
-        chunks, rows = self._reader(level).link_cells(delta, cells)
-        return self._gather(level + delta, keys, chunks, rows, src=0)
+        chunks, rows = self._reader(level).link_cells(delta, cells, check=True)
+        links = (f"{level}/links/{delta:+d}", max(level, level + delta))
+        return self._gather(level + delta, keys, chunks, rows, src=0, links=links)
 
     def _implicit_children(self, level: int, keys: np.ndarray, delta: int) -> Vertices:
         """Children through ``links/+delta`` at the finer level: only its chunks inside the parents' bins."""
@@ -296,11 +285,18 @@ class Drill:
         for a, b in zip(lo, hi, strict=True):
             meet |= np.all((c_hi > a) & (c_lo < b), axis=1)
         cells = {tuple(c) for c in present[meet].tolist()}
-        chunks, rows = self._reader(fine).link_cells(delta, cells)
-        return self._gather(fine, keys, chunks, rows, src=1)
+        chunks, rows = self._reader(fine).link_cells(delta, cells, check=True)
+        return self._gather(fine, keys, chunks, rows, src=1, links=(f"{fine}/links/{delta:+d}", level))
 
-    def _gather(self, out_level: int, keys: np.ndarray, chunks: np.ndarray, rows: np.ndarray, src: int) -> Vertices:
-        """Records whose endpoint ``src`` is a query key -> the other endpoints, unique, with positions."""
+    def _gather(
+        self, out_level: int, keys: np.ndarray, chunks: np.ndarray, rows: np.ndarray, src: int, links: tuple[str, int]
+    ) -> Vertices:
+        """Records whose endpoint ``src`` is a query key -> the other endpoints, unique, with positions.
+
+        The other endpoints are checked against their chunks as these are
+        read (``LevelReader.positions``): links that name a vertex the level
+        lacks are a StoreError naming ``links``, never a NaN position.
+        """
         ends = [
             np.column_stack([chunks[:, e, :], rows[:, e]]) if len(rows) else np.zeros((0, self.ndim + 1), np.int64)
             for e in (0, 1)
@@ -314,7 +310,8 @@ class Drill:
             if len(which)
             else np.zeros((0, 2), np.int64)
         )
-        return Vertices(out_level, uniq.reshape(-1, self.ndim + 1), self.positions(out_level, uniq), pairs)
+        uniq = uniq.reshape(-1, self.ndim + 1)
+        return Vertices(out_level, uniq, self._reader(out_level).positions(uniq, named_by=links), pairs)
 
     def _objects_of(self, level: int, keys: np.ndarray) -> np.ndarray:
         owners = self._owners.get(level)

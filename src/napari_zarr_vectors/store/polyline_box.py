@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 
 from .access import address, resolve, shown
+from .chunks import _raise_if_chunks_missing, _read_object_attributes, check_positions, pack_rows, vertex_dtype_of
 from .errors import StoreError
 from .handle import Handle, _level, _root, handle
 from .info import LevelData
-from .read import _raise_if_chunks_missing, _read_object_attributes
-from .rows import pack_rows
+from .integrity import check_fragments, damaged
 
 
 @dataclass(frozen=True)
@@ -151,8 +151,9 @@ def _fragment_table(fi: Any) -> tuple[np.ndarray, np.ndarray]:
 def _box_chunks(index: PolylineIndex, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Whether each manifest entry's chunk can hold a vertex of the box ``[lo, hi]``.
 
-    Chunk ``c`` holds ``[c * shape, (c + 1) * shape)`` (the level's grid,
-    origin 0), so a chunk that only touches ``lo`` with its upper face is
+    Chunk ``c`` holds ``[c * shape, (c + 1) * shape)`` (grid coordinates
+    are absolute: an array's ``chunk_grid_origin`` only says in which of
+    its cells chunk ``c`` is stored), so a chunk that only touches ``lo`` with its upper face is
     not read (upstream's chunk resolution says the same).
     """
     shape = np.asarray(index.chunk_shape, float)
@@ -171,6 +172,7 @@ def read_polyline_box(
     clip: bool = True,
     vertex_attributes: Sequence[str] | None = None,
     object_attributes: Sequence[str] | None = None,
+    object_ids: Sequence[int] | None = None,
 ) -> LevelData:
     """The polylines of a level inside a box, read in whole arrays (no per-object reader).
 
@@ -195,7 +197,13 @@ def read_polyline_box(
     Returns a ``LevelData`` like ``read_level``'s: ``offsets``,
     ``part_objects``, per-vertex attributes (``vertex_attributes``: None
     reads every one) and per-part object attributes (``object_attributes``:
-    None reads every one).
+    None reads every one).  ``object_ids`` keeps only those objects, in
+    that order (``read_level``'s object read).
+
+    Every fragment table is checked against its chunk's vertex buffer
+    before it is used (``integrity.check_fragments``), and the positions
+    against the store's bounds: damaged data is a StoreError, not a short
+    or invented polyline.
     """
     from zarr_vectors import building as b
 
@@ -204,6 +212,8 @@ def read_polyline_box(
     ndim = index.ndim
     lo, hi = (np.asarray(v, float).reshape(ndim) for v in box)
     meet = _box_chunks(index, lo, hi)
+    if object_ids is not None:
+        meet &= np.isin(index.ids[index.entry_row], np.asarray(list(object_ids), np.int64))
     if whole_objects:
         meet = np.isin(index.entry_row, np.unique(index.entry_row[meet]))
     sel = np.flatnonzero(meet)
@@ -240,7 +250,16 @@ def read_polyline_box(
     frag = index.entry_fragment[sel]
     valid = (frag >= 0) & (frag < n_frags[chunk_of]) if len(sel) else np.zeros(0, bool)
     if not np.all(valid):  # a manifest naming a fragment its chunk lacks: that chunk's data is short
-        _raise_if_chunks_missing(p, level, [keys[i] for i in np.unique(chunk_of[~valid])])
+        lacking = [keys[i] for i in np.unique(chunk_of[~valid])]
+        _raise_if_chunks_missing(p, level, lacking)
+        e = int(np.flatnonzero(~valid)[0])
+        raise damaged(
+            p,
+            level,
+            f"the object manifest of object {int(index.ids[index.entry_row[sel[e]]])} names fragment "
+            f"{int(frag[e])} of chunk ({', '.join(map(str, keys[chunk_of[e]]))}), whose {level}/vertex_fragments "
+            f"table has {int(n_frags[chunk_of[e]])} fragments",
+        )
     gfrag = np.where(valid, frag_base[chunk_of] + frag, 0)
     counts = np.where(valid, all_offsets[gfrag + 1] - all_offsets[gfrag], 0)
     ends = np.cumsum(counts)
@@ -258,6 +277,7 @@ def read_polyline_box(
     nonempty = lengths > 0
     part_objects, lengths = part_objects[nonempty], lengths[nonempty]
     joined = np.concatenate(buffers) if buffers else np.zeros((0, ndim), np.float32)
+    check_positions(handle(p), level, joined)
     positions = joined[rows]
     vattrs = {name: values[rows] for name, values in attrs.items()}
     offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
@@ -269,6 +289,9 @@ def read_polyline_box(
         offsets=offsets,
         part_objects=np.asarray(part_objects, np.int64),
     )
+    if object_ids is not None and len(data.part_objects) > 1:  # the order asked for (a stable sort keeps parts')
+        rank = {int(o): i for i, o in reversed(list(enumerate(object_ids)))}
+        data = _reordered(data, np.argsort([rank[int(o)] for o in data.part_objects], kind="stable"))
     onames = list(object_attributes)
     if len(data.part_objects):
         data.object_attributes = _read_object_attributes(handle(p), level, onames, data.part_objects)
@@ -276,6 +299,21 @@ def read_polyline_box(
         first_row = _read_object_attributes(handle(p), level, onames, np.zeros(1, np.int64))
         data.object_attributes = {k: v[:0] for k, v in first_row.items()}
     return clip_parts(data, lo, hi) if clip else data
+
+
+def _reordered(data: LevelData, order: np.ndarray) -> LevelData:
+    """``data`` with its parts in ``order`` (vertex attributes follow their vertices)."""
+    offsets = np.asarray(data.offsets, np.int64)
+    lengths = np.diff(offsets)[order]
+    take = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in order] + [np.zeros(0, np.int64)])
+    return LevelData(
+        kind=data.kind,
+        level=data.level,
+        positions=np.asarray(data.positions)[take],
+        vertex_attributes={k: np.asarray(v)[take] for k, v in data.vertex_attributes.items()},
+        offsets=np.r_[0, np.cumsum(lengths)].astype(np.int64),
+        part_objects=np.asarray(data.part_objects)[order],
+    )
 
 
 def _read_box_chunks(
@@ -292,14 +330,18 @@ def _read_box_chunks(
     values: dict[str, list[np.ndarray]] = {name: [] for name in names}
     layouts = {name: A.attribute_layout(group, name) for name in names}
     short: list[tuple[int, ...]] = []
+    undecodable: list[tuple[tuple[int, ...], str]] = []
+    dtype = vertex_dtype_of(handle(p), level)
     with group.batched_reads(plan):
-        dtype = A.vertices_dtype(group)
         for key in keys:
             buf = np.asarray(b.read_chunk_vertex_buffer(group, key, dtype=dtype, ndim=ndim)).reshape(-1, ndim)
             try:
                 fi = A.read_vertex_fragment_index(group, key)
-            except Exception:
+            except Exception as exc:  # noqa: BLE001 - a gone file reads as empty bytes, which upstream refuses too
                 fi = None
+                undecodable.append((key, type(exc).__name__))
+            if fi is not None and len(buf):
+                check_fragments(p, level, key, fi, len(buf), dtype)
             if fi is None or not len(buf):  # the manifests name this chunk: its file is gone (or a 404)
                 short.append(key)
                 buffers.append(np.zeros((0, ndim), buf.dtype))
@@ -324,7 +366,18 @@ def _read_box_chunks(
                 values[name].append(full.reshape(len(buf)) if a_ncols == 1 and full.shape[1] == 1 else full)
     if short:  # zarr reads a gone file (or a 404) as empty: name it rather than leave a hole
         _raise_if_chunks_missing(p, level, short)
-        raise resolve(p).missing_error(level, [(b.VERTICES, k) for k in short])
+        if resolve(p).local is None:  # a 404 the session recorded: missing on the server
+            raise resolve(p).missing_error(level, [(b.VERTICES, k) for k in short])
+        key = short[0]
+        why = dict(undecodable).get(key)
+        what = f"its fragment table cannot be decoded ({why})" if why else "its vertex buffer is empty"
+        more = f" ({len(short) - 1:,} more chunks too)" if len(short) > 1 else ""
+        raise damaged(
+            p,
+            level,
+            f"{level}/vertices chunk ({', '.join(map(str, key))}), which the object manifests name, has files on "
+            f"disk but {what}{more}",
+        )
     joined = {name: np.concatenate(v) if v else np.zeros(0, layouts[name][0]) for name, v in values.items()}
     return buffers, joined, frag_offsets, frag_rows
 

@@ -8,54 +8,70 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .chunks import chunk_vertex_counts
+from .chunks import check_positions, chunk_vertex_counts, pack_rows, vertex_dtype_of
 from .errors import StoreError
 from .handle import Handle, handle
+from .integrity import check_fragments, damaged
 from .read import _read_points, read_point_chunks
 
 
-def pack_rows(*arrays: np.ndarray) -> list[np.ndarray]:
-    """Integer rows (same width in every array) as one int64 code each, comparable across the arrays."""
-    filled = [np.asarray(a, dtype=np.int64) for a in arrays if len(a)]
-    if not filled:
-        return [np.zeros(0, np.int64) for _ in arrays]
-    both = np.concatenate(filled)
-    lo = both.min(0)
-    span = both.max(0) - lo + 1
-    strides = np.concatenate([np.cumprod(span[::-1])[::-1][1:], [1]]).astype(np.int64)
-    return [(np.asarray(a, dtype=np.int64) - lo) @ strides if len(a) else np.zeros(0, np.int64) for a in arrays]
-
-
-def _rows_of(chunks: np.ndarray, local: np.ndarray, offsets: Mapping[tuple, int]) -> np.ndarray:
-    """Global row of each (chunk, local row) endpoint; -1 where the chunk is unknown.
+def _rows_of(
+    chunks: np.ndarray, local: np.ndarray, offsets: Mapping[tuple, int], total: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Global row of each (chunk, local row) endpoint, and its chunk's row count (-1 where the chunk is unknown).
 
     Chunk coordinates are packed into one int64 key and looked up with a
     sorted search: ~10x faster than upstream's np.unique(axis=0) gather.
+    ``total`` (the level's rows) sizes the last chunk.
     """
     if len(chunks) == 0:
-        return np.zeros(0, np.int64)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     table = np.asarray(list(offsets.keys()), dtype=np.int64).reshape(-1, chunks.shape[1])
     starts = np.asarray(list(offsets.values()), dtype=np.int64)
+    # ``offsets`` lists the chunks in row order, laid out back to back: each one's rows end where the next begins
+    sizes = np.diff(np.r_[starts, starts[-1] if total is None else total]) if len(starts) else starts
     tkeys, keys = pack_rows(table, chunks)
     order = np.argsort(tkeys)
-    tkeys, starts = tkeys[order], starts[order]
+    tkeys, starts, sizes = tkeys[order], starts[order], sizes[order]
     pos = np.clip(np.searchsorted(tkeys, keys), 0, len(tkeys) - 1)
     found = tkeys[pos] == keys
-    return np.where(found, starts[pos] + local, -1)
+    return np.where(found, starts[pos] + local, -1), np.where(found, sizes[pos], -1)
+
+
+def _check_parent_links(
+    path: object, fine_level: int, delta: int, chunks: np.ndarray, vi: np.ndarray, ends: list[tuple[int, np.ndarray]]
+) -> None:
+    """Every record's endpoints name a row of a chunk of their level (``ends``: (level, chunk rows) per endpoint)."""
+    for k, (level, sizes) in enumerate(ends):
+        bad = (vi[:, k] < 0) | (vi[:, k] >= sizes)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            chunk = ", ".join(str(int(c)) for c in chunks[i, k])
+            place = f"which has {int(sizes[i]):,} rows" if sizes[i] >= 0 else "which the level does not have"
+            more = f" ({int(bad.sum()) - 1:,} more records too)" if bad.sum() > 1 else ""
+            raise damaged(
+                path,
+                fine_level + delta,
+                f"{fine_level}/links/{delta:+d} record {i} points at row {int(vi[i, k]):,} of chunk ({chunk}) of "
+                f"level {level}, {place}{more}",
+            )
 
 
 def parent_map(path: str | os.PathLike[str] | Handle, fine_level: int, delta: int = 1) -> np.ndarray:
     """For every row of ``fine_level``, its parent's row at ``fine_level + delta`` (-1: none).
 
     Decoded from the ``links/+delta`` records at the fine level, read in
-    one batched prefetch (one upstream read per chunk costs ~2 ms).
+    one batched prefetch (one upstream read per chunk costs ~2 ms).  Every
+    record must name a row of an existing chunk at both levels: one that
+    does not is damaged, and a StoreError names it (rather than a parent
+    at another chunk's vertex, or a row past the level's end).
     """
     from zarr_vectors import building as b
 
     h = handle(path)
     fine = h.level_group(fine_level)
     fine_off, _, n_fine = h.chunk_offsets(fine_level)
-    coarse_off, _, _ = h.chunk_offsets(fine_level + delta)
+    coarse_off, _, n_coarse = h.chunk_offsets(fine_level + delta)
     family = b.links_group_path(delta)
     if not fine.array_exists(family):
         raise StoreError(
@@ -70,10 +86,10 @@ def parent_map(path: str | os.PathLike[str] | Handle, fine_level: int, delta: in
     parent = np.full(n_fine, -1, dtype=np.int64)
     if len(vi) == 0:
         return parent
-    f_rows = _rows_of(chunks[:, 0, :], vi[:, 0], fine_off)
-    c_rows = _rows_of(chunks[:, 1, :], vi[:, 1], coarse_off)
-    ok = (f_rows >= 0) & (c_rows >= 0)
-    parent[f_rows[ok]] = c_rows[ok]
+    f_rows, f_sizes = _rows_of(chunks[:, 0, :], vi[:, 0], fine_off, n_fine)
+    c_rows, c_sizes = _rows_of(chunks[:, 1, :], vi[:, 1], coarse_off, n_coarse)
+    _check_parent_links(h.path, fine_level, delta, chunks, vi, [(fine_level, f_sizes), (fine_level + delta, c_sizes)])
+    parent[f_rows] = c_rows
     return parent
 
 
@@ -142,7 +158,7 @@ def read_row_batch(
     one whole-level typed read, ~10x faster than naming its chunks.
     """
     from zarr_vectors import building as b
-    from zarr_vectors.core.arrays import vertices_dtype
+    from zarr_vectors.core.arrays import read_vertex_fragment_index
 
     h = handle(path)
     group, ndim = h.level_group(level), h.ndim
@@ -168,10 +184,15 @@ def read_row_batch(
     plan += [(f"{b.VERTEX_ATTRIBUTES}/{name}", ckeys) for name in attributes]
     positions, values = [], {name: [] for name in attributes}
     with group.batched_reads(plan):
-        dtype = vertices_dtype(group)
+        dtype = vertex_dtype_of(h, level)
+        fragments = group.array_exists(b.VERTEX_FRAGMENTS)
         for key in chunk_keys:
             buf = np.asarray(b.read_chunk_vertex_buffer(group, key, dtype=dtype, ndim=ndim), np.float64)
-            positions.append(buf.reshape(-1, ndim))
+            buf = buf.reshape(-1, ndim)
+            if fragments and len(buf):  # the table attributes are cut by: checked against the buffer first
+                check_fragments(h.path, level, key, read_vertex_fragment_index(group, key), len(buf), dtype)
+            check_positions(h, level, buf)
+            positions.append(buf)
             for name in attributes:
                 groups = b.read_chunk_attributes(group, name, key)
                 part = np.concatenate([np.asarray(g) for g in groups]) if groups else np.zeros(0)
