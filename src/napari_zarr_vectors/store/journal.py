@@ -203,6 +203,17 @@ class LocalStore(_ZarrLocalStore):
             return
         await super().delete(key)
 
+    def delete_when_published(self, keys: Iterable[str]) -> None:
+        """Delete these files (store-relative keys) when the session publishes: they stay until then.
+
+        For what no zarr key names, such as leftover ``*.partial`` files of
+        interrupted cell writes: a kill before the publish leaves them, one
+        during it finishes the deletions on recovery (roll forward).
+        """
+        self._check_writable()
+        with self._lock:
+            self.deferred_deletes.update(keys)
+
     async def delete_dir(self, prefix: str) -> None:
         self._check_writable()
         prefix = prefix.rstrip("/")
