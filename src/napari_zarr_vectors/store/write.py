@@ -132,32 +132,37 @@ def settle_writer_threads(timeout: float = 60.0) -> None:
     zarr-vectors writes chunk cells from a thread pool and raises the
     first failure (a full disk) while the other cells are still being
     written: a folder removed at once fills again behind our back.  One
-    task per worker, all meeting at a barrier with this thread, runs only
-    once every earlier task has finished (the pool's queue is first in,
-    first out).  Nothing to wait for when the pool was never started.
+    waiting task per possible worker is queued behind those writes (the
+    queue is first in, first out); once every worker thread of the pool
+    holds one of them, no earlier write is still running.  Nothing to
+    wait for when the pool was never started.
     """
     try:
         from zarr_vectors.core import _batch_writer
     except ImportError:  # pragma: no cover - another zarr-vectors layout: nothing known to wait for
         return
     pool = getattr(_batch_writer, "_WRITE_POOL", None)
-    workers = getattr(pool, "_max_workers", None)
-    if pool is None or not isinstance(workers, int) or workers < 1:
+    workers, threads = getattr(pool, "_max_workers", None), getattr(pool, "_threads", None)
+    if pool is None or not isinstance(workers, int) or not isinstance(threads, set):
         return
-    barrier = threading.Barrier(workers + 1)
+    gate = threading.Condition()
+    state = {"arrived": 0, "open": False}
 
-    def meet() -> None:
-        with contextlib.suppress(threading.BrokenBarrierError):
-            barrier.wait(timeout)
+    def hold() -> None:
+        with gate:
+            state["arrived"] += 1
+            gate.notify_all()
+            gate.wait_for(lambda: state["open"], timeout)
 
     try:
         for _ in range(workers):
-            pool.submit(meet)
+            pool.submit(hold)
     except RuntimeError:  # the pool was shut down (interpreter exit): no writes are running
-        barrier.abort()
         return
-    with contextlib.suppress(threading.BrokenBarrierError):
-        barrier.wait(timeout)
+    with gate:
+        gate.wait_for(lambda: state["arrived"] >= len(threads), timeout)
+        state["open"] = True
+        gate.notify_all()
 
 
 def discard(path: Path, *, settle: bool = True) -> None:
@@ -193,24 +198,28 @@ def atomic_store(target: str | os.PathLike[str]) -> Iterator[Path]:
         remove_stale_temps(target)
     check_new_target(target)
     box = temp_sibling(target)
-    try:
-        box.mkdir()
-        tmp = box / target.name
-        yield tmp
-        if target.exists():  # an empty directory: replace it
-            target.rmdir()
-        os.replace(tmp, target)
-    except BaseException as exc:
-        from .journal import _DeferSigint
+    from .journal import _DeferSigint
 
-        with _DeferSigint():  # a second Ctrl+C waits until the temporary folder is gone
-            discard(box)
-        if isinstance(exc, StoreError) or not isinstance(exc, Exception):
-            raise
-        raise StoreError(_failure_message(target, exc)) from exc
-    forget(target)
-    with contextlib.suppress(OSError):
-        box.rmdir()  # empty now; a kill just before this leaves it for the next write to remove
+    published = False
+    try:
+        try:
+            box.mkdir()
+            tmp = box / target.name
+            yield tmp
+            if target.exists():  # an empty directory: replace it
+                target.rmdir()
+            os.replace(tmp, target)
+            published = True
+            forget(target)
+        except BaseException as exc:
+            with _DeferSigint():  # a second Ctrl+C waits until the temporary folder is gone
+                discard(box, settle=not published)
+            if published or isinstance(exc, StoreError) or not isinstance(exc, Exception):
+                raise
+            raise StoreError(_failure_message(target, exc)) from exc
+    finally:
+        with _DeferSigint():  # on success the folder is empty; a kill before this leaves it to the next write
+            discard(box, settle=False)
 
 
 def _failure_message(target: Path, exc: BaseException) -> str:
