@@ -720,7 +720,8 @@ def write_deep_zoom(
                 image = _halve(image, average=not density)
         (tmp / INCOMPLETE).write_bytes(b"")
         tmp_dzi.write_bytes(_descriptor(width, height, tile_size, overlap, "jpg" if fmt == "jpeg" else fmt))
-        _publish_deep_zoom(tmp, tmp_dzi, files, dzi)
+        with store.ctrl_c_held():  # Ctrl+C waits for the renames: it never leaves a half output
+            _publish_deep_zoom(tmp, tmp_dzi, files, dzi)
     except BaseException:
         for leftover in (tmp, tmp_dzi):  # ours only: another export's temporaries are its own
             store.discard(leftover, settle=False)

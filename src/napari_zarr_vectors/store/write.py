@@ -180,6 +180,19 @@ def discard(path: Path, *, settle: bool = True) -> None:
 
 
 @contextlib.contextmanager
+def ctrl_c_held() -> Iterator[None]:
+    """Hold back Ctrl+C (in the main thread) until the block has finished, then deliver it.
+
+    For the few steps that publish or clean up: a rename cut in half by
+    Ctrl+C would leave what a kill leaves, and the user only asked to stop.
+    """
+    from .journal import _DeferSigint
+
+    with _DeferSigint():
+        yield
+
+
+@contextlib.contextmanager
 def atomic_store(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path to write a new store at; it is renamed to ``target`` only on success.
 
@@ -198,8 +211,6 @@ def atomic_store(target: str | os.PathLike[str]) -> Iterator[Path]:
         remove_stale_temps(target)
     check_new_target(target)
     box = temp_sibling(target)
-    from .journal import _DeferSigint
-
     published = False
     try:
         try:
@@ -212,13 +223,13 @@ def atomic_store(target: str | os.PathLike[str]) -> Iterator[Path]:
             published = True
             forget(target)
         except BaseException as exc:
-            with _DeferSigint():  # a second Ctrl+C waits until the temporary folder is gone
+            with ctrl_c_held():  # a second Ctrl+C waits until the temporary folder is gone
                 discard(box, settle=not published)
             if published or isinstance(exc, StoreError) or not isinstance(exc, Exception):
                 raise
             raise StoreError(_failure_message(target, exc)) from exc
     finally:
-        with _DeferSigint():  # on success the folder is empty; a kill before this leaves it to the next write
+        with ctrl_c_held():  # on success the folder is empty; a kill before this leaves it to the next write
             discard(box, settle=False)
 
 
