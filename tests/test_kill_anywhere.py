@@ -123,15 +123,18 @@ def _writes(child: Path, op: str, root: Path, **args) -> int:
     return writes
 
 
-def _moments(total: int, kills: int = KILLS) -> list[int]:
-    """Which writes to kill at: every one, or ``kills`` spread evenly from the first to the last, and the last 4.
+def _moments(total: int, kills: int = KILLS, *, head: int = 0) -> list[int]:
+    """Which writes to kill at: every one, or about ``kills``: the first ``head``, the rest spread evenly, the last 4.
 
-    The last writes are where each operation publishes (renames into
-    place, a marker's removal): they are always among the moments.
+    The last writes are where the writer and export-dzi publish (renames
+    into place, a marker's removal); ``head`` covers an operation whose
+    publish comes early (repair: lock, journal, staged metadata and publish
+    come first, then the removed levels are deleted, file by file).
     """
     if FULL or total <= kills:
         return list(range(1, total + 1))
-    return sorted({int(n) for n in np.linspace(1, total, kills).round()} | set(range(max(1, total - 3), total + 1)))
+    spread = np.linspace(head + 1, total, max(kills - head, 2)).round()
+    return sorted(set(range(1, head + 1)) | {int(n) for n in spread} | set(range(max(1, total - 3), total + 1)))
 
 
 def _killed(done: subprocess.CompletedProcess) -> bool:
@@ -283,8 +286,9 @@ def test_a_full_disk_leaves_no_temporary_folder(positions, tmp_path):
 def damaged(tmp_path_factory) -> Path:
     """A 3-level pyramid with level 2's vertices gone and ``*.partial`` files in and outside chunk folders."""
     path = tmp_path_factory.mktemp("damaged") / "damaged.zv"
+    # few chunks, so the removed levels are few files: the kills land in the session, not only in deleting them
     samples.make_uniform_point_cloud(
-        path, n=20_000, extent=1000.0, chunk=250.0, bin_size=25.0, factors=[(2.0, 1.0)] * 3
+        path, n=20_000, extent=1000.0, chunk=500.0, bin_size=25.0, factors=[(2.0, 1.0)] * 3
     )
     shutil.rmtree(path / "2" / "vertices" / "c")
     cell = next(p for p in sorted((path / "0" / "vertices" / "c").rglob("*")) if p.is_file())
@@ -313,7 +317,7 @@ def test_kill_9_at_every_write_of_repair(child, damaged, tmp_path):
     total = _writes(child, "repair", root, target=path)
     assert _digest(path) == new
     outcomes = []
-    for n in _moments(total):
+    for n in _moments(total, head=28):  # its first ~28 writes: lock, journal, staged metadata, publish
         shutil.rmtree(root)
         shutil.copytree(damaged, path)
         _killed(_run(child, "repair", root, n, target=path))
