@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import socket
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -126,48 +125,11 @@ def remove_stale_temps(target: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
-def settle_writer_threads(timeout: float = 60.0) -> None:
-    """Wait until zarr-vectors' shared cell-writer pool has finished every write already handed to it.
-
-    zarr-vectors writes chunk cells from a thread pool and raises the
-    first failure (a full disk) while the other cells are still being
-    written: a folder removed at once fills again behind our back.  One
-    waiting task per possible worker is queued behind those writes (the
-    queue is first in, first out); once every worker thread of the pool
-    holds one of them, no earlier write is still running.  Nothing to
-    wait for when the pool was never started.
-    """
-    try:
-        from zarr_vectors.core import _batch_writer
-    except ImportError:  # pragma: no cover - another zarr-vectors layout: nothing known to wait for
-        return
-    pool = getattr(_batch_writer, "_WRITE_POOL", None)
-    workers, threads = getattr(pool, "_max_workers", None), getattr(pool, "_threads", None)
-    if pool is None or not isinstance(workers, int) or not isinstance(threads, set):
-        return
-    gate = threading.Condition()
-    state = {"arrived": 0, "open": False}
-
-    def hold() -> None:
-        with gate:
-            state["arrived"] += 1
-            gate.notify_all()
-            gate.wait_for(lambda: state["open"], timeout)
-
-    try:
-        for _ in range(workers):
-            pool.submit(hold)
-    except RuntimeError:  # the pool was shut down (interpreter exit): no writes are running
-        return
-    with gate:
-        gate.wait_for(lambda: state["arrived"] >= len(threads), timeout)
-        state["open"] = True
-        gate.notify_all()
-
-
 def discard(path: Path, *, settle: bool = True) -> None:
     """Delete a writer's temporary folder or file, after its cell writes settled (``settle``); never raises."""
     if settle:
+        from .journal import settle_writer_threads
+
         settle_writer_threads()
     for _ in range(3):  # a write that raced the first pass (it cannot once the pool settled) is caught by the next
         if not os.path.lexists(path):
