@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -611,10 +609,43 @@ def _refuse_existing(out: Path, name: str) -> tuple[Path, Path]:
             "NAME_files/, so the name may not contain a folder or '..'. Choose a name such as 'cells'."
         )
     dzi, files = out / f"{name}.dzi", out / f"{name}_files"
+    half = _half_output(dzi, files)
     for target in (dzi, files):
-        if target.exists():
+        if (target.exists() or target.is_symlink()) and not half:
             raise DensityError(f"'{target}' already exists; choose another output folder or name, or remove it first.")
     return dzi, files
+
+
+#: A file inside ``NAME_files/`` from before its rename into place until the descriptor is in place too: an
+#: export killed in between leaves a tile folder that says it is incomplete, and the next export replaces it.
+INCOMPLETE = ".nzv-incomplete"
+
+
+def _half_output(dzi: Path, files: Path) -> bool:
+    """Whether ``files`` (with ``dzi``, if present) is an export of ours that was interrupted while publishing."""
+    marked = files.is_dir() and not files.is_symlink() and (files / INCOMPLETE).is_file()
+    return marked and not dzi.is_symlink() and (dzi.is_file() or not dzi.exists())
+
+
+def _publish_deep_zoom(tmp: Path, tmp_dzi: Path, files: Path, dzi: Path) -> None:
+    """Move the tile folder, then the descriptor into place; the folder holds ``INCOMPLETE`` until both are there.
+
+    Two renames cannot be one step, so every state between them is
+    recognisable: nothing, a marked tile folder (with or without its
+    descriptor), or the whole export.  A marked folder left by an
+    interrupted export is replaced here: its descriptor goes first, then
+    the folder is renamed to a temporary name and deleted.
+    """
+    if files.exists() or dzi.exists() or files.is_symlink() or dzi.is_symlink():
+        if not _half_output(dzi, files):  # made meanwhile by someone else: never replaced
+            raise DensityError(f"'{files}' or '{dzi}' appeared while the tiles were written; nothing was replaced.")
+        dzi.unlink(missing_ok=True)
+        old = store.temp_sibling(files)
+        os.rename(files, old)
+        store.discard(old, settle=False)
+    os.rename(tmp, files)
+    os.replace(tmp_dzi, dzi)
+    (files / INCOMPLETE).unlink()
 
 
 def write_deep_zoom(
@@ -661,7 +692,9 @@ def write_deep_zoom(
         nonzero = finest[finest > 0]
         vmax = float(np.percentile(nonzero, 99.9)) if len(nonzero) else 1.0
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{name}_files.{uuid.uuid4().hex[:8]}.partial"
+    for target in (files, dzi):  # temporaries of exports that were killed (their process is gone)
+        store.remove_stale_temps(target)
+    tmp, tmp_dzi = store.temp_sibling(files), store.temp_sibling(dzi)
     tiles_total = sum(lv.columns * lv.rows for lv in levels)
     written = 0
     try:
@@ -685,14 +718,13 @@ def write_deep_zoom(
                         progress(written, tiles_total)
             if lv.level > 0:
                 image = _halve(image, average=not density)
-        tmp_dzi = out / f".{name}.dzi.{uuid.uuid4().hex[:8]}.partial"
+        (tmp / INCOMPLETE).write_bytes(b"")
         tmp_dzi.write_bytes(_descriptor(width, height, tile_size, overlap, "jpg" if fmt == "jpeg" else fmt))
-        tmp.rename(files)
-        tmp_dzi.rename(dzi)
+        with store.ctrl_c_held():  # Ctrl+C waits for the renames: it never leaves a half output
+            _publish_deep_zoom(tmp, tmp_dzi, files, dzi)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for leftover in out.glob(f".{name}.dzi.*.partial"):
-            leftover.unlink(missing_ok=True)
+        for leftover in (tmp, tmp_dzi):  # ours only: another export's temporaries are its own
+            store.discard(leftover, settle=False)
         raise
     return dzi
 

@@ -28,7 +28,8 @@ The protocol (docs/safety.md describes it for other tools):
   ``recover``, does this before anything else; a reader sees the published
   store either way.
 
-This module knows zarr's Store API, not zarr-vectors; ``session.py`` routes
+This module knows zarr's Store API, not zarr-vectors (except the writer
+thread pool it waits for: ``settle_writer_threads``); ``session.py`` routes
 its writes through :class:`StagingStore` during a :func:`write_session`.
 """
 
@@ -202,6 +203,17 @@ class LocalStore(_ZarrLocalStore):
                 self.deferred_deletes.add(key)
             return
         await super().delete(key)
+
+    def delete_when_published(self, keys: Iterable[str]) -> None:
+        """Delete these files (store-relative keys) when the session publishes: they stay until then.
+
+        For what no zarr key names, such as leftover ``*.partial`` files of
+        interrupted cell writes: a kill before the publish leaves them, one
+        during it finishes the deletions on recovery (roll forward).
+        """
+        self._check_writable()
+        with self._lock:
+            self.deferred_deletes.update(keys)
 
     async def delete_dir(self, prefix: str) -> None:
         self._check_writable()
@@ -442,6 +454,45 @@ def _sync_all() -> None:
         sync()
 
 
+def settle_writer_threads(timeout: float = 60.0) -> None:
+    """Wait until zarr-vectors' shared cell-writer pool has finished every write already handed to it.
+
+    zarr-vectors writes chunk cells from a thread pool and raises the
+    first failure (a full disk) while the other cells are still being
+    written: a folder removed at once fills again behind our back.  One
+    waiting task per possible worker is queued behind those writes (the
+    queue is first in, first out); once every worker thread of the pool
+    holds one of them, no earlier write is still running.  Nothing to
+    wait for when the pool was never started.
+    """
+    try:
+        from zarr_vectors.core import _batch_writer
+    except ImportError:  # pragma: no cover - another zarr-vectors layout: nothing known to wait for
+        return
+    pool = getattr(_batch_writer, "_WRITE_POOL", None)
+    workers, threads = getattr(pool, "_max_workers", None), getattr(pool, "_threads", None)
+    if pool is None or not isinstance(workers, int) or not isinstance(threads, set):
+        return
+    gate = threading.Condition()
+    state = {"arrived": 0, "open": False}
+
+    def hold() -> None:
+        with gate:
+            state["arrived"] += 1
+            gate.notify_all()
+            gate.wait_for(lambda: state["open"], timeout)
+
+    try:
+        for _ in range(workers):
+            pool.submit(hold)
+    except RuntimeError:  # the pool was shut down (interpreter exit): no writes are running
+        return
+    with gate:
+        gate.wait_for(lambda: state["arrived"] >= len(threads), timeout)
+        state["open"] = True
+        gate.notify_all()
+
+
 #: A rollback repeats until a pass finds nothing new for this long: writer threads may still be flushing cells.
 QUIET_S = 0.25
 QUIET_MAX_S = 60.0
@@ -454,6 +505,8 @@ def _rollback(root: Path, journal: dict[str, Any], *, until_quiet: bool = False)
     pool) may still be finishing cells when the error reaches us, so the
     pass repeats until one finds nothing new, before the journal goes.
     """
+    if until_quiet:
+        settle_writer_threads()  # the cells already handed to zarr-vectors' writer threads land first
     deadline = time.monotonic() + QUIET_MAX_S
     while _undo_pass(root, set(journal.get("before") or [])) and until_quiet and time.monotonic() < deadline:
         time.sleep(QUIET_S)

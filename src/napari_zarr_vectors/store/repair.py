@@ -3,7 +3,6 @@ and removing it, in one write session."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Collection
 from pathlib import Path
@@ -74,7 +73,7 @@ def _repair(root: Path, dry_run: bool) -> list[str]:
         if why is not None:
             stale.append((lv, d))
             found.append(f"level {lv}: links {d:+d} {why}")
-    partials = [p for p in root.rglob("*.partial") if ".nzv-journal" not in p.parts]
+    partials = _partials(root)
     if partials:
         found.append(f"{len(partials)} leftover *.partial file(s) from interrupted writes, e.g. '{partials[0]}'")
     if dry_run or not (bad is not None or dangling or stale or partials):
@@ -87,9 +86,8 @@ def _repair(root: Path, dry_run: bool) -> list[str]:
             if (root / str(level)).is_dir():
                 _delete_level_tree(root, level)
             _drop_level_from_root_metadata(root, level)
-    for p in partials:
-        with contextlib.suppress(FileNotFoundError):
-            p.unlink()
+        partials = _partials(root)  # looked for again holding the lock
+        _delete_files(root, partials)
     found.append(
         "repaired: "
         + ", ".join(
@@ -121,6 +119,16 @@ def _level_problem(root: Path, level: int) -> str | None:
     if listed is not None and listed > 0 and rows == 0:
         return "holds no vertices"
     return None
+
+
+def _partials(root: Path) -> list[Path]:
+    """Leftover ``*.partial`` files of interrupted cell writes (a write session's own journal is not looked in)."""
+    return [p for p in root.rglob("*.partial") if ".nzv-journal" not in p.relative_to(root).parts]
+
+
+def _delete_files(root: Path, files: list[Path]) -> None:
+    """Delete files through the write session: recorded now, deleted when it publishes (or rolled forward)."""
+    _SESSIONS[str(root)].delete_when_published(p.relative_to(root).as_posix() for p in files)
 
 
 def _delete_level_tree(root: Path, level: int) -> None:

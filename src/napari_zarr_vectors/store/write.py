@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import shutil
+import socket
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -56,29 +59,149 @@ def check_new_target(target: Path, verb: str = "write", error: type[StoreError] 
         raise error(f"Cannot {verb} '{target}': folder '{target.parent}' is not writable.")
 
 
+#: A writer's temporary sibling of its target: ``.NAME.partial-<pid>-<host>-<8 hex>``.
+PARTIAL_INFIX = ".partial-"
+_TEMP_TAIL = re.compile(r"^(?P<pid>[0-9]+)-(?P<host>.*)-[0-9a-f]{8}$")
+
+
+def _host() -> str:
+    """This machine's name as it goes into a temporary name (letters, digits, dots and dashes)."""
+    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())[:64] or "host"
+
+
+def temp_sibling(target: str | os.PathLike[str]) -> Path:
+    """A new temporary name beside ``target`` that says whose it is: ``.NAME.partial-<pid>-<host>-<random>``.
+
+    The pid and host let the next writer to the same target tell a
+    temporary left by a process that died (kill -9, a power cut) from one
+    a live process is still writing (``remove_stale_temps``).
+    """
+    target = Path(target)
+    return target.with_name(f".{target.name}{PARTIAL_INFIX}{os.getpid()}-{_host()}-{uuid.uuid4().hex[:8]}")
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists here (one we may not signal counts: it is alive)."""
+    if pid <= 0:
+        return True  # not a pid a temporary name holds: never treat it as gone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def stale_temps(target: str | os.PathLike[str]) -> list[Path]:
+    """Temporaries of ``target`` (``temp_sibling`` names) whose writer, on this host, is no longer running.
+
+    One of a live process, of another host, or of an older naming without
+    a pid is never listed: it may still be written.
+    """
+    target = Path(target)
+    prefix = f".{target.name}{PARTIAL_INFIX}"
+    found = []
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        m = _TEMP_TAIL.match(entry.name[len(prefix) :])
+        if m and m["host"] == _host() and not _alive(int(m["pid"])):
+            found.append(Path(entry.path))
+    return found
+
+
+def remove_stale_temps(target: str | os.PathLike[str]) -> list[Path]:
+    """Delete what ``stale_temps`` lists (left by writers that were killed); the paths removed."""
+    removed = []
+    for path in stale_temps(target):
+        discard(path, settle=False)
+        if not os.path.lexists(path):
+            removed.append(path)
+    return removed
+
+
+def discard(path: Path, *, settle: bool = True) -> None:
+    """Delete a writer's temporary folder or file, after its cell writes settled (``settle``); never raises."""
+    if settle:
+        from .journal import settle_writer_threads
+
+        settle_writer_threads()
+    for _ in range(3):  # a write that raced the first pass (it cannot once the pool settled) is caught by the next
+        if not os.path.lexists(path):
+            return
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+@contextlib.contextmanager
+def ctrl_c_held() -> Iterator[None]:
+    """Hold back Ctrl+C (in the main thread) until the block has finished, then deliver it.
+
+    For the few steps that publish or clean up: a rename cut in half by
+    Ctrl+C would leave what a kill leaves, and the user only asked to stop.
+    """
+    from .journal import _DeferSigint
+
+    with _DeferSigint():
+        yield
+
+
 @contextlib.contextmanager
 def atomic_store(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary sibling path; rename it to ``target`` only on success.
+    """Yield a temporary path to write a new store at; it is renamed to ``target`` only on success.
 
-    A failure leaves nothing behind, and an existing non-empty target is
-    refused before anything is written.
+    The temporary path is ``.NAME.partial-<pid>-<host>-<random>/NAME``
+    beside ``target``: the store is written under its own final name, so
+    the name zarr-vectors records in its root metadata (``ome.name``) is
+    the final one, and the rename moves it into place in one step.  Any
+    failure (an exception, Ctrl+C, a full disk) deletes the temporary
+    folder; one left by a writer that was killed is deleted by the next
+    write to the same target (``remove_stale_temps``).  An existing
+    non-empty target is refused before anything is written.
     """
     refuse_remote(target, "write a store")
     target = Path(target).absolute()
+    if target.parent.is_dir():
+        remove_stale_temps(target)
     check_new_target(target)
-    tmp = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
+    box = temp_sibling(target)
+    published = False
     try:
-        yield tmp
-        if target.exists():  # an empty directory: replace it
-            target.rmdir()
-        os.replace(tmp, target)
-        forget(target)
-    except StoreError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    except Exception as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise StoreError(f"Writing '{target}' failed, nothing was written: {exc}") from exc
+        try:
+            box.mkdir()
+            tmp = box / target.name
+            yield tmp
+            if target.exists():  # an empty directory: replace it
+                target.rmdir()
+            os.replace(tmp, target)
+            published = True
+            forget(target)
+        except BaseException as exc:
+            with ctrl_c_held():  # a second Ctrl+C waits until the temporary folder is gone
+                discard(box, settle=not published)
+            if published or isinstance(exc, StoreError) or not isinstance(exc, Exception):
+                raise
+            raise StoreError(_failure_message(target, exc)) from exc
+    finally:
+        with ctrl_c_held():  # on success the folder is empty; a kill before this leaves it to the next write
+            discard(box, settle=False)
+
+
+def _failure_message(target: Path, exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return (
+            f"Writing '{target}' failed: the disk holding '{target.parent}' is full. Nothing was written "
+            "(the partial copy was deleted); free some space there and try again."
+        )
+    return f"Writing '{target}' failed, nothing was written: {exc}"
 
 
 def _rows_text(rows: Sequence[int], limit: int = 10) -> str:
