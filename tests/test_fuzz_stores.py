@@ -55,8 +55,8 @@ ENTRIES = _corrupt.ENTRIES
 WORDS: dict[str, tuple[list[str], str | None]] = {
     "links_huge": ([r"link"], None),
     "links_negative": ([r"link"], None),
-    "fragment_start_beyond": ([r"fragment"], r"missing"),
-    "fragment_count_huge": ([r"fragment"], r"missing"),
+    "fragment_start_beyond": ([r"fragment"], r"(?<!not )missing"),
+    "fragment_count_huge": ([r"fragment"], r"(?<!not )missing"),
     "vertices_int8": ([r"int8|dtype|data type"], None),
     "bin_negative": ([r"bin"], None),
     "bin_zero": ([r"bin"], None),
@@ -64,9 +64,9 @@ WORDS: dict[str, tuple[list[str], str | None]] = {
     "chunk_shape_negative": ([r"chunk"], None),
     "chunk_shape_zero": ([r"chunk"], None),
     "chunk_shape_nan": ([r"chunk"], None),
-    "chunk_truncated": ([r"chunk|corrupt|damaged|truncated"], r"missing"),
-    "chunk_garbage": ([r"chunk|corrupt|damaged"], r"missing"),
-    "chunk_retyped": ([r"type"], r"missing"),
+    "chunk_truncated": ([r"chunk|corrupt|damaged|truncated"], r"(?<!not )missing"),
+    "chunk_garbage": ([r"chunk|corrupt|damaged"], r"(?<!not )missing"),
+    "chunk_retyped": ([r"type"], r"(?<!not )missing"),
     "chunk_missing": ([r"missing|not found|no such"], None),
     "root_truncated": ([r"zarr\.json"], None),
     "level_truncated": ([r"level", r"zarr\.json"], r"root metadata"),
@@ -87,32 +87,311 @@ _LEVEL_JSON = "a truncated level zarr.json is called 'unreadable root metadata' 
 _PLANNER = "download: AttributeError '_Planner' object has no attribute '_where' (store/copying.py), a traceback"
 _SYMLINK = "repair runs on a store holding a symbolic link; docs/safety.md says it refuses (nothing is written outside)"
 
+_NOT_MISSING = (
+    "the integrity message says 'damaged, not missing'; the harness forbade any 'missing' "
+    "(regex fixed: listed until a clean run confirms)"
+)
+_OPEN_FLAKY = (
+    "under load the intact store's view was taken before the level of detail settled "
+    "(961 vs 3000 points), so the open comparison is flaky"
+)
+
 # (kind, entry) -> why it fails on main today; a key may also be (template, kind, entry).
 # Taken from the table this test writes (NZV_FUZZ_REPORT); remove a line when its fix lands.
 KNOWN_FAILURES: dict[tuple[str, ...], str] = {
-    **{("chunk_garbage", e): _GARBAGE for e in ("build", "coarsen", "density", "export", "open", "read", "read_bbox")},
-    ("chunk_missing", "read"): "a missing level-0 chunk of a polyline store reads as fewer vertices, silently",
-    ("chunk_missing", "read_bbox"): "a missing level-0 chunk of a polyline store reads as fewer vertices, silently",
-    ("chunk_retyped", "download"): _PLANNER,
-    ("chunk_retyped", "export"): "raw zarr TypeError 'Invalid type' from store/handle.py _chunk_offsets, a traceback",
-    ("chunk_retyped", "open"): "viewer.open raises zarr's TypeError 'Invalid type' (store/links.py _vertex_present)",
-    ("chunk_truncated", "export"): "raw ValueError 'corrupt buffer' from store/handle.py _chunk_offsets, a traceback",
-    **{("fragment_count_huge", e): _INVENTED for e in ("build", "density", "drill", "export", "read", "read_bbox")},
-    ("fragment_count_huge", "open"): "napari's warning names no cause ('could not load the view')",
-    **{("fragment_start_beyond", e): _DROPPED for e in ("density", "export", "read", "read_bbox")},
-    ("fragment_start_beyond", "open"): "napari's warning names no cause, or numpy's 'index out of bounds'",
-    **{
-        ("level_truncated", e): _LEVEL_JSON
-        for e in ("build", "coarsen", "density", "drill", "export", "info", "open", "read", "read_bbox", "remove")
-    },
-    ("level_truncated", "download"): _PLANNER,
-    ("levels_10000", "download"): "a root listing 10,000 levels: download runs past the limit (issue 26 item 11)",
-    ("levels_10000", "repair"): "a root listing 10,000 levels: repair runs past the limit (issue 26 item 11)",
-    ("links_huge", "drill"): "link rows of 10**12 come back as parents and children (issue 26 item 8)",
-    ("links_negative", "drill"): "link rows of -7 come back as parents and children (issue 26 item 8)",
-    ("root_truncated", "download"): "download's message quotes the JSON error but not the file (zarr.json)",
-    **{(k, "repair"): _SYMLINK for k in _corrupt.KINDS if k.startswith("symlink_") and k != "symlink_root"},
-    **{("vertices_int8", e): _INT8 for e in ("build", "density", "drill", "export", "open", "read", "read_bbox")},
+    (
+        "lines",
+        "chunk_retyped",
+        "download",
+    ): "download: AttributeError '_Planner' object has no attribute '_where' (store/copying.py), a traceback",
+    (
+        "points",
+        "chunk_retyped",
+        "download",
+    ): "download: AttributeError '_Planner' object has no attribute '_where' (store/copying.py), a traceback",
+    (
+        "lines",
+        "chunk_truncated",
+        "build",
+    ): _NOT_MISSING,
+    (
+        "points",
+        "chunk_truncated",
+        "build",
+    ): _NOT_MISSING,
+    (
+        "points",
+        "chunk_truncated",
+        "coarsen",
+    ): _NOT_MISSING,
+    (
+        "lines",
+        "chunk_truncated",
+        "export",
+    ): "raw ValueError 'corrupt buffer' from store/handle.py _chunk_offsets, a traceback",
+    (
+        "points",
+        "chunk_truncated",
+        "export",
+    ): "raw ValueError 'corrupt buffer' from store/handle.py _chunk_offsets, a traceback",
+    (
+        "lines",
+        "fragment_count_huge",
+        "build",
+    ): "fragment counts of 2**40 invent vertices, or a MemoryError (issue 26 item 8)",
+    (
+        "points",
+        "fragment_count_huge",
+        "build",
+    ): "fragment counts of 2**40 invent vertices, or a MemoryError (issue 26 item 8)",
+    (
+        "points",
+        "fragment_count_huge",
+        "coarsen",
+    ): _NOT_MISSING,
+    (
+        "lines",
+        "fragment_count_huge",
+        "density",
+    ): "fragment counts of 2**40 invent vertices, or a MemoryError (issue 26 item 8)",
+    (
+        "points",
+        "fragment_count_huge",
+        "density",
+    ): "fragment counts of 2**40 invent vertices, or a MemoryError (issue 26 item 8)",
+    (
+        "lines",
+        "fragment_count_huge",
+        "drill",
+    ): "fragment counts of 2**40 invent vertices, or a MemoryError (issue 26 item 8)",
+    (
+        "points",
+        "fragment_count_huge",
+        "drill",
+    ): "fragment counts of 2**40 invent vertices, or a MemoryError (issue 26 item 8)",
+    (
+        "lines",
+        "fragment_count_huge",
+        "export",
+    ): "fragment counts of 2**40 invent vertices, or a MemoryError (issue 26 item 8)",
+    (
+        "points",
+        "fragment_count_huge",
+        "export",
+    ): "fragment counts of 2**40 invent vertices, or a MemoryError (issue 26 item 8)",
+    ("lines", "fragment_count_huge", "open"): "napari's warning names no cause ('could not load the view')",
+    ("points", "fragment_count_huge", "open"): "napari's warning names no cause ('could not load the view')",
+    (
+        "lines",
+        "fragment_count_huge",
+        "read",
+    ): "fragment counts of 2**40 invent vertices, or a MemoryError (issue 26 item 8)",
+    (
+        "points",
+        "fragment_count_huge",
+        "read",
+    ): "fragment counts of 2**40 invent vertices, or a MemoryError (issue 26 item 8)",
+    (
+        "lines",
+        "fragment_count_huge",
+        "read_bbox",
+    ): "fragment counts of 2**40 invent vertices, or a MemoryError (issue 26 item 8)",
+    (
+        "points",
+        "fragment_count_huge",
+        "read_bbox",
+    ): "fragment counts of 2**40 invent vertices, or a MemoryError (issue 26 item 8)",
+    (
+        "lines",
+        "fragment_start_beyond",
+        "build",
+    ): _NOT_MISSING,
+    (
+        "points",
+        "fragment_start_beyond",
+        "build",
+    ): _NOT_MISSING,
+    (
+        "points",
+        "fragment_start_beyond",
+        "coarsen",
+    ): _NOT_MISSING,
+    (
+        "lines",
+        "fragment_start_beyond",
+        "density",
+    ): "fragment starts beyond the data drop vertices silently (issue 26 item 8)",
+    (
+        "points",
+        "fragment_start_beyond",
+        "density",
+    ): "fragment starts beyond the data drop vertices silently (issue 26 item 8)",
+    (
+        "lines",
+        "fragment_start_beyond",
+        "drill",
+    ): _NOT_MISSING,
+    (
+        "points",
+        "fragment_start_beyond",
+        "drill",
+    ): _NOT_MISSING,
+    (
+        "lines",
+        "fragment_start_beyond",
+        "export",
+    ): "fragment starts beyond the data drop vertices silently (issue 26 item 8)",
+    (
+        "points",
+        "fragment_start_beyond",
+        "export",
+    ): "fragment starts beyond the data drop vertices silently (issue 26 item 8)",
+    ("lines", "fragment_start_beyond", "open"): "napari's warning names no cause, or numpy's 'index out of bounds'",
+    ("points", "fragment_start_beyond", "open"): "napari's warning names no cause, or numpy's 'index out of bounds'",
+    (
+        "lines",
+        "fragment_start_beyond",
+        "read",
+    ): "fragment starts beyond the data drop vertices silently (issue 26 item 8)",
+    (
+        "points",
+        "fragment_start_beyond",
+        "read",
+    ): "fragment starts beyond the data drop vertices silently (issue 26 item 8)",
+    (
+        "lines",
+        "fragment_start_beyond",
+        "read_bbox",
+    ): "fragment starts beyond the data drop vertices silently (issue 26 item 8)",
+    (
+        "points",
+        "fragment_start_beyond",
+        "read_bbox",
+    ): "fragment starts beyond the data drop vertices silently (issue 26 item 8)",
+    (
+        "lines",
+        "level_truncated",
+        "download",
+    ): "download: AttributeError '_Planner' object has no attribute '_where' (store/copying.py), a traceback",
+    (
+        "points",
+        "level_truncated",
+        "download",
+    ): "download: AttributeError '_Planner' object has no attribute '_where' (store/copying.py), a traceback",
+    (
+        "lines",
+        "levels_10000",
+        "download",
+    ): "a root listing 10,000 levels: download runs past the limit (issue 26 item 11)",
+    (
+        "points",
+        "levels_10000",
+        "download",
+    ): "a root listing 10,000 levels: download runs past the limit (issue 26 item 11)",
+    ("lines", "levels_10000", "repair"): "a root listing 10,000 levels: repair runs past the limit (issue 26 item 11)",
+    ("points", "levels_10000", "repair"): "a root listing 10,000 levels: repair runs past the limit (issue 26 item 11)",
+    (
+        "points",
+        "links_huge",
+        "open",
+    ): _OPEN_FLAKY,
+    (
+        "points",
+        "links_negative",
+        "open",
+    ): _OPEN_FLAKY,
+    ("lines", "root_truncated", "download"): "download's message quotes the JSON error but not the file (zarr.json)",
+    ("points", "root_truncated", "download"): "download's message quotes the JSON error but not the file (zarr.json)",
+    (
+        "points",
+        "symlink_array",
+        "open",
+    ): _OPEN_FLAKY,
+    (
+        "lines",
+        "symlink_array",
+        "repair",
+    ): "repair runs on a store holding a symbolic link; docs/safety.md says it refuses (nothing is written outside)",
+    (
+        "points",
+        "symlink_array",
+        "repair",
+    ): "repair runs on a store holding a symbolic link; docs/safety.md says it refuses (nothing is written outside)",
+    (
+        "points",
+        "symlink_c",
+        "open",
+    ): _OPEN_FLAKY,
+    (
+        "lines",
+        "symlink_c",
+        "repair",
+    ): "repair runs on a store holding a symbolic link; docs/safety.md says it refuses (nothing is written outside)",
+    (
+        "points",
+        "symlink_c",
+        "repair",
+    ): "repair runs on a store holding a symbolic link; docs/safety.md says it refuses (nothing is written outside)",
+    (
+        "points",
+        "symlink_chunk_file",
+        "open",
+    ): _OPEN_FLAKY,
+    (
+        "lines",
+        "symlink_chunk_file",
+        "repair",
+    ): "repair runs on a store holding a symbolic link; docs/safety.md says it refuses (nothing is written outside)",
+    (
+        "points",
+        "symlink_chunk_file",
+        "repair",
+    ): "repair runs on a store holding a symbolic link; docs/safety.md says it refuses (nothing is written outside)",
+    (
+        "points",
+        "symlink_chunk_folder",
+        "open",
+    ): _OPEN_FLAKY,
+    (
+        "lines",
+        "symlink_chunk_folder",
+        "repair",
+    ): "repair runs on a store holding a symbolic link; docs/safety.md says it refuses (nothing is written outside)",
+    (
+        "points",
+        "symlink_chunk_folder",
+        "repair",
+    ): "repair runs on a store holding a symbolic link; docs/safety.md says it refuses (nothing is written outside)",
+    (
+        "points",
+        "symlink_level",
+        "open",
+    ): _OPEN_FLAKY,
+    (
+        "lines",
+        "symlink_level",
+        "repair",
+    ): "repair runs on a store holding a symbolic link; docs/safety.md says it refuses (nothing is written outside)",
+    (
+        "points",
+        "symlink_level",
+        "repair",
+    ): "repair runs on a store holding a symbolic link; docs/safety.md says it refuses (nothing is written outside)",
+    (
+        "points",
+        "symlink_root",
+        "open",
+    ): "the view's warning names no symbolic link ('could not load the view ... reading 64 chunks of level 0 failed')",
+    (
+        "points",
+        "vertices_int8",
+        "read",
+    ): "a vertices dtype of int8 in metadata reads as other coordinates, silently (issue 26 item 8)",
+    (
+        "points",
+        "vertices_int8",
+        "read_bbox",
+    ): "a vertices dtype of int8 in metadata reads as other coordinates, silently (issue 26 item 8)",
 }
 
 
