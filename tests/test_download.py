@@ -432,3 +432,16 @@ def test_a_key_that_would_leave_the_copy_is_refused_before_anything_is_written(t
     with pytest.raises(download.DownloadError, match="not a path inside the store"):
         download._write_file(root, key, b"data")
     assert [p for p in tmp_path.rglob("*") if p != root] == []
+
+
+def test_a_damaged_level_metadata_file_is_named_and_nothing_is_published(served_root, tmp_path, capsys):
+    folder = tmp_path / "served"
+    shutil.copytree(served_root / "plugin.zv", folder / "plugin.zv")
+    level_json = folder / "plugin.zv" / "1" / "zarr.json"
+    level_json.write_bytes(level_json.read_bytes()[:40])  # truncated mid-document
+    dest = tmp_path / "copy.zv"
+    with StoreServer(folder, latency=0.0) as s:
+        assert cli.main(["download", s.url("plugin.zv"), str(dest), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "1/zarr.json" in err and "Traceback" not in err and "AttributeError" not in err
+    assert not dest.exists()

@@ -199,9 +199,9 @@ class _Planner:
             try:
                 meta = json.loads(raw)
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise StoreError(f"{self._where(key)} is not valid JSON ({exc}); the store is damaged.") from None
+                raise StoreError(f"{self.shown(key)} is not valid JSON ({exc}); the store is damaged.") from None
             if not isinstance(meta, dict):
-                raise StoreError(f"{self._where(key)} holds {_json_kind(meta)}, not Zarr metadata.")
+                raise StoreError(f"{self.shown(key)} holds {_json_kind(meta)}, not Zarr metadata.")
             self.metadata[key] = raw
         self.nodes[path] = meta
         return meta
@@ -214,7 +214,7 @@ class _Planner:
         if missing:
             raise StoreError(
                 f"Store '{shown(self.files.source)}' lists level {missing[0]}, but its "
-                f"{self._where(missing[0] + '/zarr.json')} is missing: the store is incomplete where it is kept. "
+                f"{self.shown(missing[0] + '/zarr.json')} is missing: the store is incomplete where it is kept. "
                 "Copy the other levels with --levels, or ask the store's owner to upload that level."
             )
         extras = await self._children("")
@@ -350,7 +350,7 @@ class _Planner:
             md = ArrayV3Metadata.from_dict(meta)
             outer = tuple(int(c) for c in md.chunk_grid.chunk_shape)
         except Exception as exc:  # noqa: BLE001 - zarr raises many kinds for bad metadata
-            raise StoreError(f"{self._where(path + '/zarr.json')} is not Zarr v3 array metadata ({exc}).") from None
+            raise StoreError(f"{self.shown(path + '/zarr.json')} is not Zarr v3 array metadata ({exc}).") from None
         attrs = _mapping(meta.get("attributes"))
         present = attrs.get("nonempty_chunks")
         if isinstance(present, list):
@@ -360,7 +360,7 @@ class _Planner:
                     coords = [int(c) for c in str(cell).split(".")]
                 except ValueError:
                     raise StoreError(
-                        f"{self._where(path + '/zarr.json')} lists chunk {cell!r}, which is not a chunk key."
+                        f"{self.shown(path + '/zarr.json')} lists chunk {cell!r}, which is not a chunk key."
                     ) from None
                 index = tuple((c - o) // s for c, o, s in zip(coords, origin, outer, strict=True))
                 self.data.add(f"{path}/{md.encode_chunk_key(index)}")
