@@ -156,7 +156,7 @@ def server(served_root):
 # ---------------------------------------------------------------- a client in its own process
 
 CLIENT = r"""
-import io, json, logging, resource, sys, contextlib, traceback
+import io, json, logging, sys, contextlib, traceback
 records = []
 class Keep(logging.Handler):
     def emit(self, record):
@@ -186,7 +186,10 @@ except BaseException as exc:
     result["store_error"] = isinstance(exc, store.StoreError)
     result["traceback"] = "".join(traceback.format_exception(exc))
 result["stdout"], result["stderr"], result["log"] = out.getvalue(), err.getvalue(), "\n".join(records)
-result["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# VmHWM, not ru_maxrss: Linux keeps ru_maxrss across fork and exec, so a child of a large pytest
+# process would report its parent's peak; VmHWM is this process's own memory map's peak.
+with open("/proc/self/status") as status:
+    result["maxrss_kb"] = next(int(ln.split()[1]) for ln in status if ln.startswith("VmHWM:"))
 print("RESULT " + json.dumps(result))
 """
 
