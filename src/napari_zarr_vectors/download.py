@@ -145,7 +145,8 @@ async def _write_pieces(root: Path, key: str, pieces: Any) -> int:
     await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}{PART}")
     size = 0
-    fh = await asyncio.to_thread(tmp.open, "wb")
+    # opened here, not on a thread: a Ctrl+C that cancels an awaited open would leave the file behind
+    fh = tmp.open("wb")
     try:
         try:
             async for piece in pieces:
