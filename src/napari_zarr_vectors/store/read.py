@@ -12,6 +12,8 @@ from .chunks import (
     _raise_if_chunks_missing,
     _read_object_attributes,
     check_level_chunks,
+    check_point_fragments,
+    check_point_rows,
     check_positions,
     chunk_vertex_counts,
     vertex_dtype_of,
@@ -117,6 +119,8 @@ def _read_points(
     except Exception:
         if chunks is not None:  # upstream fails deep inside (an IndexError) when a chunk's file is gone: name it
             _raise_if_chunks_missing(h, level, where["chunks"])
+        elif h.access.local is not None:  # one undecodable chunk fails the whole batched read: name it
+            check_level_chunks(h, level)
         raise
     if chunks is not None:  # zarr reads a chunk whose file is gone (or a 404) as empty: a hole, unless named here
         _raise_if_chunks_missing(h, level, where["chunks"])
@@ -124,12 +128,11 @@ def _read_points(
     pos = np.asarray(raw["positions"])
     check_positions(h, level, pos)
     n = len(pos)
-    if (
-        bbox is None
-        and chunks is None
-        and (any(len(v) != n for v in attrs.values()) or n != _metadata_vertex_count(h, level, n))
-    ):
+    if chunks is not None:  # upstream slices rows by unchecked fragment tables: as many as the chunks hold
+        check_point_rows(h, level, where["chunks"], n)
+    elif any(len(v) != n for v in attrs.values()) or n != _metadata_vertex_count(h, level, n):
         check_level_chunks(h, level)  # a whole read that comes up short: name the chunk that is gone (or damaged)
+        check_point_fragments(h, level, chunk_vertex_counts(h, level)[0])
         check_level_rows(h.path, level, n, _metadata_vertex_count(h, level, n), vertex_dtype_of(h, level))
     short = {k: len(v) for k, v in attrs.items() if len(v) != n}
     if short:  # upstream aligns attribute cells to the vertices: rows that disagree are damaged cells
@@ -232,6 +235,7 @@ def read_point_chunks(
         if sum(sizes) != len(pos):
             if h.access.sizes_from_lengths:  # sized by its file, a chunk that came up short did not arrive (a 404)
                 raise h.access.missing_error(level, [])
+            check_point_fragments(h, level, keys)  # a damaged fragment table repeats or drops rows: named
             out = {}
             for k in keys:
                 one = read_points(h.group, level=level, chunks=[k], attribute_names=names)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .access import plain, refuse_remote
-from .chunks import level_rows
+from .chunks import chunk_offsets, level_rows
 from .handle import _SESSIONS, Handle, _metadata_present, _store_root, _writing, handle
 from .levels import _drop_level_from_root_metadata, link_deltas, remove_link_family
 from .links import reader_of
@@ -209,7 +209,7 @@ def _ends(chunks: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 def _held(h: Handle, level: int, keys: np.ndarray) -> np.ndarray:
     """Whether each key names a vertex ``level`` holds: its chunk has vertices and its row is below their count."""
-    offsets, order, total = h.chunk_offsets(level)
+    offsets, order, total = chunk_offsets(h, level)
     if not len(keys) or not order:
         return np.zeros(len(keys), bool)
     table = np.asarray(order, np.int64).reshape(len(order), -1)
