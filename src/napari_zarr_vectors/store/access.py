@@ -14,7 +14,6 @@ through the upstream obstore backend behind the read-only session cache
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 from collections.abc import Sequence
@@ -25,7 +24,7 @@ from typing import Any, NoReturn
 from . import limits, remote
 from .caching import caching_store
 from .errors import RemoteStoreError, StoreError
-from .metadata import declared_levels
+from .metadata import _parse_root_json, declared_levels
 
 limits.install()  # chunk headers checked before decoding, wherever zarr or zarr-vectors decode them
 
@@ -238,9 +237,13 @@ def remote_group(url: str) -> Any:
             f"'{remote.shown(url)}': the server answered 404 Not Found for its zarr.json, so there is no store "
             "there. Check the URL: it must name the store folder (ending in .zv or .zarrvectors)."
         )
+    # a truncated or foreign root document is named as such here (zarr's own parse says only "Unterminated string")
+    root_doc = _parse_root_json(remote.shown(url), root_json.to_bytes())
     try:
-        attrs = json.loads(root_json.to_bytes()).get("attributes") or {}
-        sync(_prefetch_metadata(cached, declared_levels(attrs)))
+        attrs = root_doc.get("attributes") or {}
+        # a warm-up for the levels a view reads first; a root listing thousands of levels (hostile or
+        # damaged) would otherwise cost tens of thousands of requests before anything is checked
+        sync(_prefetch_metadata(cached, declared_levels(attrs)[:PREFETCH_LEVELS]))
     except Exception:  # noqa: BLE001 - a warm-up only: whatever failed is fetched (and reported) when read
         pass
     try:
@@ -257,6 +260,10 @@ def remote_group(url: str) -> Any:
 
 #: Each level's metadata documents an open reads (the level, its arrays, its attribute and link folders).
 _LEVEL_METADATA = ("", "vertices", "vertex_fragments", "vertex_attributes", "object_attributes", "links")
+
+
+#: Levels whose metadata an open fetches ahead, all at once (a real pyramid has a handful to a few dozen).
+PREFETCH_LEVELS = 64
 
 
 async def _prefetch_metadata(cached: Any, levels: Sequence[str]) -> None:

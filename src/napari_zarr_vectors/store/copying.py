@@ -210,7 +210,13 @@ class _Planner:
         import asyncio
 
         root_children = [str(lv) for lv in sorted(self.keep)]
-        missing = [name for name, meta in zip(root_children, await self._nodes(root_children), strict=True) if not meta]
+        missing: list[str] = []
+        step = 2 * COPY_CONCURRENCY  # in order, a batch at a time: a root listing 10,000 levels of which the
+        for start in range(0, len(root_children), step):  # fourth is gone fails after one batch, not 10,000 GETs
+            batch = root_children[start : start + step]
+            missing = [name for name, meta in zip(batch, await self._nodes(batch), strict=True) if not meta]
+            if missing:
+                break
         if missing:
             raise StoreError(
                 f"Store '{shown(self.files.source)}' lists level {missing[0]}, but its "
@@ -442,5 +448,5 @@ def finish_copy(path: str | os.PathLike[str], plan: CopyPlan) -> None:
     with _writing(root):
         for level, delta in plan.skipped:
             remove_link_family(root, level, delta)
-        for level in plan.dropped:
-            _drop_level_from_root_metadata(root, level)
+        if plan.dropped:
+            _drop_level_from_root_metadata(root, plan.dropped)

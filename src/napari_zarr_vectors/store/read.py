@@ -21,7 +21,7 @@ from .chunks import (
 from .errors import StoreError
 from .handle import Handle, handle
 from .info import GRAPH_KINDS, LINE_KINDS, MESH_KINDS, POINT_KINDS, POLYLINE_KINDS, LevelData
-from .integrity import check_level_rows, damaged
+from .integrity import damaged
 from .links import reader_of
 
 
@@ -128,12 +128,9 @@ def _read_points(
     pos = np.asarray(raw["positions"])
     check_positions(h, level, pos)
     n = len(pos)
-    if chunks is not None:  # upstream slices rows by unchecked fragment tables: as many as the chunks hold
-        check_point_rows(h, level, where["chunks"], n)
-    elif any(len(v) != n for v in attrs.values()) or n != _metadata_vertex_count(h, level, n):
-        check_level_chunks(h, level)  # a whole read that comes up short: name the chunk that is gone (or damaged)
-        check_point_fragments(h, level, chunk_vertex_counts(h, level)[0])
-        check_level_rows(h.path, level, n, _metadata_vertex_count(h, level, n), vertex_dtype_of(h, level))
+    # upstream slices rows by unchecked fragment tables, and sizes rows by the dtype upstream's metadata
+    # declares: as many rows as the chunks hold, or the read is damaged (chunk sizes are kept per handle)
+    check_point_rows(h, level, where.get("chunks"), n)
     short = {k: len(v) for k, v in attrs.items() if len(v) != n}
     if short:  # upstream aligns attribute cells to the vertices: rows that disagree are damaged cells
         name, rows = next(iter(short.items()))
@@ -159,17 +156,6 @@ def _chunks_meeting_box(h: Handle, level: int, box: Any) -> list[tuple[int, ...]
         return []
     meet = np.all(((present + 1) * shape >= box[0]) & (present * shape <= box[1]), axis=1)
     return [tuple(int(c) for c in k) for k in present[meet]]
-
-
-def _metadata_vertex_count(h: Handle, level: int, default: int) -> int:
-    """The vertex count a level's own metadata records (``default`` when it records none)."""
-    from zarr_vectors import building as b
-
-    try:
-        count = b.read_level_metadata(h.group, level).vertex_count
-    except Exception:
-        return default
-    return default if count is None else int(count)
 
 
 def _read_polylines(
