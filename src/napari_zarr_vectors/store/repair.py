@@ -118,7 +118,7 @@ def _ranges(levels: Collection[int]) -> str:
             runs[-1][1] = level
         else:
             runs.append([level, level])
-    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+    return ", ".join(str(a) if a == b else f"{a}, {b}" if b == a + 1 else f"{a}-{b}" for a, b in runs)
 
 
 def _grouped_findings(levels: list[int], problems: dict[int, str | None]) -> list[str]:
