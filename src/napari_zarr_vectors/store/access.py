@@ -69,7 +69,8 @@ class Access:
         """Raise ``failure`` (or ``message`` for a local store); a network failure's chain is cut (it names URLs)."""
         if self.local is None:
             raise _remote_failure(self.address, exc, what) from None
-        raise StoreError(message or f"Store '{self.path}': {what} failed: {exc}") from exc
+        text = message or f"Store '{self.path}': {what} failed: {exc}"
+        raise StoreError(text + _symlink_note(self.local)) from exc
 
     def network_failure(self, exc: BaseException, what: str) -> StoreError | None:
         """``failure`` when ``exc`` came from reaching the store over the network, else None."""
@@ -366,3 +367,29 @@ def remote_root_bytes(url: str) -> bytes:
             "Check the URL: it must name the store folder (ending in .zv or .zarrvectors)."
         )
     return buf.to_bytes()
+
+
+def _symlink_note(root: Path, most: int = 200_000) -> str:
+    """A sentence naming a symbolic link below ``root`` (the likely cause of a failed read), or "".
+
+    Run only when a read has failed; the walk never follows a link and
+    stops after ``most`` entries.
+    """
+    stack, seen = [os.fspath(root)], 0
+    while stack and seen < most:
+        try:
+            it = os.scandir(stack.pop())
+        except OSError:
+            continue
+        with it:
+            for entry in it:
+                seen += 1
+                if entry.is_symlink():
+                    link = os.path.relpath(entry.path, root)
+                    return (
+                        f" The store holds a symbolic link ('{link}'), which points at data the store did not write: "
+                        "replace it with a real copy of what it should hold."
+                    )
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+    return ""

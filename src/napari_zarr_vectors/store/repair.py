@@ -11,8 +11,9 @@ import numpy as np
 
 from .access import plain, refuse_remote
 from .chunks import chunk_offsets, level_rows
+from .errors import StoreError
 from .handle import _SESSIONS, Handle, _metadata_present, _store_root, _writing, handle
-from .journal import refuse_symlinks, symlinks
+from .journal import SymlinkInStore, refuse_symlinks, symlinks
 from .levels import _drop_level_from_root_metadata, link_deltas, remove_link_family
 from .links import reader_of
 from .metadata import declared_levels
@@ -45,7 +46,10 @@ def repair(path: str | os.PathLike[str], *, dry_run: bool = False) -> list[str]:
 def _repair(root: Path, dry_run: bool) -> list[str]:
     found: list[str] = []
     if not dry_run:  # before anything is read: whatever repair would delete could lie outside the store
-        refuse_symlinks(root)
+        try:
+            refuse_symlinks(root)
+        except SymlinkInStore as exc:
+            raise StoreError(str(exc)) from None
     else:
         found += [
             f"'{link}' is a symbolic link: repair (and every change) refuses the store until it is replaced by a real "
