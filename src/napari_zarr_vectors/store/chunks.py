@@ -32,11 +32,11 @@ def chunk_offsets(path: str | os.PathLike[str] | Handle, level: int) -> tuple[di
     h = handle(path)
     try:
         return h.chunk_offsets(level)
-    except StoreError:
-        raise
-    except Exception as exc:
+    except Exception as exc:  # a chunk refused before decoding (limits.CorruptChunkError) is named too
         if h.access.local is not None:
             check_level_chunks(h.path, level)
+        if isinstance(exc, StoreError):
+            raise
         h.access.raise_failure(exc, f"sizing the chunks of level {level}")
 
 

@@ -199,7 +199,12 @@ class _Planner:
             try:
                 meta = json.loads(raw)
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise StoreError(f"{self.shown(key)} is not valid JSON ({exc}); the store is damaged.") from None
+                top = path.split("/")[0]
+                whose = f"Level {top}'s metadata " if top.isdigit() else "The store's metadata "
+                raise StoreError(
+                    f"{whose}{self.shown(key)} is not valid JSON ({exc}); the store is damaged where it is kept: "
+                    "ask its owner to repair it, or copy other levels with --levels."
+                ) from None
             if not isinstance(meta, dict):
                 raise StoreError(f"{self.shown(key)} holds {_json_kind(meta)}, not Zarr metadata.")
             self.metadata[key] = raw

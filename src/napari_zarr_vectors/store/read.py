@@ -132,7 +132,8 @@ def _read_points(
     # declares: as many rows as the chunks hold, or the read is damaged (chunk sizes are kept per handle)
     check_point_rows(h, level, where.get("chunks"), n)
     short = {k: len(v) for k, v in attrs.items() if len(v) != n}
-    if short:  # upstream aligns attribute cells to the vertices: rows that disagree are damaged cells
+    if short:  # upstream aligns attribute cells to the vertices by the fragment tables: one of them is damaged
+        check_point_fragments(h, level, where.get("chunks") or chunk_vertex_counts(h, level)[0])
         name, rows = next(iter(short.items()))
         raise damaged(
             h.path, level, f"vertex attribute '{name}' of level {level} has {rows:,} rows for {n:,} vertices read"
