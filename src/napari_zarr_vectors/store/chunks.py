@@ -386,7 +386,9 @@ def check_point_rows(
     and reported as damage, never passed on as data.
     """
     h = handle(path)
-    coords, counts = chunk_vertex_counts(h, level)
+    # the sizes as counted (not chunk_vertex_counts, which refuses a level with a chunk gone anywhere: a read of
+    # other chunks is fine, and a read of that one has named it already)
+    coords, counts = h.memo(("counts", int(level)), lambda: _chunk_counts(h, level))
     sizes = {tuple(int(c) for c in k): int(n) for k, n in zip(coords, counts, strict=True)}
     wanted = list(sizes) if keys is None else sorted({tuple(int(c) for c in k) for k in keys})
     expected = sum(sizes.get(k, 0) for k in wanted)

@@ -133,6 +133,7 @@ def _read_points(
     check_point_rows(h, level, where.get("chunks"), n)
     short = {k: len(v) for k, v in attrs.items() if len(v) != n}
     if short:  # upstream aligns attribute cells to the vertices by the fragment tables: one of them is damaged
+        check_level_chunks(h, level)  # an attribute chunk that is gone (or undecodable) is named first
         check_point_fragments(h, level, where.get("chunks") or chunk_vertex_counts(h, level)[0])
         name, rows = next(iter(short.items()))
         raise damaged(
