@@ -672,8 +672,16 @@ def _open_in_viewer(path: Path, limit: float) -> dict:
         try:
             viewer.open(str(path), plugin="napari-zarr-vectors")
             settled = wait_settled(viewer, timeout=max(1.0, limit - 10 - (time.perf_counter() - t0)))
-            for _ in range(20):
-                QApplication.processEvents()
+            # a resize or camera reset napari applies after the first draw starts another refinement: settled
+            # means the same layers half a second apart (under load the first view was taken at level 2)
+            shown = None
+            while settled and shown != _shown(viewer) and time.perf_counter() - t0 < limit - 10:
+                shown = _shown(viewer)
+                end = time.perf_counter() + 0.5
+                while time.perf_counter() < end:
+                    QApplication.processEvents()
+                    time.sleep(0.01)
+                settled = wait_settled(viewer, timeout=max(1.0, limit - 10 - (time.perf_counter() - t0)))
             opened_exc = None
         except EntryTimeout:
             raise
@@ -702,6 +710,11 @@ def _open_in_viewer(path: Path, limit: float) -> dict:
             "exception": opened_exc,
         }
     }
+
+
+def _shown(viewer) -> list[tuple[str, int]]:
+    """Each layer's type and row count: what a settled view keeps."""
+    return [(type(layer).__name__, len(layer.data)) for layer in viewer.layers]
 
 
 def _apply_limits(memory_bytes: int) -> None:

@@ -17,6 +17,7 @@ import zarr
 from zarr_vectors.encoding.fragments import decode_fragments, encode_fragments
 from zarr_vectors.encoding.ragged import decode_ragged_blob, encode_ragged_blob
 
+import napari_zarr_vectors as nzv
 from napari_zarr_vectors import drill, samples, store
 
 # ---------------------------------------------------------------- stores and hand-made damage
@@ -237,6 +238,32 @@ def test_fragment_counts_of_2_to_the_40_invent_nothing(lines, tmp_path):
         d._reader(1).vertex_chunks([chunk])
 
 
+@pytest.mark.parametrize("damage", ["count", "start"])
+def test_a_damaged_point_fragment_table_is_named_by_every_point_read(points, tmp_path, damage):
+    """Upstream's point reader slices rows by the table unchecked: repeated or dropped points, silently."""
+    path = _copy(points, tmp_path)
+
+    def change(table):
+        if damage == "count":
+            table[0, 1] = 2**40
+        else:  # a range that holds points (an empty one past the data drops nothing: reads may return it)
+            table[np.flatnonzero(table[:, 1] > 0)[-1], 0] += 10**6
+
+    chunk = _damage_fragments(path, 0, change)
+    named = f"0/vertex_fragments chunk ({', '.join(map(str, chunk))})"
+    reads = {
+        "whole": lambda: store.read_level(path, 0),
+        "box": lambda: store.read_level(path, 0, bbox=([-1e4] * 3, [1e4] * 3)),
+        "chunks": lambda: store.read_point_chunks(path, 0, [chunk]),
+        "density": lambda: nzv.density_pyramid(path, level=0, axis="z"),
+    }
+    for what, read in reads.items():
+        store.forget(path)
+        with pytest.raises(store.StoreError) as err:
+            read()
+        _assert_damaged(err, named, "Level 0 holds the data itself", reading=what)
+
+
 # ---------------------------------------------------------------- vertex dtypes
 
 
@@ -279,6 +306,11 @@ def test_an_undecodable_chunk_is_damaged_and_a_gone_one_missing(points, tmp_path
     with pytest.raises(store.StoreError) as err:
         store.check_level_chunks(path, 1)
     _assert_damaged(err, f"1/vertices chunk ({', '.join(map(str, first))}) is on disk but cannot be decoded")
+    for size in (lambda: store.chunk_vertex_counts(path, 1), lambda: store.level_rows(path, 1)):
+        store.forget(path)  # sizing the level (density, export, builds) names the chunk, not numcodecs' bare error
+        with pytest.raises(store.StoreError) as err:
+            size()
+        _assert_damaged(err, f"1/vertices chunk ({', '.join(map(str, first))}) is on disk but cannot be decoded")
     file.unlink()
     with pytest.raises(store.StoreError, match="missing data on disk") as err:
         store.check_level_chunks(path, 1)

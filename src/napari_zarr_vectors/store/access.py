@@ -14,7 +14,6 @@ through the upstream obstore backend behind the read-only session cache
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 from collections.abc import Sequence
@@ -25,7 +24,7 @@ from typing import Any, NoReturn
 from . import limits, remote
 from .caching import caching_store
 from .errors import RemoteStoreError, StoreError
-from .metadata import declared_levels
+from .metadata import _parse_root_json, declared_levels
 
 limits.install()  # chunk headers checked before decoding, wherever zarr or zarr-vectors decode them
 
@@ -70,7 +69,8 @@ class Access:
         """Raise ``failure`` (or ``message`` for a local store); a network failure's chain is cut (it names URLs)."""
         if self.local is None:
             raise _remote_failure(self.address, exc, what) from None
-        raise StoreError(message or f"Store '{self.path}': {what} failed: {exc}") from exc
+        text = message or f"Store '{self.path}': {what} failed: {exc}"
+        raise StoreError(text + _symlink_note(self.local)) from exc
 
     def network_failure(self, exc: BaseException, what: str) -> StoreError | None:
         """``failure`` when ``exc`` came from reaching the store over the network, else None."""
@@ -238,9 +238,13 @@ def remote_group(url: str) -> Any:
             f"'{remote.shown(url)}': the server answered 404 Not Found for its zarr.json, so there is no store "
             "there. Check the URL: it must name the store folder (ending in .zv or .zarrvectors)."
         )
+    # a truncated or foreign root document is named as such here (zarr's own parse says only "Unterminated string")
+    root_doc = _parse_root_json(remote.shown(url), root_json.to_bytes())
     try:
-        attrs = json.loads(root_json.to_bytes()).get("attributes") or {}
-        sync(_prefetch_metadata(cached, declared_levels(attrs)))
+        attrs = root_doc.get("attributes") or {}
+        # a warm-up for the levels a view reads first; a root listing thousands of levels (hostile or
+        # damaged) would otherwise cost tens of thousands of requests before anything is checked
+        sync(_prefetch_metadata(cached, declared_levels(attrs)[:PREFETCH_LEVELS]))
     except Exception:  # noqa: BLE001 - a warm-up only: whatever failed is fetched (and reported) when read
         pass
     try:
@@ -257,6 +261,10 @@ def remote_group(url: str) -> Any:
 
 #: Each level's metadata documents an open reads (the level, its arrays, its attribute and link folders).
 _LEVEL_METADATA = ("", "vertices", "vertex_fragments", "vertex_attributes", "object_attributes", "links")
+
+
+#: Levels whose metadata an open fetches ahead, all at once (a real pyramid has a handful to a few dozen).
+PREFETCH_LEVELS = 64
 
 
 async def _prefetch_metadata(cached: Any, levels: Sequence[str]) -> None:
@@ -359,3 +367,29 @@ def remote_root_bytes(url: str) -> bytes:
             "Check the URL: it must name the store folder (ending in .zv or .zarrvectors)."
         )
     return buf.to_bytes()
+
+
+def _symlink_note(root: Path, most: int = 200_000) -> str:
+    """A sentence naming a symbolic link below ``root`` (the likely cause of a failed read), or "".
+
+    Run only when a read has failed; the walk never follows a link and
+    stops after ``most`` entries.
+    """
+    stack, seen = [os.fspath(root)], 0
+    while stack and seen < most:
+        try:
+            it = os.scandir(stack.pop())
+        except OSError:
+            continue
+        with it:
+            for entry in it:
+                seen += 1
+                if entry.is_symlink():
+                    link = os.path.relpath(entry.path, root)
+                    return (
+                        f" The store holds a symbolic link ('{link}'), which points at data the store did not write: "
+                        "replace it with a real copy of what it should hold."
+                    )
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+    return ""

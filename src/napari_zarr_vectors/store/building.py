@@ -13,6 +13,7 @@ import numpy as np
 from .access import plain
 from .chunks import chunk_vertex_counts
 from .handle import Handle, _level, _root, _target, _writing, handle
+from .integrity import check_fragments
 from .read import read_level
 from .rows import pack_rows
 
@@ -191,6 +192,7 @@ def level_object_rows(
     with group.batched_reads([(b.VERTEX_FRAGMENTS, ckeys)]):
         for i, key in enumerate(keys):
             fi = A.read_vertex_fragment_index(group, key)
+            check_fragments(h.path, level, key, fi, int(layout.chunk_counts[i]))  # rows are cut by it below
             first = offsets_by_chunk[key]
             if fi.num_explicit_fragments == 0:  # range fragments only: the table is (start, count) per fragment
                 table = np.asarray(fi._range_table, np.int64).reshape(-1, 2)

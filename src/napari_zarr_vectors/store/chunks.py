@@ -11,14 +11,33 @@ from typing import Any
 import numpy as np
 
 from .access import missing_on_disk
+from .errors import StoreError
 from .handle import Handle, _level, handle
-from .integrity import check_in_bounds, check_level_rows, damaged, vertex_dtype
+from .integrity import check_fragments, check_in_bounds, check_level_rows, damaged, vertex_dtype
 from .metadata import _frozen
 
 
 def level_rows(path: str | os.PathLike[str] | Handle, level: int) -> int:
     """How many vertex rows a level has (what parent maps index)."""
-    return handle(path).chunk_offsets(level)[2]
+    return chunk_offsets(path, level)[2]
+
+
+def chunk_offsets(path: str | os.PathLike[str] | Handle, level: int) -> tuple[dict[tuple, int], list[tuple], int]:
+    """``Handle.chunk_offsets``, with a chunk that cannot be decoded named rather than numcodecs' bare error.
+
+    Upstream sizes a level in one batched read, which fails whole on one
+    bad chunk ("corrupt buffer, data seem truncated"): the chunks are then
+    read one by one to say which is damaged.
+    """
+    h = handle(path)
+    try:
+        return h.chunk_offsets(level)
+    except Exception as exc:  # a chunk refused before decoding (limits.CorruptChunkError) is named too
+        if h.access.local is not None:
+            check_level_chunks(h.path, level)
+        if isinstance(exc, StoreError):
+            raise
+        h.access.raise_failure(exc, f"sizing the chunks of level {level}")
 
 
 def chunk_vertex_counts(path: str | os.PathLike[str] | Handle, level: int) -> tuple[np.ndarray, np.ndarray]:
@@ -43,7 +62,7 @@ def _chunk_counts(h: Handle, level: int) -> tuple[np.ndarray, np.ndarray]:
     """Per non-empty chunk: its coordinates and vertex count, once per handle (read-only arrays: shared)."""
     got = _counts_from_lengths(h, level) if h.access.sizes_from_lengths else None
     if got is None:
-        offsets, keys, total = h.chunk_offsets(level)
+        offsets, keys, total = chunk_offsets(h, level)
         starts = np.asarray([offsets[k] for k in keys], dtype=np.int64)
         got = np.asarray(keys, dtype=np.int64).reshape(len(keys), -1), np.diff(np.r_[starts, total])
     counts = got[1]
@@ -324,3 +343,61 @@ def check_level_chunks(path: str | os.PathLike[str], level: int) -> None:
             level,
             f"{level}/{array} chunk ({', '.join(map(str, chunk))}) is on disk but cannot be decoded ({reason}){more}",
         )
+
+
+def check_point_fragments(path: str | os.PathLike[str] | Handle, level: int, keys: Sequence[Sequence[int]]) -> None:
+    """Each chunk's fragment table against its vertex buffer (``integrity.check_fragments``), chunk by chunk.
+
+    A diagnosis, run only after a point read came out with other than
+    the rows its chunks hold: upstream's point reader slices rows by the
+    fragment tables without checking them, so a damaged table repeats or
+    drops vertices.  Undecodable chunks are named by ``check_level_chunks``.
+    """
+    from zarr_vectors import building as b
+    from zarr_vectors.core.arrays import read_vertex_fragment_index
+
+    h = handle(path)
+    group = h.level_group(level)
+    if not group.array_exists(b.VERTEX_FRAGMENTS):
+        return
+    dtype, ndim = vertex_dtype_of(h, level), h.ndim
+    chunks = sorted({tuple(int(c) for c in k) for k in keys})
+    ckeys = [".".join(map(str, k)) for k in chunks]
+    try:
+        with group.batched_reads([(b.VERTICES, ckeys), (b.VERTEX_FRAGMENTS, ckeys)]):
+            for key in chunks:
+                buf = np.asarray(b.read_chunk_vertex_buffer(group, key, dtype=dtype, ndim=ndim)).reshape(-1, ndim)
+                if len(buf):
+                    check_fragments(h.path, level, key, read_vertex_fragment_index(group, key), len(buf), dtype)
+    except StoreError:
+        raise
+    except Exception:  # noqa: BLE001 - an undecodable chunk: named below, else the caller's own message
+        if h.access.local is not None:
+            check_level_chunks(h.path, level)
+
+
+def check_point_rows(
+    path: str | os.PathLike[str] | Handle, level: int, keys: Sequence[Sequence[int]] | None, rows: int
+) -> None:
+    """The rows a point read returned against what its chunks hold (``keys``; None: the whole level).
+
+    Both counts are at hand (chunk sizes are kept per handle), so a
+    healthy read costs one sum; a mismatch is diagnosed chunk by chunk
+    and reported as damage, never passed on as data.
+    """
+    h = handle(path)
+    # the sizes as counted (not chunk_vertex_counts, which refuses a level with a chunk gone anywhere: a read of
+    # other chunks is fine, and a read of that one has named it already)
+    coords, counts = h.memo(("counts", int(level)), lambda: _chunk_counts(h, level))
+    sizes = {tuple(int(c) for c in k): int(n) for k, n in zip(coords, counts, strict=True)}
+    wanted = list(sizes) if keys is None else sorted({tuple(int(c) for c in k) for k in keys})
+    expected = sum(sizes.get(k, 0) for k in wanted)
+    if int(rows) == expected:
+        return
+    check_point_fragments(h, level, [k for k in wanted if k in sizes])
+    raise damaged(
+        h.path,
+        level,
+        f"reading {len(wanted):,} chunks of level {level} gave {int(rows):,} vertices, but their vertices/ buffers "
+        f"hold {expected:,}: a vertex_fragments table or a vertices/ chunk disagrees with the other",
+    )

@@ -199,7 +199,12 @@ class _Planner:
             try:
                 meta = json.loads(raw)
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise StoreError(f"{self.shown(key)} is not valid JSON ({exc}); the store is damaged.") from None
+                top = path.split("/")[0]
+                whose = f"Level {top}'s metadata " if top.isdigit() else "The store's metadata "
+                raise StoreError(
+                    f"{whose}{self.shown(key)} is not valid JSON ({exc}); the store is damaged where it is kept: "
+                    "ask its owner to repair it, or copy other levels with --levels."
+                ) from None
             if not isinstance(meta, dict):
                 raise StoreError(f"{self.shown(key)} holds {_json_kind(meta)}, not Zarr metadata.")
             self.metadata[key] = raw
@@ -210,7 +215,13 @@ class _Planner:
         import asyncio
 
         root_children = [str(lv) for lv in sorted(self.keep)]
-        missing = [name for name, meta in zip(root_children, await self._nodes(root_children), strict=True) if not meta]
+        missing: list[str] = []
+        step = 2 * COPY_CONCURRENCY  # in order, a batch at a time: a root listing 10,000 levels of which the
+        for start in range(0, len(root_children), step):  # fourth is gone fails after one batch, not 10,000 GETs
+            batch = root_children[start : start + step]
+            missing = [name for name, meta in zip(batch, await self._nodes(batch), strict=True) if not meta]
+            if missing:
+                break
         if missing:
             raise StoreError(
                 f"Store '{shown(self.files.source)}' lists level {missing[0]}, but its "
@@ -442,5 +453,5 @@ def finish_copy(path: str | os.PathLike[str], plan: CopyPlan) -> None:
     with _writing(root):
         for level, delta in plan.skipped:
             remove_link_family(root, level, delta)
-        for level in plan.dropped:
-            _drop_level_from_root_metadata(root, level)
+        if plan.dropped:
+            _drop_level_from_root_metadata(root, plan.dropped)

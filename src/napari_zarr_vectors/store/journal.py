@@ -618,27 +618,36 @@ def write_session(root: str | os.PathLike[str], operation: str = "build") -> Ite
     try:
         if (root / JOURNAL).is_dir():
             _recover_locked(root)
-        (root / JOURNAL).mkdir(exist_ok=True)
-        staged = root / JOURNAL / "staged"
-        journal: dict[str, Any] = {
-            "format": JOURNAL_FORMAT,
-            "operation": operation,
-            "state": "writing",
-            "holder": {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "started": time.time(),
-                "operation": operation,
-            },
-            "before": _listing(root),
-        }
-        write_json_atomic(journal_path(root), journal)
-        staging = LocalStore(root, staged=staged)
+        journal: dict[str, Any] | None = None
         try:
+            # Ctrl+C is held while the journal is set up: one landing between the journal folder's creation and
+            # the record of what to undo left a journal behind (seen under load); it is delivered right after,
+            # into the undo below
+            with _DeferSigint():
+                (root / JOURNAL).mkdir(exist_ok=True)
+                staged = root / JOURNAL / "staged"
+                record: dict[str, Any] = {
+                    "format": JOURNAL_FORMAT,
+                    "operation": operation,
+                    "state": "writing",
+                    "holder": {
+                        "pid": os.getpid(),
+                        "host": socket.gethostname(),
+                        "started": time.time(),
+                        "operation": operation,
+                    },
+                    "before": _listing(root),
+                }
+                write_json_atomic(journal_path(root), record)
+                journal = record
+                staging = LocalStore(root, staged=staged)
             yield staging
         except BaseException:
             with _DeferSigint():
-                _rollback(root, journal, until_quiet=True)
+                if journal is not None:
+                    _rollback(root, journal, until_quiet=True)
+                else:  # nothing was recorded, so nothing was written: the new journal folder goes
+                    shutil.rmtree(root / JOURNAL, ignore_errors=True)
             raise
         with _DeferSigint():
             _sync_all()

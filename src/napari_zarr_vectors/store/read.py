@@ -12,6 +12,8 @@ from .chunks import (
     _raise_if_chunks_missing,
     _read_object_attributes,
     check_level_chunks,
+    check_point_fragments,
+    check_point_rows,
     check_positions,
     chunk_vertex_counts,
     vertex_dtype_of,
@@ -19,7 +21,7 @@ from .chunks import (
 from .errors import StoreError
 from .handle import Handle, handle
 from .info import GRAPH_KINDS, LINE_KINDS, MESH_KINDS, POINT_KINDS, POLYLINE_KINDS, LevelData
-from .integrity import check_level_rows, damaged
+from .integrity import damaged
 from .links import reader_of
 
 
@@ -117,6 +119,8 @@ def _read_points(
     except Exception:
         if chunks is not None:  # upstream fails deep inside (an IndexError) when a chunk's file is gone: name it
             _raise_if_chunks_missing(h, level, where["chunks"])
+        elif h.access.local is not None:  # one undecodable chunk fails the whole batched read: name it
+            check_level_chunks(h, level)
         raise
     if chunks is not None:  # zarr reads a chunk whose file is gone (or a 404) as empty: a hole, unless named here
         _raise_if_chunks_missing(h, level, where["chunks"])
@@ -124,15 +128,13 @@ def _read_points(
     pos = np.asarray(raw["positions"])
     check_positions(h, level, pos)
     n = len(pos)
-    if (
-        bbox is None
-        and chunks is None
-        and (any(len(v) != n for v in attrs.values()) or n != _metadata_vertex_count(h, level, n))
-    ):
-        check_level_chunks(h, level)  # a whole read that comes up short: name the chunk that is gone (or damaged)
-        check_level_rows(h.path, level, n, _metadata_vertex_count(h, level, n), vertex_dtype_of(h, level))
+    # upstream slices rows by unchecked fragment tables, and sizes rows by the dtype upstream's metadata
+    # declares: as many rows as the chunks hold, or the read is damaged (chunk sizes are kept per handle)
+    check_point_rows(h, level, where.get("chunks"), n)
     short = {k: len(v) for k, v in attrs.items() if len(v) != n}
-    if short:  # upstream aligns attribute cells to the vertices: rows that disagree are damaged cells
+    if short:  # upstream aligns attribute cells to the vertices by the fragment tables: one of them is damaged
+        check_level_chunks(h, level)  # an attribute chunk that is gone (or undecodable) is named first
+        check_point_fragments(h, level, where.get("chunks") or chunk_vertex_counts(h, level)[0])
         name, rows = next(iter(short.items()))
         raise damaged(
             h.path, level, f"vertex attribute '{name}' of level {level} has {rows:,} rows for {n:,} vertices read"
@@ -156,17 +158,6 @@ def _chunks_meeting_box(h: Handle, level: int, box: Any) -> list[tuple[int, ...]
         return []
     meet = np.all(((present + 1) * shape >= box[0]) & (present * shape <= box[1]), axis=1)
     return [tuple(int(c) for c in k) for k in present[meet]]
-
-
-def _metadata_vertex_count(h: Handle, level: int, default: int) -> int:
-    """The vertex count a level's own metadata records (``default`` when it records none)."""
-    from zarr_vectors import building as b
-
-    try:
-        count = b.read_level_metadata(h.group, level).vertex_count
-    except Exception:
-        return default
-    return default if count is None else int(count)
 
 
 def _read_polylines(
@@ -232,6 +223,7 @@ def read_point_chunks(
         if sum(sizes) != len(pos):
             if h.access.sizes_from_lengths:  # sized by its file, a chunk that came up short did not arrive (a 404)
                 raise h.access.missing_error(level, [])
+            check_point_fragments(h, level, keys)  # a damaged fragment table repeats or drops rows: named
             out = {}
             for k in keys:
                 one = read_points(h.group, level=level, chunks=[k], attribute_names=names)

@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from .access import plain, refuse_remote
-from .chunks import level_rows
+from .chunks import chunk_offsets, level_rows
+from .errors import StoreError
 from .handle import _SESSIONS, Handle, _metadata_present, _store_root, _writing, handle
+from .journal import SymlinkInStore, refuse_symlinks, symlinks
 from .levels import _drop_level_from_root_metadata, link_deltas, remove_link_family
 from .links import reader_of
 from .metadata import declared_levels
@@ -43,6 +45,17 @@ def repair(path: str | os.PathLike[str], *, dry_run: bool = False) -> list[str]:
 
 def _repair(root: Path, dry_run: bool) -> list[str]:
     found: list[str] = []
+    if not dry_run:  # before anything is read: whatever repair would delete could lie outside the store
+        try:
+            refuse_symlinks(root)
+        except SymlinkInStore as exc:
+            raise StoreError(str(exc)) from None
+    else:
+        found += [
+            f"'{link}' is a symbolic link: repair (and every change) refuses the store until it is replaced by a real "
+            "copy of what it points to"
+            for link in symlinks(root)[:3]
+        ]
     done = None if dry_run else recover(root)
     if done:
         found.append(done)
@@ -52,7 +65,7 @@ def _repair(root: Path, dry_run: bool) -> list[str]:
     declared = sorted({int(n) for n in declared_levels(attrs)} | {int(n) for n in _level_dirs(root)})
     problems = {level: _level_problem(root, level) for level in declared}  # each level is read once
     broken = [level for level in declared if level != 0 and problems[level] is not None]
-    found += [f"level {level}: {problems[level]}" for level in broken]
+    found += _grouped_findings(broken, problems)
     bad = min(broken, default=None)
     if problems.get(0) is not None:
         found.append(f"level 0: {problems[0]} (level 0 is never removed; restore it from a copy)")
@@ -85,19 +98,42 @@ def _repair(root: Path, dry_run: bool) -> list[str]:
         for level in sorted(doomed, reverse=True):
             if (root / str(level)).is_dir():
                 _delete_level_tree(root, level)
-            _drop_level_from_root_metadata(root, level)
+        if doomed:
+            _drop_level_from_root_metadata(root, doomed)
         partials = _partials(root)  # looked for again holding the lock
         _delete_files(root, partials)
     found.append(
         "repaired: "
         + ", ".join(
-            [f"removed level(s) {', '.join(map(str, sorted(doomed)))}"] * bool(doomed)
+            [f"removed level(s) {_ranges(doomed)}"] * bool(doomed)
             + [f"removed {len(dangling)} dangling link famil{'y' if len(dangling) == 1 else 'ies'}"] * bool(dangling)
             + [f"removed {len(stale)} stale link famil{'y' if len(stale) == 1 else 'ies'}"] * bool(stale)
             + [f"deleted {len(partials)} partial file(s)"] * bool(partials)
         )
     )
     return found
+
+
+def _ranges(levels: Collection[int]) -> str:
+    """Level numbers as runs: ``3-9999`` rather than ten thousand numbers, ``1, 3-5`` for a few."""
+    runs: list[list[int]] = []
+    for level in sorted(levels):
+        if runs and level == runs[-1][1] + 1:
+            runs[-1][1] = level
+        else:
+            runs.append([level, level])
+    return ", ".join(str(a) if a == b else f"{a}, {b}" if b == a + 1 else f"{a}-{b}" for a, b in runs)
+
+
+def _grouped_findings(levels: list[int], problems: dict[int, str | None]) -> list[str]:
+    """One sentence per problem: levels with the same one (a root listing thousands that are gone) share it."""
+    by_problem: dict[str, list[int]] = {}
+    for level in levels:
+        by_problem.setdefault(str(problems[level]), []).append(level)
+    return [
+        f"level {lv[0]}: {why}" if len(lv) == 1 else f"levels {_ranges(lv)} ({len(lv):,} levels): {why}"
+        for why, lv in by_problem.items()
+    ]
 
 
 def _level_dirs(root: Path) -> list[str]:
@@ -209,7 +245,7 @@ def _ends(chunks: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 def _held(h: Handle, level: int, keys: np.ndarray) -> np.ndarray:
     """Whether each key names a vertex ``level`` holds: its chunk has vertices and its row is below their count."""
-    offsets, order, total = h.chunk_offsets(level)
+    offsets, order, total = chunk_offsets(h, level)
     if not len(keys) or not order:
         return np.zeros(len(keys), bool)
     table = np.asarray(order, np.int64).reshape(len(order), -1)

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .chunks import check_positions, chunk_vertex_counts, pack_rows, vertex_dtype_of
+from .chunks import check_positions, chunk_offsets, chunk_vertex_counts, pack_rows, vertex_dtype_of
 from .errors import StoreError
 from .handle import Handle, handle
 from .integrity import check_fragments, damaged
@@ -70,8 +70,8 @@ def parent_map(path: str | os.PathLike[str] | Handle, fine_level: int, delta: in
 
     h = handle(path)
     fine = h.level_group(fine_level)
-    fine_off, _, n_fine = h.chunk_offsets(fine_level)
-    coarse_off, _, n_coarse = h.chunk_offsets(fine_level + delta)
+    fine_off, _, n_fine = chunk_offsets(h, fine_level)
+    coarse_off, _, n_coarse = chunk_offsets(h, fine_level + delta)
     family = b.links_group_path(delta)
     if not fine.array_exists(family):
         raise StoreError(
