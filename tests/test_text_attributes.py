@@ -186,6 +186,18 @@ def test_reduce_takes_mode_of_text_and_refuses_the_rest():
     assert aggregate.mode_codes(groups, codes, 4).tolist() == [1, 2, -1, -1]
 
 
+def test_mode_codes_matches_the_general_mode():
+    """The packed-key mode of codes equals reduce's mode over the rows that have a code (ties to the smallest)."""
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        n_groups, width, rows = int(rng.integers(1, 40)), int(rng.integers(1, 6)), int(rng.integers(0, 200))
+        groups, codes = rng.integers(-1, n_groups, rows), rng.integers(-1, width, rows)
+        labelled = np.where(codes >= 0, groups, -1)
+        has = aggregate.reduce(labelled, codes, n_groups, "count") > 0
+        expected = np.where(has, aggregate.reduce(labelled, codes, n_groups, "mode"), -1)
+        assert aggregate.mode_codes(groups, codes, n_groups).tolist() == expected.tolist()
+
+
 def test_build_dock_offers_only_mode_for_text_and_builds(make_napari_viewer, qtbot, tmp_path):
     path = tmp_path / "tx.zv"
     expected = write_text_store(path)
