@@ -33,12 +33,17 @@ def _fill(dtype: np.dtype) -> float | int:
 def reduce(groups: np.ndarray, values: np.ndarray, n_groups: int, mode: str) -> np.ndarray:
     """Reduce ``values`` per group with ``mode``; empty groups get NaN (floats) or 0.
 
+    Text values (str or object) take ``mode`` only (a ValueError for any
+    other); their empty groups get None.
+
     Output dtypes: mean -> float (float32 input stays float32), sum -> float64
     or int64, count -> int64, min/max/mode -> the input dtype.
     """
     if mode not in AGG_MODES:
         raise ValueError(f"unknown aggregation {mode!r}; choose one of {', '.join(AGG_MODES)}")
     values = np.asarray(values)
+    if values.dtype.kind in "USO":
+        return _reduce_text(groups, values, n_groups, mode)
     if values.ndim == 2:
         return np.stack([reduce(groups, values[:, c], n_groups, mode) for c in range(values.shape[1])], axis=1)
     g, v = _check(groups, values, n_groups)
@@ -72,6 +77,57 @@ def reduce(groups: np.ndarray, values: np.ndarray, n_groups: int, mode: str) -> 
     best = np.lexsort((-run_len, run_group))
     first = np.flatnonzero(np.r_[True, run_group[best][1:] != run_group[best][:-1]])
     out[run_group[best][first]] = run_value[best][first]
+    return out
+
+
+def _reduce_text(groups: np.ndarray, values: np.ndarray, n_groups: int, mode: str) -> np.ndarray:
+    if mode != "mode":
+        raise ValueError(f"aggregation {mode!r} does not apply to text values; only 'mode' does")
+    if values.ndim != 1:
+        raise ValueError(f"text values must be one per row, got shape {values.shape}")
+    missing = np.fromiter((v is None for v in values), bool, len(values)) if values.dtype.kind == "O" else None
+    text = values.astype(str)
+    uniques, codes = np.unique(text, return_inverse=True)
+    codes = codes.reshape(-1).astype(np.int64)
+    if missing is not None:
+        codes[missing] = -1
+    best = mode_codes(groups, codes, n_groups)
+    out = np.empty(n_groups, dtype=object)
+    out[:] = None
+    out[best >= 0] = uniques[best[best >= 0]]
+    return out
+
+
+def mode_codes(groups: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """The most frequent code per group (ties to the smallest), ignoring codes < 0 (missing); -1 for none.
+
+    How text attributes are aggregated: on their dictionary codes, whose
+    order is the categories' sorted order, so a tie goes to the first text.
+    """
+    groups = np.asarray(groups, dtype=np.int64)
+    codes = np.asarray(codes, dtype=np.int64)
+    if groups.shape != codes.shape:
+        raise ValueError(f"{len(groups)} group labels for {len(codes)} codes")
+    if len(groups) and groups.max(initial=-1) >= n_groups:
+        raise ValueError(f"group label {groups.max()} out of range for {n_groups} groups")
+    keep = (codes >= 0) & (groups >= 0)
+    g, c = groups[keep], codes[keep]
+    out = np.full(n_groups, -1, np.int64)
+    if not len(g):
+        return out
+    width = int(c.max()) + 1
+    if n_groups * width >= 2**62:  # one packed key per (group, code) would overflow: the general path
+        best = reduce(g, c, n_groups, "mode")
+        present = np.bincount(g, minlength=n_groups) > 0
+        return np.where(present, best, -1)
+    # one sort of packed (group, code) keys, then linear passes: several times faster than a two-key lexsort
+    keys, counts = np.unique(g * width + c, return_counts=True)  # sorted: by group, then code
+    run_group, run_code = keys // width, keys % width
+    starts = np.flatnonzero(np.r_[True, run_group[1:] != run_group[:-1]])
+    top = np.repeat(np.maximum.reduceat(counts, starts), np.diff(np.r_[starts, len(keys)]))
+    hits = np.flatnonzero(counts == top)  # runs as frequent as their group's most frequent
+    first = hits[np.r_[True, run_group[hits][1:] != run_group[hits][:-1]]]  # the smallest such code per group
+    out[run_group[first]] = run_code[first]
     return out
 
 

@@ -39,6 +39,7 @@ from .workers import start_worker
 DEFAULT_ROW = (2.0, 1.0)
 NO_SEED = "random each time"
 DEFAULT_MODE = "(default)"
+TEXT_MODE = pyramid.TEXT_MODE
 # "coarse chunks" choices -> BuildOptions.chunk_scale (None: the engine's default, "auto" for
 # point clouds and lines; upstream's builder, used for graphs and meshes, keeps level 0's grid)
 CHUNK_CHOICES = [("grow with coarsen", None), ("keep level 0's grid", 1)]
@@ -89,6 +90,7 @@ class BuildPyramidWidget(Container):
         self._worker: Any = None
         self._cancel = threading.Event()
         self._modes_for: dict[str, ComboBox] = {}
+        self._text: set[str] = set()  # the chosen store's text attributes (mode only)
         self._levels: list[int] | None = None  # the chosen store's levels, None until one is read
         self._writable = False
         self._running = False
@@ -271,7 +273,8 @@ class BuildPyramidWidget(Container):
             self._fail(str(exc))
             return
         self._show_summary(summary)
-        self._show_overrides(summary["levels"][0]["attributes"])
+        level0 = summary["levels"][0]
+        self._show_overrides(level0["attributes"], level0.get("text_attributes", ()))
         self._update_estimates()
 
     def _show_summary(self, summary: dict) -> None:
@@ -333,24 +336,41 @@ class BuildPyramidWidget(Container):
         self.suggest_button.enabled = not running and readable
         self.cancel_button.enabled = running
 
-    def _show_overrides(self, names: tuple[str, ...]) -> None:
-        """One mode box per level-0 attribute; overrides of attributes the store lacks are dropped."""
+    def _show_overrides(self, names: tuple[str, ...], text: tuple[str, ...] = ()) -> None:
+        """One mode box per level-0 attribute; overrides of attributes the store lacks are dropped.
+
+        A text attribute's box offers only ``mode`` (the one aggregation text
+        takes, whatever the default is), so Build cannot be asked for a mean of text.
+        """
         self.overrides.clear()
         self._modes_for = {}
+        self._text = set(text)
         for name in names:
             if name == pyramid.COUNT_ATTRIBUTE:
                 continue
-            box = ComboBox(choices=[DEFAULT_MODE, *pyramid.AGG_MODES], label=name)
+            if name in self._text:
+                box = ComboBox(
+                    choices=[TEXT_MODE],
+                    label=name,
+                    tooltip=f"'{name}' is text: coarse levels keep its most frequent value (mode)",
+                )
+            else:
+                box = ComboBox(choices=[DEFAULT_MODE, *pyramid.AGG_MODES], label=name)
             box.changed.connect(self._on_override_edited)
             self.overrides.append(box)
             self._modes_for[name] = box
         self.overrides.visible = bool(self._modes_for)
-        kept = {n: m for n, m in (self._options.agg_overrides or {}).items() if n in self._modes_for}
+        kept = {
+            n: m
+            for n, m in (self._options.agg_overrides or {}).items()
+            if n in self._modes_for and (n not in self._text or m == TEXT_MODE)
+        }
         self._options.agg_overrides = kept or None
         self._show_override_modes(self._options.agg_overrides)
 
     def _on_override_edited(self, _value: Any = None) -> None:
-        modes = {n: b.value for n, b in self._modes_for.items() if b.value != DEFAULT_MODE}
+        # a text attribute's box holds its only choice, mode, which the build applies anyway: not an override
+        modes = {n: b.value for n, b in self._modes_for.items() if b.value != DEFAULT_MODE and n not in self._text}
         self._options.agg_overrides = modes or None
 
     def _show_override_modes(self, overrides: Any) -> None:

@@ -47,7 +47,15 @@ from .options import (
     ProgressFn,
     PyramidError,
 )
-from .plan import ENGINE_KINDS, MAX_AUTO_CHUNK_SCALE, BuildPlan, available_methods, normalize_factors, plan_build
+from .plan import (
+    ENGINE_KINDS,
+    MAX_AUTO_CHUNK_SCALE,
+    TEXT_MODE,
+    BuildPlan,
+    available_methods,
+    normalize_factors,
+    plan_build,
+)
 from .sparsity import BUILTIN_STRATEGIES, available_strategies, select_survivors
 
 __all__ = [
@@ -60,6 +68,7 @@ __all__ = [
     "LINK_STORAGES",
     "MAX_AUTO_CHUNK_SCALE",
     "SOURCE_OBJECT_ATTRIBUTE",
+    "TEXT_MODE",
     "BuildCancelled",
     "BuildOptions",
     "BuildPlan",

@@ -262,13 +262,32 @@ def _coarsen_all(plan: BuildPlan, report: Callable, check_cancel: Callable, aggr
 
 
 def _aggregate_columns(
-    modes: Mapping[str, str], to_level: np.ndarray, values: Mapping[str, np.ndarray], n_coarse: int
+    modes: Mapping[str, str],
+    to_level: np.ndarray,
+    values: Mapping[str, np.ndarray],
+    n_coarse: int,
+    text: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Each level-0 attribute reduced onto a level's rows (plus ``count`` when some mode is count)."""
-    columns = {name: aggregate.reduce(to_level, values[name], n_coarse, mode) for name, mode in modes.items()}
+    """Each level-0 attribute reduced onto a level's rows (plus ``count`` when some mode is count).
+
+    A text attribute's values are its codes into ``text[name]`` (``_as_codes``);
+    it is reduced to its most frequent code (-1 where a vertex has no text).
+    """
+    text = text or {}
+    columns = {
+        name: aggregate.mode_codes(to_level, values[name], n_coarse)
+        if name in text
+        else aggregate.reduce(to_level, values[name], n_coarse, mode)
+        for name, mode in modes.items()
+    }
     if "count" in modes.values():
         columns[COUNT_ATTRIBUTE] = aggregate.reduce(to_level, np.zeros(len(to_level)), n_coarse, "count")
     return columns
+
+
+def _as_codes(values: dict[str, np.ndarray], text: Mapping[str, Sequence[str]]) -> dict[str, np.ndarray]:
+    """Text attributes as int64 codes into their level-0 table (-1: missing): a few bytes a row, not a string."""
+    return {name: store.text_codes(v, text[name]) if name in text else v for name, v in values.items()}
 
 
 def _slab_task(
@@ -280,10 +299,11 @@ def _slab_task(
     grid: engine.BinGrid,
     attributes: Sequence[str],
     whole: bool = False,
+    text: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[engine.Partial, dict[str, np.ndarray]]:
     """One slab of a stored level: read its chunks, bin them (runs on a dask worker when a client is given)."""
     positions, values = store.read_row_batch(path, level, keys, counts, attributes, whole=whole)
-    return engine.slab_partial(positions, weights, grid), values
+    return engine.slab_partial(positions, weights, grid), _as_codes(values, text or {})
 
 
 def _stored_partials(
@@ -308,6 +328,7 @@ def _stored_partials(
             grid,
             attributes,
             len(batches) == 1,  # the whole level: one read
+            dict(plan.text),
         )
         for j, (keys, counts) in enumerate(batches)
     ]
@@ -364,7 +385,7 @@ def _vectorized(plan: BuildPlan, report: Callable, check_cancel: Callable, clien
     values: dict[str, np.ndarray] = {}
     to_level: np.ndarray | None = None  # level-0 row -> row at the source level (None: level 0 itself)
     if attrs and first > 0:
-        values = store.read_rows(path, 0, attrs)[1]
+        values = _as_codes(store.read_rows(path, 0, attrs)[1], plan.text)
         to_level = aggregate.compose([store.parent_map(path, f) for f in range(first)])[-1]
     positions: np.ndarray | None = None  # the source level's vertices, once it is one built here
     bin_shape, chunk_shape = np.asarray(layout.bin_shape), np.asarray(layout.chunk_shape)
@@ -428,8 +449,8 @@ def _vectorized(plan: BuildPlan, report: Callable, check_cancel: Callable, clien
         if attrs:  # level-0 rows -> this level's rows, only needed to aggregate
             check_cancel()
             to_level = coarse.parent if to_level is None else aggregate.compose([to_level, coarse.parent])[-1]
-            columns = _aggregate_columns(plan.modes, to_level, values, len(coarse.positions))
-            store.write_vertex_attributes(path, target, columns)
+            columns = _aggregate_columns(plan.modes, to_level, values, len(coarse.positions), plan.text)
+            store.write_vertex_attributes(path, target, columns, categories=plan.text)
             report(target, "aggregate", f"level {target}: " + ", ".join(f"{k} {m}" for k, m in plan.modes.items()))
         parents.append(coarse.parent)
         chunks_of[target] = (coarse.chunk_keys, coarse.chunk_starts)
@@ -513,7 +534,7 @@ class _Aggregator:
         from concurrent.futures import ThreadPoolExecutor
 
         self.plan, self.report = plan, report
-        self.values = store.read_rows(plan.path, 0, list(plan.modes))[1]
+        self.values = _as_codes(store.read_rows(plan.path, 0, list(plan.modes))[1], plan.text)
         self.to_level: np.ndarray | None = None  # level 0 row -> row at the level reached so far
         for fine in range(plan.first_source):  # a level added to an existing pyramid
             self._compose(fine)
@@ -529,8 +550,15 @@ class _Aggregator:
         self._compose(fine)
         n_coarse = store.level_rows(self.plan.path, fine + 1)
         to_level = self.to_level
-        columns = _aggregate_columns(self.plan.modes, to_level, self.values, n_coarse)
-        future = self.pool.submit(store.write_vertex_attributes, self.plan.path, fine + 1, columns, register=False)
+        columns = _aggregate_columns(self.plan.modes, to_level, self.values, n_coarse, self.plan.text)
+        future = self.pool.submit(
+            store.write_vertex_attributes,
+            self.plan.path,
+            fine + 1,
+            columns,
+            register=False,
+            categories=self.plan.text,
+        )
         self.pending.append((fine + 1, future))
         self._drain(block=False)
 

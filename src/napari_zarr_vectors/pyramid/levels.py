@@ -105,7 +105,8 @@ def pyramid_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
     dict
         ``path``, ``kind``, ``levels`` (one dict per level: ``level``,
         ``vertices``, ``objects``, ``bin_shape``, ``bytes``,
-        ``vertex_ratio`` to level 0, vertex ``attributes``),
+        ``vertex_ratio`` to level 0, vertex ``attributes``, and which of
+        them are ``text_attributes``, aggregated with ``mode`` only),
         ``storage_overhead`` (coarse levels' bytes over level 0's) and
         ``density`` (the default density pyramid's shapes and overhead,
         from metadata only).
@@ -120,6 +121,7 @@ def pyramid_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
     info = store.open_info(h)
     base = info.levels[0]
     names = store.level_attribute_names(h, [lv.index for lv in info.levels])
+    text = {lv.index: tuple(store.text_attributes(h, lv.index)) for lv in info.levels}
     rows = []
     for lv in info.levels:
         nbytes = store.level_nbytes(info.path, lv.index)
@@ -132,6 +134,7 @@ def pyramid_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
                 "bytes": nbytes,
                 "vertex_ratio": lv.vertex_count / max(base.vertex_count, 1),
                 "attributes": names[lv.index],
+                "text_attributes": text[lv.index],
             }
         )
     level0 = rows[0]["bytes"] or 1

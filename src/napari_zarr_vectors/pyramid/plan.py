@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -56,7 +56,14 @@ def normalize_factors(factors: Any) -> list[tuple[float, float]]:
     return out
 
 
-def _attribute_modes(names: Sequence[str], agg_mode: str, overrides: Mapping[str, str] | None) -> dict[str, str]:
+#: The one aggregation a text (categorical) attribute takes: its most frequent value.
+TEXT_MODE = "mode"
+
+
+def _attribute_modes(
+    names: Sequence[str], agg_mode: str, overrides: Mapping[str, str] | None, text: Sequence[str] = ()
+) -> dict[str, str]:
+    """Each attribute's aggregation: its override, else ``agg_mode``; text attributes always ``mode``."""
     if agg_mode not in AGG_MODES:
         raise PyramidError(f"agg_mode {agg_mode!r} is unknown; choose one of {', '.join(AGG_MODES)}.")
     overrides = dict(overrides or {})
@@ -68,7 +75,14 @@ def _attribute_modes(names: Sequence[str], agg_mode: str, overrides: Mapping[str
                 f"agg_overrides names {name!r}, which is not a level-0 vertex attribute; "
                 f"the store has: {', '.join(names) or 'none'}."
             )
-    return {name: overrides.get(name, agg_mode) for name in names}
+        if name in text and mode != TEXT_MODE:
+            raise PyramidError(
+                f"agg_overrides[{name!r}] = {mode!r}: {name!r} is a text attribute, and only 'mode' (its most "
+                f"frequent value) applies to text. Ask for 'mode', or leave {name!r} out of agg_overrides "
+                "(text attributes take 'mode' whatever agg_mode is)."
+            )
+    # agg_mode is the default for numbers: a text attribute takes mode unless asked otherwise (refused above)
+    return {name: overrides.get(name, TEXT_MODE if name in text else agg_mode) for name in names}
 
 
 @dataclass(frozen=True)
@@ -87,6 +101,8 @@ class BuildPlan:
     first_source: int
     engine: str = "vectorized"
     chunk_scale: tuple[int, ...] = ()
+    #: Text attributes at level 0 and their categories table (coarse levels keep the same table).
+    text: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def plan_build(
@@ -134,8 +150,10 @@ def plan_build(
             "A point cloud has no objects to thin: set every sparsity factor to 1 "
             "(coarsening alone reduces a point cloud)."
         )
-    numeric = [n for n in store.vertex_attribute_names(h, 0) if n != COUNT_ATTRIBUTE]
-    modes = _attribute_modes(numeric, agg_mode, agg_overrides)
+    names = [n for n in store.vertex_attribute_names(h, 0) if n != COUNT_ATTRIBUTE]
+    text = store.text_attributes(h, 0)
+    _refuse_text_without_table(info, text, store.raw_text_attributes(h, 0))
+    modes = _attribute_modes(names, agg_mode, agg_overrides, tuple(text))
     methods = available_methods()
     if method not in methods:
         raise PyramidError(f"method {method!r} is unknown; this installation offers: {', '.join(methods)}.")
@@ -178,6 +196,33 @@ def plan_build(
         first_source=source_level,
         engine=engine,
         chunk_scale=scales,
+        text={n: text[n] for n in names if n in text},
+    )
+
+
+def _refuse_text_without_table(info: store.StoreInfo, text: Mapping[str, tuple[str, ...]], raw: Sequence[str]) -> None:
+    """A PyramidError for a text vertex attribute a build cannot keep as text at every level.
+
+    zarr-vectors dictionary-encodes text (codes plus a categories table)
+    and decodes it on reading only for point clouds; text stored as plain
+    strings, or in another kind of store, would come back as codes or not at all.
+    """
+    names = [n for n in raw if n != COUNT_ATTRIBUTE]
+    if info.kind not in store.POINT_KINDS:
+        names += [n for n in text if n not in names]
+    if not names:
+        return
+    where = "a point cloud store" if info.kind in store.POINT_KINDS else f"a {info.kind} store"
+    why = (
+        "stored as plain strings, not dictionary-encoded"
+        if info.kind in store.POINT_KINDS
+        else "text vertex attributes are kept on coarse levels for point clouds only (zarr-vectors decodes text "
+        "tables there alone)"
+    )
+    listed = ", ".join(repr(n) for n in names)
+    raise PyramidError(
+        f"Store '{info.path}' has text vertex attribute{'s' if len(names) > 1 else ''} {listed} in {where}: {why}. "
+        "Store the text as integer labels (one number per value) and build again; nothing was changed."
     )
 
 

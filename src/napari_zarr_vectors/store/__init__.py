@@ -12,6 +12,7 @@ here, and no other module imports ``zarr_vectors``, ``zarr`` or ``obstore``
 - ``local``: the zarr store a local handle reads through; ``handle``: a store opened once per process.
 - ``read``, ``chunks``, ``polyline_box``, ``rows``, ``links``: levels, boxes, chunk counts, row-order
   reads and the drill reader.
+- ``categorical``: text vertex attributes, dictionary-encoded as zarr-vectors stores them.
 - ``write``: new stores (all or nothing) and attribute writes; ``session`` and ``journal``: the
   crash-safe write session, lock and recovery; ``levels``, ``repair``: level removal and repair.
 - ``building``: the upstream builder and the vectorized engine's level I/O.
@@ -51,6 +52,7 @@ from .building import (
     write_new_level,
     write_parent_links,
 )
+from .categorical import MISSING_CODE, is_text, raw_text_attributes, text_attributes, text_codes
 from .chunks import check_level_chunks, chunk_vertex_counts, level_rows, missing_chunks
 from .copying import COPY_CONCURRENCY, CopyPlan, StoreFiles, copy_plan, finish_copy
 from .errors import (
@@ -154,6 +156,7 @@ __all__ = [
     "LINE_KINDS",
     "MAX_METADATA_BYTES",
     "MESH_KINDS",
+    "MISSING_CODE",
     "POINT_KINDS",
     "POLYLINE_KINDS",
     "RACY_S",
@@ -203,6 +206,7 @@ __all__ = [
     "interrupted_write",
     "is_remote",
     "is_store",
+    "is_text",
     "iter_rows",
     "journal",
     "level_attribute_names",
@@ -220,6 +224,7 @@ __all__ = [
     "parent_map",
     "plain",
     "polyline_index",
+    "raw_text_attributes",
     "read_level",
     "read_object_attribute_table",
     "read_point_chunks",
@@ -250,6 +255,8 @@ __all__ = [
     "split_parts",
     "stamp_link_settings",
     "temp_sibling",
+    "text_attributes",
+    "text_codes",
     "unwritable",
     "writable",
     "upstream_build_pyramid",

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .access import plain, refuse_remote
+from .categorical import encode_text, is_text
 from .errors import StoreError
 from .handle import _chunk_offsets, _level, _writing, forget
 
@@ -373,32 +374,56 @@ def write_mesh_store(
 
 
 def write_vertex_attributes(
-    path: str | os.PathLike[str], level: int, columns: Mapping[str, np.ndarray], *, register: bool = True
+    path: str | os.PathLike[str],
+    level: int,
+    columns: Mapping[str, np.ndarray],
+    *,
+    register: bool = True,
+    categories: Mapping[str, Sequence[str]] | None = None,
 ) -> None:
     """Write (or replace) row-ordered vertex attributes at ``level``, chunk writes batched.
 
+    A text column (str or object values), or a column named in
+    ``categories`` (its values text or integer codes into that table, -1
+    missing), is stored dictionary-encoded, as zarr-vectors stores text:
+    integer codes plus the categories table, so it reads back as text.
     ``register=False`` leaves the level's ``arrays_present`` alone (so this
     can run beside a writer of the same level's metadata); call
     ``register_level_arrays`` afterwards.
     """
     with _writing(path):
-        _write_vertex_attributes(plain(path), level, columns, register)
+        _write_vertex_attributes(plain(path), level, columns, register, categories or {})
 
 
-def _write_vertex_attributes(path: Any, level: int, columns: Mapping[str, np.ndarray], register: bool) -> None:
+def _write_vertex_attributes(
+    path: Any, level: int, columns: Mapping[str, np.ndarray], register: bool, categories: Mapping[str, Sequence[str]]
+) -> None:
     from zarr_vectors import building as b
 
     group, ndim = _level(path, level, "r+")
     offsets, keys, total = _chunk_offsets(group, ndim)
     bounds = [(k, offsets[k], offsets[keys[i + 1]] if i + 1 < len(keys) else total) for i, k in enumerate(keys)]
     columns = {name: np.asarray(values) for name, values in columns.items()}
+    extra: dict[str, dict[str, Any]] = {}
+    for name, values in list(columns.items()):
+        if name in categories or is_text(values):
+            try:
+                columns[name], extra[name] = encode_text(values, categories.get(name))
+            except StoreError as exc:
+                raise StoreError(f"Store '{path}': attribute '{name}' at level {level}: {exc}") from None
     for name, values in columns.items():
         if len(values) != total:
             raise StoreError(f"Store '{path}': attribute '{name}' has {len(values)} rows for {total} vertices.")
         array = f"{b.VERTEX_ATTRIBUTES}/{name}"
         if group.array_exists(array):
             group.delete_subtree(array)
-        b.create_attribute_array(group, name, dtype=values.dtype.str.lstrip("<>|="), register_family=register)
+        b.create_attribute_array(
+            group,
+            name,
+            dtype=values.dtype.str.lstrip("<>|="),
+            extra_meta=extra.get(name),
+            register_family=register,
+        )
     # every cell of every attribute in one flush: the writes fan out together
     with group.batched_writes():
         for name, values in columns.items():
