@@ -130,5 +130,6 @@ def main() -> None:
     print(f"  ratio baseline / plugin: first draw {first:.1f}x faster, peak memory {peak:.1f}x less")
     print(f"  points drawn: {p['points']:,} of {n:,} ({b['points'] / max(p['points'], 1):.0f}x fewer)")
 
+
 if __name__ == "__main__":
     main()

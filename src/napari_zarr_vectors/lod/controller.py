@@ -216,12 +216,16 @@ def read_level_sample(
     sizes = {k: int(n) for k, n in zip(keys, counts, strict=True)}
     meeting = [i for i in range(len(keys)) if by_volume[i] > 0]
     prefixes: dict[int, tuple[np.ndarray, dict[str, np.ndarray], int]] = {}
+    exact: dict[int, int] = {}  # chunks read for this box (now or before): their points in it, counted
+    where = None if box is None else (tuple(box.lo.tolist()), tuple(box.hi.tolist()))
     for i in meeting:
         hit = cache.get((*stamp, keys[i])) if cache is not None else None
         if hit is not None:
             prefixes[i] = hit
+            counted = cache.get((*stamp, keys[i], where))
+            if counted is not None:
+                exact[i] = counted  # the same box again: the same quotas, the same points
     reads = 0
-    exact: dict[int, int] = {}  # chunks read for this box: their points in it, counted
 
     def read(indices: Sequence[int], quotas: Mapping[int, int | None]) -> None:
         nonlocal reads
@@ -233,6 +237,7 @@ def read_level_sample(
                 prefixes[i], exact[i] = _ordered_prefix(pos, attrs, lo[i], hi[i], box, quotas[i])
                 if cache is not None:
                     cache.put((*stamp, keys[i]), prefixes[i], _nbytes(prefixes[i][:2]))
+                    cache.put((*stamp, keys[i], where), exact[i], 64)
             del got
 
     read([i for i in meeting if i not in prefixes], {i: int(first_guess[i]) for i in meeting})
