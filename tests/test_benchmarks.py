@@ -29,6 +29,7 @@ RATIOS: dict[str, list[str]] = {
     "density": [r"^\S.* plugin 3D .* [\d.]+ +[\d.]+$", r"^\S.* plugin 2D .* [\d.]+ +[\d.]+$"],
     "crash_safety": [r"^  ratio journaled / plain: [\d.]+x"],
     "drill": [r"^  ratio baseline / drill +[\d.]+x"],
+    "flat_store": [r"^  ratio baseline / plugin: first draw [\d.]+x faster, peak memory [\d.]+x less"],
     "lod": [
         r"^    ratio: [\d.]+x faster \(target >= 10x\)",
         r"^    ratio: \d+x faster \(target >= 30x\)",
@@ -43,7 +44,7 @@ RATIOS: dict[str, list[str]] = {
     ],
 }
 #: Scripts that open a napari viewer (they need a display: xvfb-run when there is none).
-VIEWER = {"lod", "open_store", "remote"}
+VIEWER = {"flat_store", "lod", "open_store", "remote"}
 
 
 def test_every_script_is_covered() -> None:

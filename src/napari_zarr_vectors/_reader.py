@@ -80,12 +80,12 @@ def read_stores(path: PathLike | list[PathLike]) -> list:
         try:
             recovered = store.recover_if_interrupted(p)  # removes only what no reader could see
             opened = store.handle(p)  # the store opened once: its layers, followers and drills share it
-            out.extend(
-                layers.layers_for_store(opened, progressive=progressive, vertex_budget=budget, budget_reason=reason)
-            )
+            made = layers.layers_for_store(opened, progressive=progressive, vertex_budget=budget, budget_reason=reason)
+            out.extend(made)
         except store.StoreError as exc:
             _notify_error(str(exc))
             continue
+        _offer_pyramid(viewer, made)
         if recovered is not None:
             _notify_warning(recovered)
         interrupted = store.interrupted_write(p)  # left alone: read-only here, or its writer is still running
@@ -104,6 +104,16 @@ def read_stores(path: PathLike | list[PathLike]) -> list:
     if any(len(d[1].get("axis_labels", ())) >= 3 for d in out):
         _show_in_3d_once_added(viewer, [d[1]["name"] for d in out])
     return out
+
+
+def _offer_pyramid(viewer: Any, made: list) -> None:
+    """A level-0-only store opened as an even subsample: say so, and offer to build a pyramid (docs/viewing.md)."""
+    from ._qt.flat_notice import offer_pyramid
+
+    for data, kwargs, _ in made:
+        meta = kwargs.get("metadata", {}).get(layers.METADATA_KEY) or {}
+        if meta.get("sampled_from"):
+            offer_pyramid(viewer, kwargs["name"], meta["path"], len(data), int(meta["sampled_from"]))
 
 
 def _show_in_3d_once_added(viewer: Any, names: list[str]) -> None:

@@ -363,6 +363,7 @@ def _layers_for_store(
     info = store.open_info(h)
     if vertex_budget is None:
         vertex_budget = lod.default_vertex_budget()
+    asked = level
     followable = info.kind in store.POINT_KINDS + store.POLYLINE_KINDS
     if level is None and progressive and followable:
         level = _coarsest_with_attributes(info, h)
@@ -376,6 +377,13 @@ def _layers_for_store(
     base = f"{info.name} ({kind})"
     if kind in store.MESH_KINDS:
         return [_mesh_layer(info, level, base, vertex_budget)]
+    flat = len(info.levels) == 1 and info.levels[0].vertex_count > vertex_budget
+    if kind in store.POINT_KINDS and asked is None and flat:
+        # level 0 only and over the budget: an even subsample, read chunk by chunk (docs/viewing.md)
+        sample = lod.read_level_sample(h, level, vertex_budget)
+        layer = points_layer(info, sample.data, base, vertex_budget)
+        layer[1]["metadata"][METADATA_KEY]["sampled_from"] = sample.in_view
+        return [*([density_layer(info)] if density else []), layer]
     data = store.read_level(h, level, kind=kind)
     if kind in store.POINT_KINDS:
         companion = [density_layer(info)] if density else []

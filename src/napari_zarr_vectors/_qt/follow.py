@@ -163,9 +163,11 @@ class LayerFollower(LayerBinding):
         self.lod = lod.LevelOfDetail(self.path, self.kind, path_budget=path_budget, state=self.state)
         #: Each point's level when the view shows several (None: one level).
         self.point_levels: np.ndarray | None = None
-        # the reader loaded this whole level: any view at this level is covered until the level changes
-        everywhere = np.full(len(layer.scale), np.inf)
-        self.lod.shown = (self.state.level, lod.Box(-everywhere, everywhere))
+        if not self.state.sampled_from:
+            # the reader loaded this whole level: any view at this level is covered until the level changes
+            everywhere = np.full(len(layer.scale), np.inf)
+            self.lod.shown = (self.state.level, lod.Box(-everywhere, everywhere))
+        # else a level-0-only store opened as an even subsample: the first plan refines it (from the shared cache)
         self.swaps = 0
         self.last_swap_seconds = 0.0
         self.stale = 0
@@ -405,7 +407,7 @@ class LayerFollower(LayerBinding):
         self._failure_shown = False
         self.swaps += 1
         self.state.set_levels([g.index for g in self.lod.levels])
-        self.state.show(region.level, region.levels_shown, payload.vertex_count)
+        self.state.show(region.level, region.levels_shown, payload.vertex_count, region.sampled_from)
         self._notify()
 
 

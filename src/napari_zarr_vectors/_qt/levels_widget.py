@@ -40,6 +40,11 @@ BUDGET_NOTE_TIP = (
     "gets a vertex per 20 canvas pixels (30,000 to 100,000), a GPU 250,000; "
     "$NAPARI_ZARR_VECTORS_VERTEX_BUDGET or a number typed here overrides it."
 )
+SAMPLE_TIP = (
+    "This store has only level 0: a view holding more points than the budget draws an even subsample of them "
+    "(every point once the view holds few enough). Build a pyramid in the Build pyramid dock, or "
+    "`napari-zarr-vectors build STORE`."
+)
 DENSITY_TIP = (
     "A point cloud's level-0 vertex density as a multiscale image under its points "
     "(log colour scale). Counted the first time it is shown."
@@ -58,7 +63,8 @@ class LayerRow(Container):
         self.vertices = Label(label="vertices", tooltip="Vertices drawn now.")
         self.budget = SpinBox(label="budget", min=1_000, max=50_000_000, step=50_000, tooltip=BUDGET_TIP)
         self.budget.native.setKeyboardTracking(False)  # Qt: apply on Enter or focus loss, not on every keystroke
-        super().__init__(widgets=[self.title, self.level, self.shown, self.vertices, self.budget])
+        self.sample_note = wrapping_label("", tooltip=SAMPLE_TIP)
+        super().__init__(widgets=[self.title, self.level, self.shown, self.vertices, self.sample_note, self.budget])
         self._show_lock()
         self._show_budget()
         self._show_drawn()
@@ -72,6 +78,7 @@ class LayerRow(Container):
             (events.level, self._show_drawn),
             (events.levels_shown, self._show_drawn),
             (events.vertex_count, self._show_drawn),
+            (events.sampled_from, self._show_drawn),
         ]
         for signal, slot in self._subscriptions:
             signal.connect(slot)
@@ -118,6 +125,8 @@ class LayerRow(Container):
     def _show_drawn(self, *_: Any) -> None:
         self.shown.value = self.state.shown_text
         self.vertices.value = f"{self.state.vertex_count:,}"
+        self.sample_note.value = self.state.sample_text
+        self.sample_note.visible = bool(self.sample_note.value)
 
 
 class LevelsWidget(Container):
@@ -215,6 +224,10 @@ class LevelsWidget(Container):
 
     def layer_name(self, i: int) -> str:
         return self.layer_rows[i].title.value
+
+    def sample_text(self, i: int) -> str:
+        """Layer ``i``'s level-0-only note ("" and hidden when every point in view is drawn)."""
+        return self.layer_rows[i].sample_note.value
 
     def shown_text(self, i: int) -> tuple[str, str]:
         """(level shown, vertices shown) of layer ``i``, as the row displays them."""

@@ -11,8 +11,11 @@ lod.budget_for(...)``); the modules hold them along their seams:
   ``plan_regions`` for a level per region).
 - ``state``: ``ViewState``, a layer's level, lock and budget as one
   evented model, mirrored into the layer's metadata.
+- ``sample``: a store with only level 0 drawn within the budget, pure:
+  ``chunk_quotas`` per chunk in view and each chunk's ``even_order``.
 - ``controller``: ``LevelOfDetail``, which chooses and reads a camera
-  ``View``'s ``Region`` on a worker thread, with its ``ChunkCache``.
+  ``View``'s ``Region`` on a worker thread, with its ``ChunkCache``; and
+  ``read_level_sample``, the even subsample of a level read chunk by chunk.
 
 The modules import each other directly, never this package.
 """
@@ -50,7 +53,8 @@ from .choice import (
     plan_regions,
     visible_box,
 )
-from .controller import ChunkCache, LevelOfDetail, Region, View
+from .controller import EVEN_PREFIXES, ChunkCache, LevelOfDetail, Region, Sample, View, read_level_sample
+from .sample import chunk_quotas, even_order, even_subsample
 from .state import MIRRORED, ViewState
 
 __all__ = [
@@ -83,12 +87,19 @@ __all__ = [
     "count_in_box",
     "plan_regions",
     "visible_box",
+    # sample
+    "chunk_quotas",
+    "even_order",
+    "even_subsample",
     # state
     "MIRRORED",
     "ViewState",
     # controller
     "ChunkCache",
     "LevelOfDetail",
+    "EVEN_PREFIXES",
     "Region",
+    "Sample",
     "View",
+    "read_level_sample",
 ]

@@ -27,6 +27,7 @@ from .choice import (
     plan_regions,
     visible_box,
 )
+from .sample import chunk_quotas, even_order
 from .state import ViewState
 
 
@@ -131,6 +132,11 @@ class Region(store.LevelData):
     point_levels: np.ndarray | None = None
     #: Points: RGBA per vertex mapped with the colouring given to ``update``, per chunk and cached (None: unmapped).
     face_colors: np.ndarray | None = None
+    #: A store with only level 0, over the budget in view: the points the view holds, of which an even
+    #: subsample is drawn (``read_level_sample``); 0 when every point in view is drawn.
+    sampled_from: int = 0
+    #: With ``sampled_from``: the points each chunk gave (what a later view compares with).
+    quotas: dict[tuple[int, ...], int] | None = None
 
     @property
     def levels_shown(self) -> tuple[int, ...]:
@@ -138,6 +144,186 @@ class Region(store.LevelData):
         if self.point_levels is not None and len(self.point_levels):
             return tuple(int(v) for v in np.unique(self.point_levels))
         return (int(self.level),)
+
+
+@dataclass
+class Sample:
+    """An even subsample of a level within a budget (``read_level_sample``)."""
+
+    data: store.LevelData
+    #: Points the box holds (chunks partly in it counted by the share of their volume inside).
+    in_view: int
+    #: Points each chunk gave.
+    quotas: dict[tuple[int, ...], int]
+    #: Chunks read from the store (the rest came from the cache).
+    reads: int = 0
+
+
+#: Chunks of level-0-only stores in ``even_order``, cut to what a view needed: shared by the reader and the
+#: followers, so the view a store opens with is read once.  Bounded in bytes; entries are per store stamp.
+EVEN_PREFIXES = ChunkCache(96 * 2**20)
+#: Sampling reads a level this many vertices at a time (whole chunks), never all of it at once.
+SAMPLE_BATCH_VERTICES = 262_144
+
+
+def _chunk_boxes(coords: np.ndarray, chunk_shape: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    size = np.asarray(chunk_shape, dtype=float)
+    c = np.asarray(coords, dtype=float).reshape(-1, len(size))
+    return c * size, (c + 1) * size
+
+
+def _in_box(coords: np.ndarray, counts: np.ndarray, chunk_shape: Sequence[float], box: Box | None) -> np.ndarray:
+    """Each chunk's points in ``box``, estimated by the share of its volume inside (all of them without a box)."""
+    counts = np.asarray(counts, dtype=float)
+    if box is None:
+        return counts
+    lo, hi = _chunk_boxes(coords, chunk_shape)
+    overlap = np.clip(np.minimum(hi, box.hi) - np.maximum(lo, box.lo), 0, None) / (hi - lo)
+    return counts * np.prod(overlap, axis=1)
+
+
+def read_level_sample(
+    path: str | store.Handle,
+    level: int,
+    budget: int,
+    *,
+    box: Box | None = None,
+    names: Sequence[str] | None = None,
+    cache: ChunkCache | None = EVEN_PREFIXES,
+) -> Sample:
+    """At most ``budget`` points of ``level`` in ``box`` (default: all), spread evenly over space.
+
+    Each chunk meeting the box gives a quota (``chunk_quotas``: all its
+    points in the box up to a common cap), its first points in the box
+    in its ``even_order``.  A chunk's points in the box are counted from
+    its ordered prefix (an even sample of it), so a box that cuts a chunk
+    or data thinner than the chunk still gets its share.  The level is
+    read a batch of whole chunks at a time (``SAMPLE_BATCH_VERTICES``) and
+    only each chunk's ordered prefix is kept, in ``cache``: a later view
+    needing no more of a chunk reads nothing, and peak memory stays near
+    a batch plus the sample.  Raises StoreError as the store's reads do.
+    """
+    h = store.handle(path)
+    info = store.open_info(h)
+    chunk_shape = info.level(level).chunk_shape
+    coords, counts = store.chunk_vertex_counts(h, level)
+    lo, hi = _chunk_boxes(coords, chunk_shape)
+    by_volume = _in_box(coords, counts, chunk_shape, box)
+    first_guess = chunk_quotas(by_volume, budget)
+    names = list(h.attribute_names(level) if names is None else names)
+    stamp = (h.address, store.signature(h), int(level), tuple(names))
+    keys = [tuple(int(c) for c in k) for k in coords]
+    sizes = {k: int(n) for k, n in zip(keys, counts, strict=True)}
+    meeting = [i for i in range(len(keys)) if by_volume[i] > 0]
+    prefixes: dict[int, tuple[np.ndarray, dict[str, np.ndarray], int]] = {}
+    exact: dict[int, int] = {}  # chunks read for this box (now or before): their points in it, counted
+    where = None if box is None else (tuple(box.lo.tolist()), tuple(box.hi.tolist()))
+    for i in meeting:
+        hit = cache.get((*stamp, keys[i])) if cache is not None else None
+        if hit is not None:
+            prefixes[i] = hit
+            counted = cache.get((*stamp, keys[i], where))
+            if counted is not None:
+                exact[i] = counted  # the same box again: the same quotas, the same points
+    reads = 0
+
+    def read(indices: Sequence[int], quotas: Mapping[int, int | None]) -> None:
+        nonlocal reads
+        for batch in _batches(indices, counts):
+            got = store.read_point_chunks(h, level, [keys[i] for i in batch], names, counts=sizes)
+            reads += len(batch)
+            for i in batch:
+                pos, attrs = got.pop(keys[i])
+                prefixes[i], exact[i] = _ordered_prefix(pos, attrs, lo[i], hi[i], box, quotas[i])
+                if cache is not None:
+                    cache.put((*stamp, keys[i]), prefixes[i], _nbytes(prefixes[i][:2]))
+                    cache.put((*stamp, keys[i], where), exact[i], 64)
+            del got
+
+    read([i for i in meeting if i not in prefixes], {i: int(first_guess[i]) for i in meeting})
+    for _ in range(3):
+        held = np.zeros(len(keys))  # each chunk's points in the box: counted, or estimated from its even prefix
+        for i, (pos, _, total) in prefixes.items():
+            inside = len(pos) if box is None else int(box.contains(pos).sum())
+            held[i] = exact.get(i, inside if len(pos) == total else inside * total / max(len(pos), 1))
+        quotas = chunk_quotas(held, budget)
+        # an estimated chunk given all it holds (a sparse part of the view, or too few in its prefix to tell):
+        # read for all its points in the box; a prefix too short for its quota: read for a longer one
+        again = {
+            i: None if quotas[i] >= np.floor(held[i]) else int(quotas[i])
+            for i in meeting
+            if i not in exact
+            and len(prefixes[i][0]) < prefixes[i][2]
+            and (quotas[i] >= np.floor(held[i]) or _take_prefix(prefixes[i], int(quotas[i]), box) is None)
+        }
+        if not again:
+            break
+        read(list(again), again)
+    ndim = len(chunk_shape)
+    parts = [_take_prefix(prefixes[i], int(quotas[i]), box) for i in meeting if quotas[i] > 0]
+    parts = [p for p in parts if p is not None]
+    if parts:
+        pos = np.concatenate([p for p, _ in parts])
+        attrs = {n: np.concatenate([a[n] for _, a in parts]) for n in names if all(n in a for _, a in parts)}
+    else:
+        pos, attrs = np.zeros((0, ndim), np.float32), {n: np.zeros(0) for n in names}
+    data = store.LevelData(kind=info.kind, level=int(level), positions=pos, vertex_attributes=attrs)
+    in_view = max(int(round(float(held.sum()))), len(pos))
+    return Sample(data, in_view, {keys[i]: int(quotas[i]) for i in meeting if quotas[i] > 0}, reads)
+
+
+#: A chunk's ordered prefix keeps at least this many points (enough to count its points in a box from).
+MIN_PREFIX = 4096
+
+
+def _ordered_prefix(
+    pos: np.ndarray, attrs: Mapping[str, np.ndarray], lo: np.ndarray, hi: np.ndarray, box: Box | None, quota: int | None
+) -> tuple[tuple[np.ndarray, dict[str, np.ndarray], int], int]:
+    """A chunk's points in ``even_order`` cut after twice ``quota`` of them in ``box`` (at least ``MIN_PREFIX``
+    points; None: after the last one in the box), so a little zoom needs no new read; the prefix holds the
+    chunk's point count last.  Also the chunk's points in the box."""
+    order = even_order(pos, lo, hi)
+    inside = np.flatnonzero(np.ones(len(order), bool) if box is None else box.contains(pos[order]))
+    want = None if quota is None else max(2 * int(quota), 1)
+    if want is None or len(inside) <= want:
+        end = int(inside[-1]) + 1 if len(inside) else 0
+    else:
+        end = int(inside[want - 1]) + 1
+    kept = order[: max(end, min(MIN_PREFIX, len(order)))]
+    return (pos[kept], {n: np.asarray(v)[kept] for n, v in attrs.items()}, len(order)), len(inside)
+
+
+def _take_prefix(
+    prefix: tuple[np.ndarray, dict[str, np.ndarray], int], quota: int, box: Box | None
+) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """A chunk's first ``quota`` points in ``box`` from its cached ordered prefix; None when it holds too few."""
+    pos, attrs, total = prefix
+    if box is None:
+        if len(pos) < quota and len(pos) < total:
+            return None
+        return pos[:quota], {n: v[:quota] for n, v in attrs.items()}
+    rows = np.flatnonzero(box.contains(pos))
+    if len(rows) < quota and len(pos) < total:
+        return None
+    rows = rows[:quota]
+    return pos[rows], {n: v[rows] for n, v in attrs.items()}
+
+
+def _batches(indices: Sequence[int], counts: np.ndarray) -> list[list[int]]:
+    """``indices`` grouped in runs of about ``SAMPLE_BATCH_VERTICES`` vertices (a bigger chunk alone)."""
+    out: list[list[int]] = []
+    run: list[int] = []
+    held = 0
+    for i in indices:
+        n = int(counts[i])
+        if run and held + n > SAMPLE_BATCH_VERTICES:
+            out.append(run)
+            run, held = [], 0
+        run.append(i)
+        held += n
+    if run:
+        out.append(run)
+    return out
 
 
 class LevelOfDetail:
@@ -185,6 +371,8 @@ class LevelOfDetail:
         self.per_region = bool(per_region)
         self.pixels_per_vertex = default_pixels_per_vertex() if pixels_per_vertex is None else float(pixels_per_vertex)
         self.plan: RegionPlan | None = None  # the per-region plan shown (None: one level)
+        #: A level-0-only store: each chunk's points in the subsample shown (None: every point in view shown).
+        self.sample_quotas: dict[tuple[int, ...], int] | None = None
         self._colouring: Mapping[str, Any] | None = None  # the colouring of the update running
         self.reads = 0  # store reads made (chunks for points, regions for polylines), for tests and benchmarks
 
@@ -232,6 +420,7 @@ class LevelOfDetail:
             return False
         self.shown = (region.level, region.box)
         self.plan = region.plan
+        self.sample_quotas = region.quotas if region.sampled_from else None
         return True
 
     def lock(self, level: int | None) -> None:
@@ -313,6 +502,8 @@ class LevelOfDetail:
                 return None
             self._levels_current()
             self._colouring = colouring
+            if self.flat():
+                return self._update_flat(view, generation)
             if self.regional(view):
                 return self._update_per_region(view, generation)
             level = self.choose(view)
@@ -328,6 +519,52 @@ class LevelOfDetail:
                     break
                 region = reader(min(coarser), self.box_for(view, min(coarser)), generation)
             return region
+
+    def flat(self) -> bool:
+        """Whether the store holds points at one level only (no pyramid): see ``_update_flat``."""
+        return self.kind in self._store.POINT_KINDS and len(self.levels) == 1
+
+    def _update_flat(self, view: View, generation: int, hysteresis: float = 0.15) -> Region | None:
+        """A level-0-only store: every point of the chunks in view when they fit the budget, else an even subsample.
+
+        The subsample (``read_level_sample``) gives each chunk in view a
+        quota.  A view that the box read covers and that holds no fewer
+        points by more than ``hysteresis`` (a pan, not a zoom in) reads
+        nothing new.  The budget holds whatever the lock: the one level is
+        all there is.
+        """
+        grid = self.levels[0]
+        level = grid.index
+        box = self.box_for(view, level)
+        covered = self.shown is not None and self.shown[0] == level and _covers(self.shown[1], view.box(0.0))
+        if covered and self.sample_quotas is None:
+            return None  # every point of a box covering the view is drawn already
+        if sum(self._chunks_meeting(grid, box).values()) <= self.budget:
+            return self._read_points(level, box, generation)
+        if covered:
+            # a move within the box read, not zoomed in (no room for more points here): what is drawn stays
+            now = _in_box(grid.chunk_coords, grid.chunk_counts, grid.chunk_shape, box).sum()
+            before = _in_box(grid.chunk_coords, grid.chunk_counts, grid.chunk_shape, self.shown[1]).sum()
+            if now * (1 + hysteresis) >= before:
+                return None
+        sample = read_level_sample(self.path, level, self.budget, box=box, names=self._attribute_names(level))
+        self.reads += sample.reads
+        data = sample.data
+        colours = None
+        if colouring.colouring_key(self._colouring) is not None:
+            mapped = colouring.point_colours(data.vertex_attributes, self._colouring)
+            colours = None if mapped is None else np.asarray(mapped, np.float32)
+        return Region(
+            self.kind,
+            level,
+            data.positions,
+            data.vertex_attributes,
+            generation=generation,
+            box=box,
+            face_colors=colours,
+            sampled_from=sample.in_view if data.vertex_count < sample.in_view else 0,  # else: all in view
+            quotas=sample.quotas,
+        )
 
     def regional(self, view: View) -> bool:
         """Whether ``view`` gets a level per region: a point cloud, not locked, every store axis on screen."""

@@ -23,6 +23,7 @@ MIRRORED = {
     "locked": "locked_level",
     "budget": "vertex_budget",
     "budget_reason": "budget_reason",
+    "sampled_from": "sampled_from",
 }
 
 
@@ -53,6 +54,9 @@ class ViewState:
     levels: tuple[int, ...] = ()
     #: Vertices drawn now.
     vertex_count: int = 0
+    #: A store with only level 0, over the budget in view: the points in view, of which ``vertex_count``
+    #: are drawn as an even subsample; 0 when every point in view is drawn.
+    sampled_from: int = 0
 
     def __post_init__(self) -> None:
         if int(self.budget) < 1:
@@ -72,11 +76,22 @@ class ViewState:
             self.budget_reason = reason
         self.budget = int(budget)
 
-    def show(self, level: int, levels_shown: Sequence[int], vertex_count: int) -> None:
-        """Record what was drawn (the follower, after a swap)."""
+    def show(self, level: int, levels_shown: Sequence[int], vertex_count: int, sampled_from: int = 0) -> None:
+        """Record what was drawn (the follower, after a swap); ``sampled_from``: of how many points in view."""
         self.levels_shown = tuple(int(v) for v in levels_shown) or (int(level),)
+        self.sampled_from = int(sampled_from)
         self.vertex_count = int(vertex_count)
         self.level = int(level)
+
+    @property
+    def sample_text(self) -> str:
+        """What the Levels dock says of a level-0-only store drawn as a subsample ("" when all is drawn)."""
+        if not self.sampled_from:
+            return ""
+        return (
+            f"level 0 only: showing {self.vertex_count:,} of {self.sampled_from:,} points; "
+            "build a pyramid for faster views"
+        )
 
     def set_levels(self, levels: Sequence[int]) -> None:
         """The store's levels now (a build added or removed some); a lock on a level gone is released."""
