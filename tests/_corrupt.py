@@ -672,8 +672,11 @@ def _open_in_viewer(path: Path, limit: float) -> dict:
         try:
             viewer.open(str(path), plugin="napari-zarr-vectors")
             settled = wait_settled(viewer, timeout=max(1.0, limit - 10 - (time.perf_counter() - t0)))
-            # a resize or camera reset napari applies after the first draw starts another refinement: settled
-            # means the same layers half a second apart (under load the first view was taken at level 2)
+            # napari fits the camera to the data once the canvas has drawn, which under load came after the first
+            # settle (the intact store's view was taken at level 2): fit it here, so every case plans one camera,
+            # then settled means the same layers half a second apart
+            viewer.reset_view()
+            settled = settled and wait_settled(viewer, timeout=max(1.0, limit - 10 - (time.perf_counter() - t0)))
             shown = None
             while settled and shown != _shown(viewer) and time.perf_counter() - t0 < limit - 10:
                 shown = _shown(viewer)

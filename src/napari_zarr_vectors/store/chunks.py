@@ -323,6 +323,8 @@ def _chunk_problems(
 
 def _reason(exc: BaseException, local: bool) -> str:
     """Why a chunk could not be decoded, in a few words (a remote store's error text may quote its URL: not shown)."""
+    if local and isinstance(exc, StoreError):  # our own sentence (a cap refused, a header checked): whole
+        return f"{type(exc).__name__}: {exc}"
     text = str(exc).splitlines()[0][:200] if str(exc) and local else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
