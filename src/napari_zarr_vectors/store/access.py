@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import limits, remote
+from . import journal, limits, remote
 from .caching import caching_store
 from .errors import RemoteStoreError, StoreError
 from .metadata import _parse_root_json, declared_levels
@@ -372,24 +372,13 @@ def remote_root_bytes(url: str) -> bytes:
 def _symlink_note(root: Path, most: int = 200_000) -> str:
     """A sentence naming a symbolic link below ``root`` (the likely cause of a failed read), or "".
 
-    Run only when a read has failed; the walk never follows a link and
-    stops after ``most`` entries.
+    Run only when a read has failed; the walk (``journal``'s, never
+    following a link) stops after ``most`` entries.
     """
-    stack, seen = [os.fspath(root)], 0
-    while stack and seen < most:
-        try:
-            it = os.scandir(stack.pop())
-        except OSError:
-            continue
-        with it:
-            for entry in it:
-                seen += 1
-                if entry.is_symlink():
-                    link = os.path.relpath(entry.path, root)
-                    return (
-                        f" The store holds a symbolic link ('{link}'), which points at data the store did not write: "
-                        "replace it with a real copy of what it should hold."
-                    )
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-    return ""
+    link = journal.first_symlink(root, most)
+    if link is None:
+        return ""
+    return (
+        f" The store holds a symbolic link ('{link}'), which points at data the store did not write: "
+        "replace it with a real copy of what it should hold."
+    )

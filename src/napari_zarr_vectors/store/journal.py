@@ -298,7 +298,7 @@ def _listing(root: Path) -> list[str]:
     return [name for _, name in _entries(root)]
 
 
-def _links_below(root: Path) -> Iterator[str]:
+def _links_below(root: Path, most: int | None = None) -> Iterator[str]:
     """The path of every symbolic link below ``root``, never following one.
 
     Everything is walked: chunk folders (``c/``) and chunk files, the
@@ -308,15 +308,17 @@ def _links_below(root: Path) -> Iterator[str]:
     of 245,000 files in 6,600 folders, warm cache (docs/safety.md).  A
     folder that vanishes meanwhile (a live writer's rollback or publish; it
     is refused by the lock next) is skipped: nothing can be written through it.
+    ``most``: stop after that many entries (a diagnosis, not a guard).
     """
-    stack = [os.fspath(root)]
-    while stack:
+    stack, seen = [os.fspath(root)], 0
+    while stack and (most is None or seen < most):
         try:
             it = os.scandir(stack.pop())
         except (FileNotFoundError, NotADirectoryError):
             continue
         with it:
             for entry in it:
+                seen += 1
                 if entry.is_symlink():
                     yield entry.path
                 elif entry.is_dir(follow_symlinks=False):
@@ -334,6 +336,12 @@ def _link_message(root: Path, link: str) -> str:
         "the store through it. Replace the link with a real copy of what it points to, then try again. "
         "Nothing was changed."
     )
+
+
+def first_symlink(root: Path, most: int | None = None) -> str | None:
+    """The first symbolic link below ``root`` (relative name), or None; ``most`` bounds the entries looked at."""
+    link = next(_links_below(root, most), None)
+    return None if link is None else os.path.relpath(link, root)
 
 
 def refuse_symlinks(root: Path) -> None:
