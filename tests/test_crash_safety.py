@@ -200,6 +200,60 @@ def test_two_ctrl_c_in_a_row_leave_the_store_as_it_was(level0, child, tmp_path, 
     _no_snapshots_left()
 
 
+SESSION_CHILD = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from napari_zarr_vectors import store
+    path = Path(sys.argv[1])
+    for _ in sys.stdin:  # one round per line: write sessions back to back until a Ctrl+C stops them
+        print("running", flush=True)
+        try:
+            while True:
+                try:
+                    with store.write_session(path, "build"):
+                        (path / "new_level").mkdir()
+                        (path / "new_level" / "chunk").write_bytes(b"x" * 100)
+                        raise RuntimeError("undo")
+                except RuntimeError:
+                    pass
+        except KeyboardInterrupt:
+            print("stopped", flush=True)
+    """
+)
+
+
+def test_ctrl_c_at_any_moment_of_a_write_sessions_setup_or_undo_leaves_no_trace(tmp_path, tree_digest):
+    """Ctrl+C swept over the lock, the journal's setup and the undo: no lock file, journal or new file stays."""
+    path = samples.make_uniform_point_cloud(tmp_path / "sessions.zv", n=1000, extent=100.0, factors=None, chunk=50.0)
+    before = sorted(p.name for p in path.iterdir())
+    old = tree_digest(path)
+    script = tmp_path / "session_child.py"
+    script.write_text(SESSION_CHILD)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=ctrl_c_works,
+    )
+    rng = np.random.default_rng(3)
+    try:
+        for _ in range(100):
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline().strip() == "running", proc.stderr.read()
+            time.sleep(float(rng.uniform(0.0, 0.3)))  # a session here: ~10 ms of setup, ~0.25 s of undo
+            proc.send_signal(signal.SIGINT)
+            assert proc.stdout.readline().strip() == "stopped", proc.stderr.read()
+            assert sorted(p.name for p in path.iterdir()) == before
+            assert tree_digest(path) == old
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+
+
 def _used_kib(path: Path) -> int:
     return int(subprocess.run(["du", "-sk", str(path)], capture_output=True, text=True, check=True).stdout.split()[0])
 

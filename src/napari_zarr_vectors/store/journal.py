@@ -404,10 +404,15 @@ def _locked_message(root: Path) -> str:
 def _acquire(root: Path) -> Any:
     """The store's writer lock, taken without waiting; StoreLocked naming the holder when it is held."""
     lock = _file_lock(root)
-    try:
-        lock.acquire()
-    except Exception as exc:
-        raise StoreLocked(_locked_message(root)) from exc
+    # Ctrl+C is held while the lock is taken: one landing after filelock created the lock file but before the
+    # caller's cleanup began left the file behind (seen in CI); it is delivered once the file is gone again
+    with _DeferSigint() as held:
+        try:
+            lock.acquire()
+        except Exception as exc:
+            raise StoreLocked(_locked_message(root)) from exc
+        if held.pending:
+            _release(root, lock)
     return lock
 
 
@@ -417,9 +422,10 @@ def _release(root: Path, lock: Any) -> None:
     A peer that opened the old file meanwhile finds it unlinked once it
     gets the lock, and filelock (4.x) then retries on a new file.
     """
-    with contextlib.suppress(OSError):
-        (root / LOCK).unlink()
-    lock.release()
+    with _DeferSigint():  # not cut between the two
+        with contextlib.suppress(OSError):
+            (root / LOCK).unlink()
+        lock.release()
 
 
 def is_hot(root: Path) -> bool:
@@ -453,6 +459,57 @@ class _DeferSigint:
             signal.signal(signal.SIGINT, self.previous)
         if self.pending and exc[0] is None:
             raise KeyboardInterrupt
+
+
+class _SessionSigint:
+    """A write session's Ctrl+C: the first one while the caller's writes run interrupts them; any other is held.
+
+    Held until the store is restored or published, then delivered.  A
+    handler installed for the whole session (not one per step) leaves no
+    gap between steps where a Ctrl+C cut an undo short: CI saw a lock file
+    left by one landing inside the lock's acquisition, and a second Ctrl+C
+    20 ms after the first cut the build's own clean-up short.
+    """
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.pending: tuple[int, Any] | None = None
+        self.previous: Any = None
+        self.installed = False
+
+    def __enter__(self) -> _SessionSigint:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.installed = True
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if not self.armed:
+            self.pending = (signum, frame)
+            return
+        self.armed = False  # one interruption: what it sets off runs to the end
+        self._deliver(signum, frame)
+
+    def _deliver(self, signum: int, frame: Any) -> None:
+        if callable(self.previous):
+            self.previous(signum, frame)  # default_int_handler raises KeyboardInterrupt
+        elif self.previous != signal.SIG_IGN:
+            raise KeyboardInterrupt
+
+    def arm(self) -> None:
+        """Let a Ctrl+C interrupt from here; one held until now is delivered at once."""
+        held, self.pending = self.pending, None
+        if held is not None:
+            self._deliver(*held)
+        self.armed = True
+
+    def __exit__(self, *exc: Any) -> None:
+        self.armed = False
+        if self.installed:
+            signal.signal(signal.SIGINT, self.previous)
+        held, self.pending = self.pending, None
+        if held is not None and not (exc[0] is not None and issubclass(exc[0], KeyboardInterrupt)):
+            self._deliver(*held)  # a failure's clean-up does not swallow the user's Ctrl+C
 
 
 def _sync_all() -> None:
@@ -622,16 +679,14 @@ def write_session(root: str | os.PathLike[str], operation: str = "build") -> Ite
     # before the lock: a kill during the walk leaves nothing behind (not even the lock file), and the walk
     # covers the journal, so recovering a hot journal below is safe too
     refuse_symlinks(root)
-    lock = _acquire(root)
-    try:
-        if (root / JOURNAL).is_dir():
-            _recover_locked(root)
-        journal: dict[str, Any] | None = None
+    with _SessionSigint() as sigint:
+        lock = None
         try:
-            # Ctrl+C is held while the journal is set up: one landing between the journal folder's creation and
-            # the record of what to undo left a journal behind (seen under load); it is delivered right after,
-            # into the undo below
-            with _DeferSigint():
+            lock = _acquire(root)
+            if (root / JOURNAL).is_dir():
+                _recover_locked(root)
+            journal: dict[str, Any] | None = None
+            try:
                 (root / JOURNAL).mkdir(exist_ok=True)
                 staged = root / JOURNAL / "staged"
                 record: dict[str, Any] = {
@@ -649,19 +704,21 @@ def write_session(root: str | os.PathLike[str], operation: str = "build") -> Ite
                 write_json_atomic(journal_path(root), record)
                 journal = record
                 staging = LocalStore(root, staged=staged)
-            yield staging
-        except BaseException:
-            with _DeferSigint():
+                sigint.arm()  # a Ctrl+C held during the setup is delivered here, into the undo below
+                yield staging
+                sigint.armed = False
+            except BaseException:
+                sigint.armed = False  # first, before anything can check for signals: the undo is not cut short
                 if journal is not None:
                     _rollback(root, journal, until_quiet=True)
                 else:  # nothing was recorded, so nothing was written: the new journal folder goes
                     shutil.rmtree(root / JOURNAL, ignore_errors=True)
-            raise
-        with _DeferSigint():
+                raise
             _sync_all()
             journal["state"] = "publishing"
             journal["deferred_deletes"] = sorted(staging.deferred_deletes)
             write_json_atomic(journal_path(root), journal)
             _publish(root, journal)
-    finally:
-        _release(root, lock)
+        finally:
+            if lock is not None:
+                _release(root, lock)
