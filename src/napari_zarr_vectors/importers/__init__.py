@@ -81,6 +81,7 @@ def import_file(
     attributes: Sequence[str] | None = None,
     build: bool = True,
     factors: Any = None,
+    coarsen: float = 2.0,
     options: pyramid.BuildOptions | None = None,
     read_progress: Callable[[int, int | None], None] | None = None,
     progress: pyramid.ProgressFn | None = None,
@@ -105,7 +106,9 @@ def import_file(
         Build a pyramid after level 0 (default True).
     factors : sequence of (float, float), optional
         The pyramid's levels, as ``build_pyramid`` takes them. Not given:
-        ``suggest_factors(store, 2)``.
+        ``suggest_factors(store, coarsen)``.
+    coarsen : float, optional
+        The coarsen factor of the suggested levels (default 2).
     options : BuildOptions, optional
         How to build (``build_pyramid``'s options); label columns (cell
         ids, fields of view) get ``mode`` unless ``agg_overrides`` names them.
@@ -144,7 +147,7 @@ def import_file(
             )
             # level 0 is on disk: the build reads it back in slabs, so the arrays read from the file can go
             table.positions, table.attributes = np.empty((0, table.positions.shape[1])), {}
-            levels_wanted = factors if factors is not None else (pyramid.suggest_factors(tmp, 2.0) if build else [])
+            levels_wanted = factors if factors is not None else (pyramid.suggest_factors(tmp, coarsen) if build else [])
             if build and levels_wanted:
                 pyramid.build_pyramid(tmp, levels_wanted, options, progress=progress, cancel=cancel)
             levels = tuple(pyramid.list_resolution_levels(tmp))
