@@ -38,6 +38,7 @@ from .tables import (
     table_format,
 )
 
+
 @dataclass(frozen=True)
 class ImportSummary:
     """What an import made: the store, what the file was, which columns became what, and the levels built."""

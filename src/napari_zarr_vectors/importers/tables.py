@@ -58,7 +58,7 @@ class ImportFailed(store.StoreError):
 
 
 class RowsDropped(UserWarning):
-    """Rows of an imported table had NaN, infinite or missing coordinates and were left out (the message counts them)."""
+    """Rows of an imported table had NaN, infinite or missing coordinates and were left out (counted in the message)."""
 
 
 class ColumnsSkipped(UserWarning):
@@ -236,8 +236,10 @@ class _Text:
             array = pc.dictionary_encode(array)
         values = array.dictionary.to_pylist()
         lookup = np.fromiter(
-            (self.index.setdefault(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v), len(self.index))
-             for v in values),
+            (
+                self.index.setdefault(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v), len(self.index))
+                for v in values
+            ),
             np.int64,
             len(values),
         )
@@ -422,8 +424,8 @@ def read_table(
                         texts.pop(name)
                         skipped[name] = f"more than {MAX_TEXT_CATEGORIES:,} distinct values (an id per row?)"
                 elif kind in ("number", "bool"):
-                    values = _numbers(col)
-                    numbers.setdefault(name, []).append(values[keep].astype(np.uint8) if kind == "bool" else values[keep])
+                    values = _numbers(col)[keep]
+                    numbers.setdefault(name, []).append(values.astype(np.uint8) if kind == "bool" else values)
                 else:
                     numbers.pop(name, None)
                     texts.pop(name, None)
@@ -486,4 +488,3 @@ def read_table(
         plan.explicit_attributes,
     )
     return Table(plan, positions, out, categories, rows_read, dropped, skipped)
-
