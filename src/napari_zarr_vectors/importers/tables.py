@@ -288,7 +288,9 @@ _LABEL_NAME = re.compile(r"(^|_)(id|ids|label|labels|fov|cluster)$|ID$", re.IGNO
 _COLUMN_NO = re.compile(r"In CSV column #(\d+): ")
 
 
-def _arrow_failure(exc: BaseException, plan_source: str, fmt: str, columns: Sequence[str] = ()) -> ImportFailed:
+def _arrow_failure(
+    exc: BaseException, plan_source: str, fmt: str, columns: Sequence[str] = (), position: Sequence[str] = ()
+) -> ImportFailed:
     """What a pyarrow read error means, as one sentence naming the file and what to do."""
     text = str(exc).strip()
     first = text.splitlines()[0] if text else type(exc).__name__
@@ -311,9 +313,15 @@ def _arrow_failure(exc: BaseException, plan_source: str, fmt: str, columns: Sequ
         name = columns[index] if index < len(columns) else f"#{index}"
         value = re.search(r"invalid value '([^']*)'", text)
         holds = f" but holds {value[1]!r}" if value else ""
+        if name in position:
+            return ImportFailed(
+                f"Cannot import '{plan_source}': position column '{name}' must hold numbers{holds} ({first}). "
+                "Fix the value, or give other position columns (--x, --y, --z). Nothing was written."
+            )
         return ImportFailed(
-            f"Cannot import '{plan_source}': column '{name}' must hold numbers{holds} ({first}). "
-            "Fix the value, or give other position columns (--x, --y, --z). Nothing was written."
+            f"Cannot import '{plan_source}': column '{name}' changes type: its first rows read as numbers, a later "
+            f"row{holds.replace(' but', '')} ({first}). Fix the value, or leave the column out by naming the ones "
+            "to keep with --attributes (attributes= in Python). Nothing was written."
         )
     return ImportFailed(f"Cannot import '{plan_source}': the table cannot be read ({first}). Nothing was written.")
 
@@ -389,7 +397,7 @@ def read_table(
     columns, total, open_batches = _open(pa, path, fmt)
     plan = plan_columns(str(source), fmt, columns, x=x, y=y, z=z, attributes=attributes)
     needed = [*plan.position, *plan.attributes]
-    reader = open_batches(needed, {c: "number" for c in plan.position})
+    reader = None
 
     pos_parts: list[np.ndarray] = []
     numbers: dict[str, list[np.ndarray]] = {}
@@ -398,6 +406,7 @@ def read_table(
     rows_read = dropped = 0
     all_float32 = True
     try:
+        reader = open_batches(needed, {c: "number" for c in plan.position})
         for batch in reader:
             if cancel is not None and cancel():
                 raise ImportCancelled(f"The import of '{source}' was cancelled; nothing was written.")
@@ -434,9 +443,9 @@ def read_table(
             if progress is not None:
                 progress(rows_read, total)
     except (pa.ArrowException, OSError) as exc:
-        raise _arrow_failure(exc, str(source), fmt, needed) from None
+        raise _arrow_failure(exc, str(source), fmt, needed, plan.position) from None
     finally:
-        if hasattr(reader, "close"):
+        if reader is not None and hasattr(reader, "close"):
             reader.close()
     if plan.explicit_attributes and skipped:
         name, why = next(iter(skipped.items()))
