@@ -12,8 +12,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
 SRC = ROOT / "src" / "napari_zarr_vectors"
-#: Imported only inside a try/except ImportError, for an extra the user may install (remote.py: AWS profiles).
-OPTIONAL = {"boto3"}
+#: Imported only inside a try/except ImportError, for an extra the user may install (remote.py: AWS profiles;
+#: importers/tables.py: the [import] extra, which [all] and [testing] include).
+OPTIONAL = {"boto3", "pyarrow"}
 
 
 def _declared() -> set[str]:

@@ -5,6 +5,7 @@ The public Python API; everything else is internal.
 
 from .density import density_pyramid, export_deep_zoom
 from .drill import children, parents
+from .importers import ImportSummary, import_file
 from .lod import DEFAULT_VERTEX_BUDGET, choose_level
 from .pyramid import (
     BuildCancelled,
@@ -35,12 +36,14 @@ __all__ = [
     "PyramidError",
     "StoreError",
     "StoreInfo",
+    "ImportSummary",
     "build_pyramid",
     "children",
     "choose_level",
     "coarsen_level",
     "density_pyramid",
     "export_deep_zoom",
+    "import_file",
     "list_resolution_levels",
     "open_info",
     "parents",

@@ -1,4 +1,4 @@
-"""The ``napari-zarr-vectors`` command: demo, info, build, remove, recover, repair, download and export-dzi.
+"""The ``napari-zarr-vectors`` command: demo, info, import, build, remove, recover, repair, download and export-dzi.
 
 ``demo --screenshot PNG`` works without a screen: when there is no
 display it re-runs itself under ``xvfb-run`` (Debian package ``xvfb``).
@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -59,6 +60,19 @@ _CLI_NAMES: dict[str, dict[str, str]] = {
         "suggest_factors": "--suggest",
         "coarsen_level": "build",
         "remove_resolution_level": "napari-zarr-vectors remove STORE LEVEL",
+    },
+    "import": {
+        "factors": "--factors",
+        "agg_mode": "--agg",
+        "agg_overrides": "--agg-override",
+        "method": "--method",
+        "sparsity_strategy": "--strategy",
+        "sparsity_seed": "--seed",
+        "cross_level_depth": "--depth",
+        "cross_level_storage": "--storage",
+        "engine": "--engine",
+        "chunk_scale": "--chunk-scale",
+        "suggest_factors": "--suggest",
     },
     "export-dzi": {
         "out_dir": "OUT",
@@ -190,6 +204,84 @@ def cmd_build(args: argparse.Namespace) -> int:
     except (store.StoreError, OSError) as exc:
         return _fail(exc, "build", newline=True, where=args.store)
     return cmd_info(args)
+
+
+class _ImportProgress:
+    """The rows read (a bar when the file says how many it has), then the build's bar on a new line."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.open_line = False
+
+    def read(self, done: int, total: int | None) -> None:
+        if self.quiet:
+            return
+        if total:
+            _bar(done / total, f"read {done:,}/{total:,} rows", False)
+        else:
+            print(f"\rread {done:,} rows", end="", flush=True)
+        self.open_line = True
+
+    def close_line(self) -> None:
+        if self.open_line:
+            print()
+            self.open_line = False
+
+    def build(self, p: pyramid.BuildProgress) -> None:
+        if not self.quiet:
+            self.close_line()
+            _text_progress(p)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import a point table as a new store with a default pyramid; print what became what, then the levels."""
+    from . import importers
+
+    if args.suggest is not None and not args.suggest > 1:
+        print(f"error: --suggest {args.suggest:g}: give a coarsen factor above 1, e.g. --suggest 2", file=sys.stderr)
+        return 2
+    if args.no_pyramid and (args.factors or args.suggest):
+        print("error: --no-pyramid builds no levels; leave out --factors and --suggest", file=sys.stderr)
+        return 2
+    shown = _ImportProgress(args.quiet)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", importers.RowsDropped)
+        warnings.simplefilter("always", importers.ColumnsSkipped)
+        warnings.showwarning = _show_warning  # catch_warnings puts the old one back
+        try:
+            summary = importers.import_file(
+                args.source,
+                args.store,
+                x=args.x,
+                y=args.y,
+                z=args.z,
+                attributes=args.attributes,
+                build=not args.no_pyramid,
+                factors=args.factors,
+                coarsen=args.suggest or 2.0,
+                options=build_options(args),
+                read_progress=shown.read,
+                progress=shown.build,
+            )
+        except KeyboardInterrupt:
+            print("\ninterrupted: nothing was written", file=sys.stderr)
+            return 130
+        except (store.StoreError, OSError) as exc:
+            shown.close_line()
+            return _fail(exc, "import", where=args.store)
+        finally:
+            shown.close_line()
+    text = set(summary.text_attributes)
+    kept = ", ".join(f"{a} (text)" if a in text else a for a in summary.attributes) or "none"
+    print(
+        f"imported {summary.rows_written:,} points from {args.source} ({summary.format}, {summary.preset}); "
+        f"positions {', '.join(summary.position)}; attributes {kept}"
+    )
+    return cmd_info(argparse.Namespace(store=summary.path))
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
@@ -392,31 +484,10 @@ def _parse_axis(text: str) -> int | str:
     return int(text) if text.lstrip("-").isdigit() else text
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="napari-zarr-vectors",
-        description="View and build multi-resolution Zarr Vectors pyramids in napari.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="build the sample point-cloud pyramid and open it in napari")
-    demo.set_defaults(func=lambda args: cmd_demo(args, args.argv))  # argv: what it re-runs under xvfb-run
-    demo.add_argument("--screenshot", metavar="PNG", help="render without a screen, save a PNG and exit")
-    demo.add_argument("--window", action="store_true", help="with --screenshot: capture the whole window")
-    demo.add_argument(
-        "--store", metavar="PATH_OR_URL", help="open this store (a path, or an http(s)://, s3://, gs:// URL) instead"
-    )
-    info = sub.add_parser("info", help="print a store's levels: vertices, objects, bin shape")
-    info.set_defaults(func=cmd_info)
-    info.add_argument("store", help="a .zv / .zarrvectors store: a path, or an http(s)://, s3://, gs:// URL")
-    build = sub.add_parser(
-        "build",
-        help="build a pyramid with aggregated attributes",
-        description="Add coarse levels after level 0. Example: "
-        "napari-zarr-vectors build tracts.zv --factors 2,1 2,4 2,4 --agg mean --agg-override label=mode",
-    )
-    build.set_defaults(func=cmd_build)
+def _add_build_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``build`` (levels and ``BuildOptions``), which ``import`` takes too."""
     default = pyramid.BuildOptions()  # the options the flags leave as they are
-    build.add_argument("store", help="path to a .zv / .zarrvectors store")
+    build = parser
     build.add_argument("--factors", nargs="+", type=_parse_factor, metavar="C,S", help="one COARSEN,SPARSITY per level")
     build.add_argument("--suggest", type=float, metavar="C", help="instead of --factors: levels of xC until one chunk")
     build.add_argument(
@@ -440,6 +511,53 @@ def build_parser() -> argparse.ArgumentParser:
         "--depth", type=int, default=default.cross_level_depth, help="cross-level link depth: 0, N, or -1 for all"
     )
     build.add_argument("--storage", default=default.cross_level_storage, choices=pyramid.LINK_STORAGES)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="napari-zarr-vectors",
+        description="View and build multi-resolution Zarr Vectors pyramids in napari.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="build the sample point-cloud pyramid and open it in napari")
+    demo.set_defaults(func=lambda args: cmd_demo(args, args.argv))  # argv: what it re-runs under xvfb-run
+    demo.add_argument("--screenshot", metavar="PNG", help="render without a screen, save a PNG and exit")
+    demo.add_argument("--window", action="store_true", help="with --screenshot: capture the whole window")
+    demo.add_argument(
+        "--store", metavar="PATH_OR_URL", help="open this store (a path, or an http(s)://, s3://, gs:// URL) instead"
+    )
+    info = sub.add_parser("info", help="print a store's levels: vertices, objects, bin shape")
+    info.set_defaults(func=cmd_info)
+    info.add_argument("store", help="a .zv / .zarrvectors store: a path, or an http(s)://, s3://, gs:// URL")
+    imp = sub.add_parser(
+        "import",
+        help="import a point table (CSV, TSV, Parquet) as a new store, with a pyramid",
+        description="Read a point table in batches, write it as level 0 of a new store and build a default "
+        "pyramid, all or nothing. Vendor tables (10x Xenium transcripts.parquet, Vizgen MERSCOPE "
+        "detected_transcripts.csv, NanoString CosMx *_tx_file.csv) and columns named x, y, z are found by "
+        "themselves. Example: napari-zarr-vectors import transcripts.parquet transcripts.zv",
+    )
+    imp.set_defaults(func=cmd_import)
+    imp.add_argument("source", metavar="SOURCE", help="a .csv, .tsv (or .csv.gz, .tsv.gz), .parquet or .pq file")
+    imp.add_argument("store", metavar="STORE", help="the new store: a folder that does not exist yet, or is empty")
+    imp.add_argument("--x", metavar="COLUMN", help="the x position column (default: found from the columns)")
+    imp.add_argument("--y", metavar="COLUMN", help="the y position column")
+    imp.add_argument("--z", metavar="COLUMN", help="the z position column (none found or given: a 2D store)")
+    imp.add_argument(
+        "--attributes", nargs="+", metavar="COLUMN", help="the columns to keep (default: every other column)"
+    )
+    imp.add_argument("--no-pyramid", action="store_true", help="write level 0 only; build later with `build`")
+    _add_build_flags(imp)
+    imp.add_argument("--quiet", action="store_true", help="no progress bars")
+    build = sub.add_parser(
+        "build",
+        help="build a pyramid with aggregated attributes",
+        description="Add coarse levels after level 0. Example: "
+        "napari-zarr-vectors build tracts.zv --factors 2,1 2,4 2,4 --agg mean --agg-override label=mode",
+    )
+    build.set_defaults(func=cmd_build)
+    build.add_argument("store", help="path to a .zv / .zarrvectors store")
+    _add_build_flags(build)
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     remove = sub.add_parser(
         "remove",

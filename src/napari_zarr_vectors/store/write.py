@@ -285,27 +285,51 @@ def write_point_cloud(
     attributes: Mapping[str, np.ndarray] | None = None,
     chunk_shape: Sequence[float] | None = None,
     bin_shape: Sequence[float] | None = None,
+    categories: Mapping[str, Sequence[str]] | None = None,
+    publish: bool = True,
 ) -> str:
-    """Write a new point_cloud store; refuses an existing non-empty target."""
+    """Write a new point_cloud store; refuses an existing non-empty target.
+
+    A column named in ``categories`` holds integer codes into that table
+    (-1: missing) and is stored as text, dictionary-encoded, without the
+    text itself ever being held per row (an importer keeps codes only).
+    ``publish=False`` writes into ``path`` as it is, for a caller that
+    holds an ``atomic_store`` temporary and publishes it itself.
+    """
     from zarr_vectors import building as b
 
     positions = np.asarray(positions)
     if positions.ndim != 2 or positions.shape[1] < 2 or len(positions) == 0:
         raise StoreError(f"Cannot write '{path}': points must be a non-empty (N, D>=2) array, got {positions.shape}.")
     _check_finite(path, [positions], ("point", "points"))
-    return _write_store(
-        path,
-        positions,
-        chunk_shape,
-        bin_shape,
-        lambda target, **layout: b.write_points(
+    categories = dict(categories or {})
+    columns = dict(attributes or {})
+    encoded: dict[str, dict[str, Any]] = {}
+    for name, table in categories.items():
+        if name not in columns:
+            raise StoreError(f"Cannot write '{path}': categories name '{name}', which is not an attribute.")
+        columns[name], encoded[name] = encode_text(np.asarray(columns[name]), list(table))
+
+    def write(target: str, **layout: Any) -> None:
+        b.write_points(
             target,
             positions,
             **layout,
-            vertex_attributes=dict(attributes) if attributes else None,
+            vertex_attributes=columns or None,
             dtype=_store_dtype([positions]),
-        ),
-    )
+        )
+        if encoded:  # the codes went in as integers; their table makes them text, as upstream records it
+            group, _ = _level(target, 0, "r+")
+            for name, meta in encoded.items():
+                array = f"{b.VERTEX_ATTRIBUTES}/{name}"
+                group.write_array_meta(array, {**group.read_array_meta(array), **meta})
+
+    if not publish:
+        chunk, bins = _layout(positions, chunk_shape, bin_shape)
+        write(str(path), chunk_shape=chunk, bin_shape=bins)
+        forget(path)
+        return str(Path(path).absolute())
+    return _write_store(path, positions, chunk_shape, bin_shape, write)
 
 
 def write_polyline_store(
