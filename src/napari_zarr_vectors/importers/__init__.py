@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import pyramid, store
+from .preview import ATTRIBUTE, IGNORED, POSITION, TablePreview, preview_table, table_columns
 from .tables import (
     EXTRA,
     GENERIC,
@@ -171,10 +172,13 @@ def import_file(
 
 
 __all__ = [
+    "ATTRIBUTE",
     "EXTRA",
     "GENERIC",
     "GIVEN",
+    "IGNORED",
     "MAX_TEXT_CATEGORIES",
+    "POSITION",
     "PRESETS",
     "PYARROW_MISSING",
     "TABLE_SUFFIXES",
@@ -186,8 +190,11 @@ __all__ = [
     "RowsDropped",
     "Table",
     "TablePlan",
+    "TablePreview",
     "import_file",
     "plan_columns",
+    "preview_table",
+    "table_columns",
     "read_table",
     "table_format",
 ]
