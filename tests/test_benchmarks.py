@@ -29,6 +29,7 @@ RATIOS: dict[str, list[str]] = {
     "density": [r"^\S.* plugin 3D .* [\d.]+ +[\d.]+$", r"^\S.* plugin 2D .* [\d.]+ +[\d.]+$"],
     "crash_safety": [r"^  ratio journaled / plain: [\d.]+x"],
     "drill": [r"^  ratio baseline / drill +[\d.]+x"],
+    "import": [r"^  ratio plugin / upstream: [\d.]+x the rows per second"],
     "flat_store": [r"^  ratio baseline / plugin: first draw [\d.]+x faster, peak memory [\d.]+x less"],
     "lod": [
         r"^    ratio: [\d.]+x faster \(target >= 10x\)",
