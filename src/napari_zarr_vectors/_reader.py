@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import layers, store
@@ -38,6 +39,99 @@ def get_reader(path: PathLike | list[PathLike]) -> Callable[[Any], list] | None:
         return None
     prefer_this_reader_for_stores()
     return read_stores
+
+
+#: Files napari's own readers do not take, opened by importing them once into the cache (docs/importing.md).
+#: Not .csv/.tsv (napari reads CSV) nor .obj (napari reads OBJ): those go through `napari-zarr-vectors import`.
+#: napari.yaml's second reader lists the same patterns.
+FILE_SUFFIXES = (".trk", ".tck", ".trx", ".swc", ".ply", ".stl", ".las", ".laz", ".parquet", ".pq")
+
+
+def _opens_file(path: PathLike) -> bool:
+    """Ours when it is a local file of a type in FILE_SUFFIXES that ``import_file`` reads (a Parquet point table)."""
+    from .importers import cache
+
+    p = os.fspath(path)
+    if not isinstance(p, str) or "://" in p or not p.lower().endswith(FILE_SUFFIXES) or not os.path.isfile(p):
+        return False
+    fmt = cache.importable_format(p)
+    if fmt is None:
+        return False
+    return fmt != "parquet" or cache.is_point_table(p)
+
+
+def get_file_reader(path: PathLike | list[PathLike]) -> Callable[[Any], list] | None:
+    """Return a reader for tractograms, skeletons, meshes, point clouds and Parquet point tables, or None.
+
+    None (so napari moves on) for a type the importer does not read and
+    for a Parquet file without position columns. No reader preference is
+    set: napari picks this reader with no question when no other plugin
+    claims the type, and asks (once, remembered) when one does.
+    """
+    paths = path if isinstance(path, list) else [path]
+    if not paths or not all(_opens_file(p) for p in paths):
+        return None
+    return read_files
+
+
+def read_files(path: PathLike | list[PathLike]) -> list:
+    """Import each file into the cache (unless it is there, unchanged) and read the stores as ``read_stores`` does.
+
+    Progress shows in napari's activity dock; a file that cannot be
+    imported becomes one error notification (and no cache entry) instead
+    of a traceback.
+    """
+    from .importers import cache
+
+    paths = path if isinstance(path, list) else [path]
+    stores: list[str] = []
+    for p in paths:
+        try:
+            with _import_progress(p) as callbacks:
+                made, imported = cache.cached_import(p, **callbacks)
+        except store.StoreError as exc:
+            _notify_error(str(exc))
+            continue
+        if imported:
+            _notify_info(
+                f"Imported '{os.path.basename(p)}' into '{made}'; opening it again while it is unchanged is instant."
+            )
+        stores.append(str(made))
+    return read_stores(stores) if stores else [(None,)]
+
+
+@contextlib.contextmanager
+def _import_progress(path: PathLike) -> Iterator[dict[str, Any]]:
+    """napari progress for one import: rows read, then the pyramid's steps, and a line when it waits for another."""
+    from napari.utils import progress
+
+    name = os.path.basename(os.fspath(path))
+    bar = progress(total=0, desc=f"Importing {name}")
+    done = {"n": 0}
+
+    def _to(n: int, total: int | None) -> None:
+        if total is not None and bar.total != total:
+            bar.total = total
+        bar.update(max(0, n - done["n"]))
+        done["n"] = max(done["n"], n)
+
+    def read_progress(rows: int, total: int | None) -> None:
+        _to(rows, total)
+
+    def build_progress(p: Any) -> None:
+        if done.get("phase") != "build":
+            done.update(phase="build", n=0)
+            bar.n = 0
+            bar.set_description(f"Building a pyramid for {name}")
+        _to(p.step, p.total)
+
+    def waiting() -> None:
+        bar.set_description(f"Waiting for another napari importing {name}")
+
+    try:
+        yield {"read_progress": read_progress, "progress": build_progress, "waiting": waiting}
+    finally:
+        bar.close()
 
 
 def prefer_this_reader_for_stores() -> None:
@@ -147,6 +241,12 @@ def _notify_warning(message: str) -> None:
     from napari.utils.notifications import show_warning
 
     show_warning(message)
+
+
+def _notify_info(message: str) -> None:
+    from napari.utils.notifications import show_info
+
+    show_info(message)
 
 
 def _notify_error(message: str) -> None:
