@@ -146,12 +146,37 @@ def trees(source: object, nodes: dict[str, np.ndarray]) -> tuple[np.ndarray, np.
     return parent_row, tree_of_root[up]
 
 
+def depth_first(parent_row: np.ndarray, tree: np.ndarray) -> np.ndarray:
+    """The nodes tree after tree, each tree in depth-first order from its root (children in file order).
+
+    zarr-vectors stores a skeleton's parents implicitly (a node's parent
+    is the one before it, unless recorded): it orders one tree depth-first
+    itself, but takes further trees as given, so each must come so
+    ordered, or a node reads back joined to its predecessor.
+    """
+    n = len(parent_row)
+    child = np.flatnonzero(parent_row >= 0)
+    by_parent = child[np.argsort(parent_row[child], kind="stable")]
+    starts = np.searchsorted(parent_row[by_parent], np.arange(n + 1))
+    roots = np.flatnonzero(parent_row < 0)
+    roots = roots[np.argsort(tree[roots], kind="stable")]
+    order = np.empty(n, np.int64)
+    at = 0
+    for root in roots.tolist():
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            order[at] = node
+            at += 1
+            stack.extend(reversed(by_parent[starts[node] : starts[node + 1]].tolist()))
+    return order
+
+
 def load(source: str | os.PathLike[str], fmt: str = "swc") -> Loaded:
     """Read an SWC file into level 0 of a skeleton store (written by ``Loaded.write``), one object per tree."""
     nodes = parse(source)
     parent_row, tree = trees(source, nodes)
-    # the trees one after another (each in file order), so every object's nodes are contiguous
-    order = np.argsort(tree, kind="stable")
+    order = depth_first(parent_row, tree)
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     child = np.flatnonzero(parent_row >= 0)
