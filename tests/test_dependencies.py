@@ -13,8 +13,9 @@ from pathlib import Path
 ROOT = Path(__file__).parent.parent
 SRC = ROOT / "src" / "napari_zarr_vectors"
 #: Imported only inside a try/except ImportError, for an extra the user may install (remote.py: AWS profiles;
-#: importers/tables.py: the [import] extra, which [all] and [testing] include).
-OPTIONAL = {"boto3", "pyarrow"}
+#: importers/: the [import] extra, which [all] and [testing] include: pyarrow, nibabel, trx-python; laspy and
+#: trimesh are imported by name through importers.geometry.needs).
+OPTIONAL = {"boto3", "pyarrow", "nibabel", "trx"}
 
 
 def _declared() -> set[str]:

@@ -238,7 +238,7 @@ def _show_warning(message: Warning | str, category: type[Warning], *args: object
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    """Import a point table as a new store with a default pyramid; print what became what, then the levels."""
+    """Import a file as a new store with a default pyramid; print what became what, then the levels."""
     from . import importers
 
     if args.suggest is not None and not args.suggest > 1:
@@ -251,6 +251,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("always", importers.RowsDropped)
         warnings.simplefilter("always", importers.ColumnsSkipped)
+        warnings.simplefilter("always", importers.DataNotKept)
         warnings.showwarning = _show_warning  # catch_warnings puts the old one back
         try:
             summary = importers.import_file(
@@ -277,6 +278,14 @@ def cmd_import(args: argparse.Namespace) -> int:
             shown.close_line()
     text = set(summary.text_attributes)
     kept = ", ".join(f"{a} (text)" if a in text else a for a in summary.attributes) or "none"
+    if summary.kind != "point_cloud" or summary.format in ("las", "laz"):
+        per_object = f"; object attributes {', '.join(summary.object_attributes)}" if summary.object_attributes else ""
+        objects = f" in {summary.objects:,} objects" if summary.objects else ""
+        print(
+            f"imported {summary.rows_read:,} vertices{objects} from {args.source} ({summary.preset}, as a "
+            f"{summary.kind} store); vertex attributes {kept}{per_object}"
+        )
+        return cmd_info(argparse.Namespace(store=summary.path))
     print(
         f"imported {summary.rows_written:,} points from {args.source} ({summary.format}, {summary.preset}); "
         f"positions {', '.join(summary.position)}; attributes {kept}"
@@ -531,14 +540,20 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("store", help="a .zv / .zarrvectors store: a path, or an http(s)://, s3://, gs:// URL")
     imp = sub.add_parser(
         "import",
-        help="import a point table (CSV, TSV, Parquet) as a new store, with a pyramid",
-        description="Read a point table in batches, write it as level 0 of a new store and build a default "
-        "pyramid, all or nothing. Vendor tables (10x Xenium transcripts.parquet, Vizgen MERSCOPE "
-        "detected_transcripts.csv, NanoString CosMx *_tx_file.csv) and columns named x, y, z are found by "
-        "themselves. Example: napari-zarr-vectors import transcripts.parquet transcripts.zv",
+        help="import a file (point table, tractogram, SWC, mesh, LAS/LAZ) as a new store, with a pyramid",
+        description="Read a file, write it as level 0 of a new store and build a default "
+        "pyramid, all or nothing: point tables (CSV, TSV, Parquet), tractograms (TRK, TCK, TRX), SWC skeletons, "
+        "meshes (PLY, OBJ, STL) and LAS/LAZ point clouds. Vendor tables (10x Xenium transcripts.parquet, "
+        "Vizgen MERSCOPE detected_transcripts.csv, NanoString CosMx *_tx_file.csv) and columns named x, y, z are "
+        "found by themselves. Example: napari-zarr-vectors import transcripts.parquet transcripts.zv",
     )
     imp.set_defaults(func=cmd_import)
-    imp.add_argument("source", metavar="SOURCE", help="a .csv, .tsv (or .csv.gz, .tsv.gz), .parquet or .pq file")
+    imp.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="a .csv, .tsv (or .csv.gz, .tsv.gz), .parquet, .pq, .trk, .tck, .trx, .swc, .ply, .obj, .stl, .las or "
+        ".laz file",
+    )
     imp.add_argument("store", metavar="STORE", help="the new store: a folder that does not exist yet, or is empty")
     imp.add_argument("--x", metavar="COLUMN", help="the x position column (default: found from the columns)")
     imp.add_argument("--y", metavar="COLUMN", help="the y position column")

@@ -1,7 +1,9 @@
-"""Files labs have, imported as new stores: point tables (CSV, TSV, Parquet) for now.
+"""Files labs have, imported as new stores: point tables, tractograms, SWC skeletons, meshes, LAS/LAZ point clouds.
 
-``import_file`` reads the file (``tables``: pyarrow, in record batches),
-writes level 0 and builds a default pyramid in one all-or-nothing write:
+``import_file`` reads the file with the field's own library (``tables``:
+pyarrow, in record batches; ``tractograms``: nibabel, trx-python;
+``swc``; ``meshes``: trimesh; ``lidar``: laspy), writes level 0 and
+builds a default pyramid in one all-or-nothing write:
 the store appears under its name only when everything succeeded, and a
 failure of any step (a bad file, a failed build, Ctrl+C) leaves nothing.
 No Qt here; the command line (``napari-zarr-vectors import``) calls it.
@@ -18,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from .. import pyramid, store
+from . import lidar, meshes, swc, tractograms
+from .geometry import DataNotKept, Loaded
 from .preview import ATTRIBUTE, IGNORED, POSITION, TablePreview, preview_table, table_columns
 from .tables import (
     EXTRA,
@@ -39,10 +43,62 @@ from .tables import (
     table_format,
 )
 
+#: Every file ending ``import_file`` reads, and the format it is read as.
+SUPPORTED: dict[str, str] = {
+    **TABLE_SUFFIXES,
+    **tractograms.TRACTOGRAM_SUFFIXES,
+    **swc.SWC_SUFFIXES,
+    **meshes.MESH_SUFFIXES,
+    **lidar.LIDAR_SUFFIXES,
+}
+#: Each format, said in words, with the kind of store it becomes.
+DESCRIPTIONS: dict[str, tuple[str, str]] = {
+    "csv": ("CSV point table", "point_cloud"),
+    "tsv": ("TSV point table", "point_cloud"),
+    "parquet": ("Parquet point table", "point_cloud"),
+    "trk": ("TrackVis TRK tractogram", "streamline"),
+    "tck": ("MRtrix TCK tractogram", "streamline"),
+    "trx": ("TRX tractogram", "streamline"),
+    "swc": ("SWC skeleton", "skeleton"),
+    "ply": ("PLY mesh", "mesh"),
+    "obj": ("OBJ mesh", "mesh"),
+    "stl": ("STL mesh", "mesh"),
+    "las": ("LAS point cloud", "point_cloud"),
+    "laz": ("LAZ point cloud", "point_cloud"),
+}
+_READERS: dict[str, Callable[[str | os.PathLike[str], str], Loaded]] = {
+    **{fmt: tractograms.load for fmt in tractograms.TRACTOGRAM_SUFFIXES.values()},
+    **{fmt: swc.load for fmt in swc.SWC_SUFFIXES.values()},
+    **{fmt: meshes.load for fmt in meshes.MESH_SUFFIXES.values()},
+    **{fmt: lidar.load for fmt in lidar.LIDAR_SUFFIXES.values()},
+}
+
+
+def format_of(path: str | os.PathLike[str]) -> str:
+    """The format ``import_file`` reads ``path`` as (a ``SUPPORTED`` value: ``trk``, ``swc``, ``parquet``, ...).
+
+    From the file's ending alone (case ignored; ``.csv.gz`` is ``csv``).
+    Raises ImportFailed listing every supported ending otherwise.
+    """
+    name = Path(path).name.lower()
+    for suffix, fmt in sorted(SUPPORTED.items(), key=lambda kv: -len(kv[0])):
+        if name.endswith(suffix):
+            return fmt
+    raise ImportFailed(
+        f"Cannot import '{path}': its type ('{Path(path).suffix or 'no extension'}') is not one this plugin "
+        f"imports. Supported: {', '.join(SUPPORTED)}. Nothing was written."
+    )
+
 
 @dataclass(frozen=True)
 class ImportSummary:
-    """What an import made: the store, what the file was, which columns became what, and the levels built."""
+    """What an import made: the store, what the file was, which columns became what, and the levels built.
+
+    For a file that is not a table, ``position`` is the store's axes,
+    ``attributes`` its vertex attributes and ``rows_read`` its vertices;
+    ``objects`` and ``object_attributes`` say what it has per object
+    (streamline, tree).
+    """
 
     path: str
     format: str
@@ -53,6 +109,9 @@ class ImportSummary:
     rows_read: int
     rows_dropped: int
     levels: tuple[int, ...]
+    kind: str = "point_cloud"
+    objects: int = 0
+    object_attributes: tuple[str, ...] = ()
 
     @property
     def rows_written(self) -> int:
@@ -90,19 +149,22 @@ def import_file(
     cancel: pyramid.CancelFn | None = None,
     **keywords: Any,
 ) -> ImportSummary:
-    """Import a point table (CSV, TSV or Parquet) as a new store, with a pyramid; all or nothing.
+    """Import a file as a new store, with a pyramid; all or nothing.
 
     Parameters
     ----------
     source : str or os.PathLike
-        A ``.csv``, ``.tsv`` (optionally ``.gz``), ``.parquet`` or ``.pq`` file.
+        A point table (``.csv``, ``.tsv``, optionally ``.gz``, ``.parquet``,
+        ``.pq``), a tractogram (``.trk``, ``.tck``, ``.trx``), an SWC
+        skeleton (``.swc``), a mesh (``.ply``, ``.obj``, ``.stl``) or a
+        LAS/LAZ point cloud (``.las``, ``.laz``); see ``SUPPORTED``.
     store_path : str or os.PathLike
         The new store (a folder that does not exist yet, or is empty).
     x, y, z : str, optional
-        The position columns. Not given: a vendor preset's (10x Xenium,
+        The position columns (point tables only). Not given: a vendor preset's (10x Xenium,
         Vizgen MERSCOPE, NanoString CosMx) or columns named x, y (and z).
     attributes : sequence of str, optional
-        The columns kept as vertex attributes. Not given: every other
+        (Point tables only.) The columns kept as vertex attributes. Not given: every other
         column (a preset leaves out per-row ids). Text stays text.
     build : bool, optional
         Build a pyramid after level 0 (default True).
@@ -129,7 +191,8 @@ def import_file(
     ------
     ImportFailed
         A ``StoreError``: the file is missing, empty, truncated, of an
-        unknown type, or its columns cannot be used; pyarrow is missing.
+        unknown type, or its columns cannot be used; the library that
+        reads it is missing (the message names the extra to install).
     StoreError
         The target exists and is not empty, or writing failed. Nothing was written.
     ImportCancelled, BuildCancelled
@@ -138,8 +201,20 @@ def import_file(
     options = pyramid.BuildOptions.of(options, **keywords)
     store.refuse_remote(store_path, "import into a store")
     target = Path(store_path).absolute()
-    table_format(source)  # an unknown type is refused before anything else
+    fmt = format_of(source)  # an unknown type is refused before anything else
+    if fmt in _READERS:
+        given = [f"--{k}" for k, v in (("x", x), ("y", y), ("z", z), ("attributes", attributes)) if v is not None]
+        if given:
+            raise ImportFailed(
+                f"Cannot import '{source}': {', '.join(given)} name columns of a point table; a "
+                f"{DESCRIPTIONS[fmt][0]} has none. Leave them out. Nothing was written."
+            )
     store.check_new_target(target, "import into")  # before the file is read, which may take minutes
+    if fmt in _READERS:
+        loaded = _READERS[fmt](source, fmt)
+        return _import_loaded(
+            loaded, target, build, factors, coarsen, _with_labels(options, loaded.labels), progress, cancel
+        )
     table = read_table(source, x=x, y=y, z=z, attributes=attributes, progress=read_progress, cancel=cancel)
     options = _with_labels(options, table.plan.labels)
     with store.atomic_store(target) as tmp:
@@ -171,8 +246,52 @@ def import_file(
     )
 
 
+def _import_loaded(
+    loaded: Loaded,
+    target: Path,
+    build: bool,
+    factors: Any,
+    coarsen: float,
+    options: pyramid.BuildOptions,
+    progress: pyramid.ProgressFn | None,
+    cancel: pyramid.CancelFn | None,
+) -> ImportSummary:
+    """Write what a format reader read as level 0 of ``target``, then the pyramid; all or nothing."""
+    with store.atomic_store(target) as tmp:
+        try:
+            loaded.write(tmp)
+            levels_wanted = factors if factors is not None else (pyramid.suggest_factors(tmp, coarsen) if build else [])
+            if build and levels_wanted:
+                pyramid.build_pyramid(tmp, levels_wanted, options, progress=progress, cancel=cancel)
+            levels = tuple(pyramid.list_resolution_levels(tmp))
+            axes = store.open_info(tmp).axis_names
+        except BaseException as exc:
+            raise _named_as(exc, tmp, target) from None
+        finally:
+            store.forget(tmp)
+    return ImportSummary(
+        path=str(target),
+        format=loaded.format,
+        preset=DESCRIPTIONS[loaded.format][0],
+        position=tuple(axes),
+        attributes=loaded.vertex_attributes,
+        text_attributes=(),
+        rows_read=loaded.vertices,
+        rows_dropped=0,
+        levels=levels,
+        kind=loaded.kind,
+        objects=loaded.objects,
+        object_attributes=loaded.object_attributes,
+    )
+
+
 __all__ = [
     "ATTRIBUTE",
+    "DESCRIPTIONS",
+    "SUPPORTED",
+    "DataNotKept",
+    "Loaded",
+    "format_of",
     "EXTRA",
     "GENERIC",
     "GIVEN",

@@ -125,6 +125,7 @@ from .write import (
     register_level_arrays,
     remove_stale_temps,
     temp_sibling,
+    write_graph_store,
     write_mesh_store,
     write_point_cloud,
     write_polyline_store,
@@ -139,6 +140,7 @@ write_session = reports_full_disk_session(write_session, outcome=_UNDONE)
 atomic_store = reports_full_disk_session(atomic_store, outcome=_NOT_WRITTEN)
 write_point_cloud = reports_full_disk("path", outcome=_NOT_WRITTEN, needed=data_nbytes)(write_point_cloud)
 write_polyline_store = reports_full_disk("path", outcome=_NOT_WRITTEN, needed=data_nbytes)(write_polyline_store)
+write_graph_store = reports_full_disk("path", outcome=_NOT_WRITTEN, needed=data_nbytes)(write_graph_store)
 write_mesh_store = reports_full_disk("path", outcome=_NOT_WRITTEN, needed=data_nbytes)(write_mesh_store)
 repair = reports_full_disk("path", outcome=_UNDONE)(repair)
 recover = reports_full_disk("path", outcome="The interrupted change is still recorded; recovery runs again next time.")(
@@ -263,6 +265,7 @@ __all__ = [
     "validate",
     "vertex_attribute_names",
     "vertex_owners",
+    "write_graph_store",
     "write_mesh_store",
     "write_new_level",
     "write_parent_links",

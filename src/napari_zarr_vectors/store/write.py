@@ -267,12 +267,19 @@ def _write_store(
     chunk_shape: Sequence[float] | None,
     bin_shape: Sequence[float] | None,
     write: Callable[..., Any],
+    publish: bool = True,
 ) -> str:
     """A new store at ``path``, all or nothing: ``write(folder, chunk_shape=, bin_shape=)`` into a temporary sibling.
 
     The chunk and bin shapes not given are chosen from ``positions``.
+    ``publish=False`` writes into ``path`` as it is, for a caller that
+    holds an ``atomic_store`` temporary and publishes it itself.
     """
     chunk, bins = _layout(positions, chunk_shape, bin_shape)
+    if not publish:
+        write(str(path), chunk_shape=chunk, bin_shape=bins)
+        forget(path)
+        return str(Path(path).absolute())
     with atomic_store(path) as tmp:
         write(str(tmp), chunk_shape=chunk, bin_shape=bins)
     return str(Path(path).absolute())
@@ -324,12 +331,21 @@ def write_point_cloud(
                 array = f"{b.VERTEX_ATTRIBUTES}/{name}"
                 group.write_array_meta(array, {**group.read_array_meta(array), **meta})
 
-    if not publish:
-        chunk, bins = _layout(positions, chunk_shape, bin_shape)
-        write(str(path), chunk_shape=chunk, bin_shape=bins)
-        forget(path)
-        return str(Path(path).absolute())
-    return _write_store(path, positions, chunk_shape, bin_shape, write)
+    return _write_store(path, positions, chunk_shape, bin_shape, write, publish)
+
+
+def _per_vertex(path: str | os.PathLike[str], columns: Mapping[str, np.ndarray] | None, n: int) -> dict[str, Any]:
+    """``columns`` checked to hold one row per vertex (``n``); a StoreError naming the first that does not."""
+    out = {}
+    for name, values in (columns or {}).items():
+        values = np.asarray(values)
+        if values.ndim == 0 or len(values) != n:
+            raise StoreError(
+                f"Cannot write '{path}': vertex attribute '{name}' has {values.shape[0] if values.ndim else 0:,} "
+                f"rows for {n:,} vertices."
+            )
+        out[name] = values
+    return out
 
 
 def write_polyline_store(
@@ -337,17 +353,28 @@ def write_polyline_store(
     polylines: Sequence[np.ndarray],
     *,
     object_attributes: Mapping[str, np.ndarray] | None = None,
+    vertex_attributes: Mapping[str, np.ndarray] | None = None,
     geometry_type: str = "polyline",
     chunk_shape: Sequence[float] | None = None,
     bin_shape: Sequence[float] | None = None,
+    publish: bool = True,
 ) -> str:
-    """Write a new polyline/streamline store, one object per polyline."""
+    """Write a new polyline/streamline store, one object per polyline.
+
+    ``vertex_attributes`` hold one row per vertex of the polylines in
+    order (their concatenation), ``object_attributes`` one row per
+    polyline. ``publish=False``: as ``write_point_cloud``.
+    """
     from zarr_vectors import building as b
 
     polylines = [np.asarray(p) for p in polylines]
     if not polylines:
         raise StoreError(f"Cannot write '{path}': there are no paths to write.")
     _check_finite(path, polylines, ("vertex", "vertices"), "path")
+    lengths = np.array([len(p) for p in polylines], dtype=np.int64)
+    columns = _per_vertex(path, vertex_attributes, int(lengths.sum()))
+    cuts = np.cumsum(lengths)[:-1]
+    per_line = {name: list(np.split(values, cuts)) for name, values in columns.items()}
     return _write_store(
         path,
         np.concatenate(polylines),
@@ -357,10 +384,59 @@ def write_polyline_store(
             target,
             polylines,
             **layout,
+            vertex_attributes=per_line or None,
             object_attributes=dict(object_attributes) if object_attributes else None,
             geometry_type=geometry_type,
             dtype=_store_dtype(polylines),
         ),
+        publish,
+    )
+
+
+def write_graph_store(
+    path: str | os.PathLike[str],
+    positions: np.ndarray,
+    edges: np.ndarray,
+    *,
+    kind: str = "graph",
+    object_ids: np.ndarray | None = None,
+    vertex_attributes: Mapping[str, np.ndarray] | None = None,
+    chunk_shape: Sequence[float] | None = None,
+    bin_shape: Sequence[float] | None = None,
+    publish: bool = True,
+) -> str:
+    """Write a new graph or skeleton store; ``edges`` are (child, parent) rows of vertex indices.
+
+    A skeleton holds one rooted tree per object: give a forest one
+    ``object_ids`` value per tree (zarr-vectors refuses two roots in one
+    object). ``publish=False``: as ``write_point_cloud``.
+    """
+    from zarr_vectors import building as b
+
+    positions = np.asarray(positions)
+    edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+    if positions.ndim != 2 or positions.shape[1] < 2 or len(positions) == 0:
+        raise StoreError(f"Cannot write '{path}': nodes must be a non-empty (N, D>=2) array, got {positions.shape}.")
+    if len(edges) and (edges.min() < 0 or edges.max() >= len(positions)):
+        raise StoreError(f"Cannot write '{path}': an edge names a node that is not among the {len(positions):,}.")
+    _check_finite(path, [positions], ("node", "nodes"))
+    columns = _per_vertex(path, vertex_attributes, len(positions))
+    return _write_store(
+        path,
+        positions,
+        chunk_shape,
+        bin_shape,
+        lambda target, **layout: b.write_graph(
+            target,
+            positions,
+            edges,
+            **layout,
+            kind=kind,
+            object_ids=None if object_ids is None else np.asarray(object_ids, dtype=np.int64),
+            vertex_attributes=columns or None,
+            dtype=_store_dtype([positions]),
+        ),
+        publish,
     )
 
 
@@ -372,8 +448,9 @@ def write_mesh_store(
     vertex_attributes: Mapping[str, np.ndarray] | None = None,
     chunk_shape: Sequence[float] | None = None,
     bin_shape: Sequence[float] | None = None,
+    publish: bool = True,
 ) -> str:
-    """Write a new mesh store."""
+    """Write a new mesh store. ``publish=False``: as ``write_point_cloud``."""
     from zarr_vectors import building as b
 
     vertices = np.asarray(vertices)
@@ -394,6 +471,7 @@ def write_mesh_store(
             vertex_attributes=dict(vertex_attributes) if vertex_attributes else None,
             dtype=_store_dtype([vertices]),
         ),
+        publish,
     )
 
 
