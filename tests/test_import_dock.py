@@ -160,3 +160,22 @@ def test_bad_files_give_a_notification_and_no_store(make_napari_viewer, qtbot, t
     assert any(str(occupied) in s for s in seen), seen
     assert sorted(p.name for p in occupied.iterdir()) == ["keep.txt"]
     assert len(viewer.layers) == 0
+
+
+def test_a_skeleton_file_imports_through_the_dock(make_napari_viewer, qtbot, tmp_path):
+    """Not a table: no column roles, its kind said, and the import opens the store."""
+    source = tmp_path / "neuron.swc"
+    rows = ["# a two-tree forest", "1 1 0 0 0 1 -1"]
+    rows += [f"{i} 3 {i * 2.0} {i % 5} 0 0.5 {i - 1}" for i in range(2, 60)]
+    rows += ["100 1 50 50 5 1 -1"] + [f"{i} 2 50 {i - 50.0} 5 0.3 {i - 1}" for i in range(101, 140)]
+    source.write_text("\n".join(rows) + "\n")
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    _type_path(qtbot, widget.source, str(source))
+    assert "SWC skeleton" in widget.detected.value and "skeleton store" in widget.detected.value
+    assert widget.preview.value["data"] == [] and widget.import_button.enabled
+    qtbot.mouseClick(widget.import_button.native, Qt.LeftButton)
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=120_000)
+    assert "Imported 99 vertices in 2 objects" in widget.status.value, widget.status.value
+    assert store.validate(tmp_path / "neuron.zv", level=2) == []
+    assert any(isinstance(layer.metadata.get(METADATA_KEY), dict) for layer in viewer.layers)

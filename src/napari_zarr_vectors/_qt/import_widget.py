@@ -43,7 +43,7 @@ def default_target(source: str | Path) -> Path:
     """The store an import of ``source`` writes by default: beside it, named after it, ``.zv``."""
     source = Path(source)
     name = source.name
-    for suffix in sorted(importers.TABLE_SUFFIXES, key=len, reverse=True):
+    for suffix in sorted(importers.SUPPORTED, key=len, reverse=True):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
             break
@@ -53,12 +53,12 @@ def default_target(source: str | Path) -> Path:
 
 
 def _suffix_filter() -> str:
-    patterns = " ".join(f"*{s}" for s in importers.TABLE_SUFFIXES)
+    patterns = " ".join(f"*{s}" for s in importers.SUPPORTED)
     return f"Files this plugin imports ({patterns})"
 
 
 class ImportWidget(Container):
-    """Import a point table (CSV, TSV, Parquet) as a store with a pyramid, then open it."""
+    """Import a point table, tractogram, SWC skeleton, mesh or LAS/LAZ file as a store with a pyramid; open it."""
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(labels=False)
@@ -66,10 +66,11 @@ class ImportWidget(Container):
         self._cancel = threading.Event()
         self._worker: Any = None
         self._preview: importers.TablePreview | None = None
+        self._ready = False  # a file was chosen that can be imported as it is set up
         self._columns: tuple[str, ...] = ()
 
         self.source = FileEdit(mode="r", label="file", filter=_suffix_filter())
-        self.source.line_edit.native.setPlaceholderText("a CSV, TSV or Parquet point table")
+        self.source.line_edit.native.setPlaceholderText("a point table, tractogram, SWC, mesh or LAS file")
         self.source.line_edit.native.editingFinished.connect(self.refresh)
         self.source.choose_btn.changed.connect(self.refresh)
         self.source.choose_btn.text = "…"
@@ -134,8 +135,17 @@ class ImportWidget(Container):
         """Read the chosen file's schema and first rows; show the roles and what the import will do."""
         path = self.source_path
         self._preview = None
+        self._ready = False
         if not path:
             self._show_preview(None, "Choose a file to see what it holds.")
+            return
+        try:
+            fmt = importers.format_of(path)
+        except store.StoreError as exc:
+            self._show_preview(None, str(exc))
+            return
+        if fmt not in importers.TABLE_SUFFIXES.values():  # not a table: no columns to give roles to
+            self._show_other(path, fmt)
             return
         try:
             preview = importers.preview_table(path, **self._roles())
@@ -149,11 +159,35 @@ class ImportWidget(Container):
             self._show_preview(None, str(exc) + (" Choose x and y below." if columns else ""))
             return
         self._preview = preview
+        self._ready = True
         if preview.plan.columns != self._columns:
             self._set_column_choices(preview.plan.columns)
         if not self.target.line_edit.value or str(self.target.value) in ("", "."):
             self.target.value = default_target(path)
         self._show_preview(preview, preview.describe())
+
+    def _show_other(self, path: str, fmt: str) -> None:
+        """A tractogram, skeleton, mesh or LAS file: what it is read as and becomes; its reader checks the rest."""
+        what, kind = importers.DESCRIPTIONS[fmt]
+        if not Path(path).is_file():
+            self._show_preview(None, f"Cannot import '{path}': it does not exist.")
+            return
+        self._ready = True
+        self._set_column_choices(())
+        if not self.target.line_edit.value or str(self.target.value) in ("", "."):
+            self.target.value = default_target(path)
+        self.detected.value = (
+            f"{what}: becomes a {kind.replace('_', ' ')} store, with its own attributes kept "
+            "(see Bring your own data). It is checked as it is read."
+        )
+        self.preview.value = {"data": [], "index": [], "columns": PREVIEW_COLUMNS}
+        self.plan.value = (
+            "Chunk and bin shapes are chosen from the data's extent and density; the pyramid's levels are "
+            "suggested once level 0 is written."
+            if self.build.value
+            else "No pyramid is built."
+        )
+        self._update_buttons()
 
     def _set_column_choices(self, columns: tuple[str, ...]) -> None:
         self._columns = columns
@@ -190,7 +224,7 @@ class ImportWidget(Container):
 
     def _update_buttons(self) -> None:
         running = self._worker is not None
-        self.import_button.enabled = self._preview is not None and not running
+        self.import_button.enabled = self._ready and not running
         self.cancel_button.enabled = running
         for w in (self.source, self.x, self.y, self.z, self.target, self.build):
             w.enabled = not running
@@ -199,9 +233,9 @@ class ImportWidget(Container):
         """Import on a worker; the store appears only when everything succeeded."""
         if self._worker is not None:
             return
-        if self._preview is None:
+        if not self._ready:
             self.refresh()
-            if self._preview is None:
+            if not self._ready:
                 show_error(self.detected.value)
                 return
         target = str(self.target.value or "").strip()
@@ -240,7 +274,8 @@ class ImportWidget(Container):
         self.progress.value = 100
         levels = len(summary.levels)
         self.status.value = (
-            f"Imported {summary.rows_written:,} points into {Path(summary.path).name} "
+            f"Imported {summary.rows_written:,} {'points' if summary.objects == 0 else 'vertices'} "
+            f"{f'in {summary.objects:,} objects ' if summary.objects else ''}into {Path(summary.path).name} "
             f"({levels} level{'s' if levels != 1 else ''})."
         )
         for note in notes:
